@@ -1,0 +1,124 @@
+"""The journeys application: records touchpoints on customers, replays their history."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Sequence
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from journeys.customer import (
+    Customer,
+    Outcome,
+    RecordedTouchpoint,
+    TouchpointConflictError,
+    customer_uuid,
+    touchpoint_from_event,
+)
+from journeys.playbook import Playbook
+from journeys.stages import Derivation, derive
+from journeys.touchpoint import Touchpoint
+
+
+class CustomerNotFoundError(Exception):
+    def __init__(self, customer_key: str):
+        super().__init__(f"no touchpoint has been recorded for customer {customer_key!r}")
+        self.customer_key = customer_key
+
+
+class ConcurrencyError(Exception):
+    """Concurrent writers kept winning; the batch was not recorded (safe to retry)."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened to one touchpoint of a request."""
+
+    outcome: Outcome
+    touchpoint_id: str | None = None
+    customer_id: str | None = None
+    known_type: bool = True
+    error: str | None = None
+
+
+@dataclass
+class Recorded:
+    """The results of one write, and the notification position it reached."""
+
+    results: list[Result]
+    position: int | None = None
+    new_events: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Replay:
+    customer_id: str
+    touchpoints: list[RecordedTouchpoint]
+    derivation: Derivation
+
+
+class JourneysApp(Application[UUID]):
+    """Every touchpoint is an immutable event on a Customer aggregate."""
+
+    name = "journeys"
+    snapshotting_intervals = {Customer: 500}
+    max_attempts = 8
+
+    def __init__(self, playbook: Playbook, env: dict[str, str] | None = None):
+        super().__init__(env)
+        self.playbook = playbook
+
+    def record(self, touchpoints: Sequence[Touchpoint]) -> Recorded:
+        """Record touchpoints in one transaction; retried when a concurrent writer wins."""
+        for attempt in range(self.max_attempts):
+            customers: dict[UUID, Customer] = {}
+            results = [self._apply(customers, tp) for tp in touchpoints]
+            pending = [c for c in customers.values() if c.pending_events]
+            new_events = [e for c in pending for e in c.pending_events]
+            try:
+                recordings = self.save(*pending) if pending else []
+            except IntegrityError:
+                if attempt + 1 == self.max_attempts:
+                    raise ConcurrencyError(
+                        f"gave up after {self.max_attempts} attempts against concurrent writers"
+                    ) from None
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+                continue
+            position = max((r.notification.id for r in recordings), default=None)
+            return Recorded(results, position, new_events)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _apply(self, customers: dict[UUID, Customer], touchpoint: Touchpoint) -> Result:
+        key = touchpoint.customer_id
+        customer = customers.get(customer_uuid(key))
+        if customer is None:
+            customer = customers[customer_uuid(key)] = self._get_or_register(key)
+        known = self.playbook.knows(touchpoint.type)
+        try:
+            outcome = customer.record(touchpoint)
+        except TouchpointConflictError as error:
+            return Result(Outcome.conflict, touchpoint.touchpoint_id, key, known, str(error))
+        return Result(outcome, touchpoint.touchpoint_id, key, known)
+
+    def _get_or_register(self, customer_key: str) -> Customer:
+        try:
+            return self.repository.get(customer_uuid(customer_key))
+        except AggregateNotFoundError:
+            return Customer(customer_key)
+
+    def replay(self, customer_key: str, as_of: datetime | None = None) -> Replay:
+        """An auditor's view: the customer's stored events, folded by the playbook."""
+        touchpoints = [
+            touchpoint_from_event(e)
+            for e in self.events.get(customer_uuid(customer_key))
+            if isinstance(e, Customer.TouchpointRecorded)
+        ]
+        if not touchpoints:
+            raise CustomerNotFoundError(customer_key)
+        touchpoints.sort(key=lambda t: (t.occurred_at, t.touchpoint_id))
+        return Replay(customer_key, touchpoints, derive(touchpoints, self.playbook, as_of))

@@ -1,0 +1,158 @@
+"""The playbook: stage models, the evidence for each stage, and the message catalogue."""
+
+from __future__ import annotations
+
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+RESTART = "restart"
+
+
+class Journey(str, Enum):
+    buyer = "buyer"
+    seller = "seller"
+    awareness = "awareness"
+
+
+class StageModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: str
+    stages: list[str] = Field(min_length=1)
+    initial: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> StageModel:
+        if len(set(self.stages)) != len(self.stages):
+            raise ValueError("stages must be unique")
+        if RESTART in self.stages:
+            raise ValueError(f"{RESTART!r} is reserved and cannot be a stage")
+        if self.initial is not None and self.initial not in self.stages:
+            raise ValueError(f"initial stage {self.initial!r} is not one of {self.stages}")
+        return self
+
+    def index(self, stage: str | None) -> int:
+        """Position of a stage; -1 for 'not started'."""
+        return -1 if stage is None else self.stages.index(stage)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    title: str
+    summary: str
+
+
+class Playbook(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    journeys: dict[Journey, StageModel]
+    evidence: dict[str, dict[Journey, str]]
+    messages: dict[str, list[Message]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Playbook:
+        missing = [j.value for j in Journey if j not in self.journeys]
+        if missing:
+            raise ValueError(f"journeys: missing {missing}")
+        for touchpoint_type, stages in self.evidence.items():
+            for journey, stage in stages.items():
+                model = self.journeys[journey]
+                if stage != RESTART and stage not in model.stages:
+                    raise ValueError(
+                        f"evidence.{touchpoint_type}.{journey.value}: {stage!r} is not a "
+                        f"stage of the {journey.value} journey {model.stages} nor {RESTART!r}"
+                    )
+        awareness = self.journeys[Journey.awareness].stages
+        ids: set[str] = set()
+        for stage, messages in self.messages.items():
+            if stage not in awareness:
+                raise ValueError(f"messages.{stage}: not an awareness stage {awareness}")
+            for message in messages:
+                if message.id in ids:
+                    raise ValueError(f"messages.{stage}: message id {message.id!r} is used twice")
+                ids.add(message.id)
+        return self
+
+    def stage_for(self, touchpoint_type: str, journey: Journey) -> str | None:
+        """The stage (or 'restart') a touchpoint type is evidence of in a journey."""
+        return self.evidence.get(touchpoint_type, {}).get(journey)
+
+    def knows(self, touchpoint_type: str) -> bool:
+        return touchpoint_type in self.evidence
+
+    def next_message(self, awareness_stage: str | None, sent: set[str]) -> Message | None:
+        """The catalogue's first message for the stage that the customer was not sent."""
+        for message in self.messages.get(awareness_stage or "", []):
+            if message.id not in sent:
+                return message
+        return None
+
+
+class PlaybookError(Exception):
+    """A playbook file that cannot be used; says which file, where and what."""
+
+
+DEFAULT_PLAYBOOK = "default"
+
+
+def load_playbook(path: str | Path | None = None) -> Playbook:
+    """Load and validate a playbook file; a bundled name ('default', 'seven-steps') works too."""
+    source, text = _read(path or DEFAULT_PLAYBOOK)
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise PlaybookError(f"{source}: not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise PlaybookError(f"{source}: expected a mapping at the top level")
+    try:
+        return Playbook.model_validate(data)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            loc = [str(part) for part in item["loc"]]
+            message = item["msg"].removeprefix("Value error, ")
+            if not loc and ": " in message:  # a cross-check: its message starts with the key
+                path, message = message.split(": ", 1)
+                loc = path.split(".")
+            line = _line_of(node, loc)
+            where = f"line {line}, " if line else ""
+            key = ".".join(loc) or "(top level)"
+            problems.append(f"{source}: {where}key {key}: {message}")
+        raise PlaybookError("invalid playbook\n" + "\n".join(problems)) from None
+
+
+def _read(path: str | Path) -> tuple[str, str]:
+    bundled = resources.files("journeys") / "playbooks" / f"{path}.yaml"
+    if isinstance(path, str) and "/" not in path and bundled.is_file():
+        return str(bundled), bundled.read_text()
+    file = Path(path)
+    try:
+        return str(file), file.read_text()
+    except OSError as error:
+        raise PlaybookError(f"{file}: cannot read playbook: {error.strerror}") from error
+
+
+def _line_of(node: Any, loc: list[str]) -> int | None:
+    """1-based line of the deepest YAML node found along a validation error's path."""
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if str(k.value) == part), None)
+            if match is None:
+                break
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line

@@ -1,0 +1,70 @@
+"""Settings from the environment (prefix JOURNEYS_), and the eventsourcing env they imply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///var/journeys.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOURNEYS_", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="sqlite:///path/to/file.db (embedded) or postgresql://user:pass@host:port/db[?schema=name]",
+    )
+    playbook: str = Field("default", description="a bundled playbook name or a YAML file path")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    run_projections: bool = Field(
+        True, description="keep the projections current inside the API process"
+    )
+    projection_batch_size: int = Field(1000, ge=1, le=100_000)
+    projection_poll_interval: float = Field(0.05, gt=0, le=60)
+    aggregate_cache_size: int = Field(10_000, ge=0)
+    read_your_writes_timeout: float = Field(
+        5.0, ge=0, le=60, description="longest a read waits for ?min_position"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(
+                f"unsupported database URL scheme {scheme!r}: use sqlite:///path or postgresql://..."
+            )
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return urlsplit(self.database_url).scheme == "sqlite"
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The persistence settings eventsourcing reads, derived from the one URL."""
+        env = {"AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache_size)} if self.aggregate_cache_size else {}
+        url = urlsplit(self.database_url)
+        if self.is_sqlite:
+            path = unquote(url.path[1:] if url.path.startswith("/") else url.path)
+            if path and ":memory:" not in path and "mode=memory" not in path:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=path)
+            return env
+        query = parse_qs(url.query)
+        env.update(
+            PERSISTENCE_MODULE="eventsourcing.postgres",
+            POSTGRES_DBNAME=unquote(url.path.lstrip("/")) or "postgres",
+            POSTGRES_HOST=url.hostname or "127.0.0.1",
+            POSTGRES_PORT=str(url.port or 5432),
+            POSTGRES_USER=unquote(url.username or "postgres"),
+            POSTGRES_PASSWORD=unquote(url.password or ""),
+            POSTGRES_SCHEMA=query.get("schema", ["public"])[0],
+            POSTGRES_POOL_SIZE="5",
+            POSTGRES_MAX_OVERFLOW="10",
+        )
+        return env
