@@ -1,0 +1,367 @@
+"""The journey view: stages, stage history and touchpoints of every customer.
+
+One set of SQL serves SQLite and PostgreSQL; each dialect class only says how
+to name tables and mark parameters. The view is an eventsourcing
+TrackingRecorder, so every write stores the position it reached in the same
+transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator, Sequence
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+from psycopg.sql import SQL
+
+from journeys.playbook import Journey
+from journeys.stages import Position, Stages, Transition
+
+JOURNEYS = tuple(Journey)
+STAGE_COLUMNS = [f"{j.value}_{c}" for j in JOURNEYS for c in ("stage", "since", "cause_id", "cause_type")]
+CUSTOMER_COLUMNS = ["customer_id", *STAGE_COLUMNS, "first_seen", "last_occurred_at", "last_touchpoint_id", "touchpoint_count"]
+TOUCHPOINT_COLUMNS = [
+    "customer_id", "touchpoint_id", "type", "channel", "occurred_at", "recorded_at",
+    "source", "actor", "campaign", "deal_id", "properties",
+]
+TRANSITION_COLUMNS = [
+    "customer_id", "occurred_at", "touchpoint_id", "journey", "from_stage", "to_stage",
+    "skipped", "is_restart", "touchpoint_type",
+]
+CHUNK = 500
+
+
+def ts(value: datetime | None) -> str | None:
+    """Timestamps as fixed-width UTC text, so text order is time order in both dialects."""
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class CustomerChange:
+    """What one batch did to one customer: its new stages and its stage history."""
+
+    customer_id: str
+    stages: Stages
+    touchpoint_count: int
+    transitions: list[Transition]
+    replace_history: bool
+
+
+class JourneyViewSQL:
+    """Tables, writes and queries of the journey view, dialect-neutral."""
+
+    param = "?"
+    datastore: Any
+
+    def _table(self, name: str) -> str:
+        return f"jv_{name}"
+
+    def _ddl(self, statement: str) -> Any:
+        return statement
+
+    # Given by the dialect classes below (with eventsourcing's tracking recorders):
+    # _tracking_table() -> str, and _insert_tracking(cursor, tracking).
+    _tracking_table: Any
+    _insert_tracking: Any
+
+    def _view_ddl(self) -> list[Any]:
+        customers, touchpoints, transitions = (
+            self._table("customers"), self._table("touchpoints"), self._table("transitions")
+        )
+        stage_cols = ", ".join(f"{c} TEXT" for c in STAGE_COLUMNS)
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {customers} (customer_id TEXT PRIMARY KEY, {stage_cols}, "
+            "first_seen TEXT, last_occurred_at TEXT, last_touchpoint_id TEXT, touchpoint_count INTEGER)",
+            f"CREATE TABLE IF NOT EXISTS {touchpoints} (customer_id TEXT, touchpoint_id TEXT, type TEXT, "
+            "channel TEXT, occurred_at TEXT, recorded_at TEXT, source TEXT, actor TEXT, campaign TEXT, "
+            "deal_id TEXT, properties TEXT, PRIMARY KEY (customer_id, touchpoint_id))",
+            f"CREATE TABLE IF NOT EXISTS {transitions} (customer_id TEXT, occurred_at TEXT, "
+            "touchpoint_id TEXT, journey TEXT, from_stage TEXT, to_stage TEXT, skipped TEXT, "
+            "is_restart INTEGER, touchpoint_type TEXT, "
+            "PRIMARY KEY (customer_id, occurred_at, touchpoint_id, journey))",
+            f"CREATE INDEX IF NOT EXISTS jv_touchpoints_occurred ON {touchpoints} "
+            "(customer_id, occurred_at, touchpoint_id)",
+        ]
+        statements += [
+            f"CREATE INDEX IF NOT EXISTS jv_customers_{j.value} ON {customers} ({j.value}_stage, customer_id)"
+            for j in JOURNEYS
+        ]
+        return [self._ddl(s) for s in statements]
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", self.param)
+
+    def _marks(self, n: int) -> str:
+        return ", ".join([self.param] * n)
+
+    # -- writes -----------------------------------------------------------------
+
+    def load_stages(self, customer_ids: Sequence[str]) -> dict[str, tuple[Stages, int]]:
+        """Current stages and touchpoint count of the given customers."""
+        found: dict[str, tuple[Stages, int]] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for chunk in _chunks(list(customer_ids)):
+                c.execute(
+                    f"SELECT * FROM {self._table('customers')} "
+                    f"WHERE customer_id IN ({self._marks(len(chunk))})",
+                    chunk,
+                )
+                for row in c.fetchall():
+                    found[row["customer_id"]] = (_stages_from_row(row), row["touchpoint_count"])
+        return found
+
+    def touchpoints_of(self, customer_id: str) -> list[dict[str, Any]]:
+        """A customer's touchpoints in occurred order."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                self._sql(
+                    f"SELECT * FROM {self._table('touchpoints')} WHERE customer_id = ? "
+                    "ORDER BY occurred_at, touchpoint_id"
+                ),
+                [customer_id],
+            )
+            return [_touchpoint_from_row(row) for row in c.fetchall()]
+
+    def write(
+        self,
+        touchpoints: Sequence[dict[str, Any]],
+        changes: Iterable[CustomerChange],
+        tracking: Tracking,
+    ) -> None:
+        """Store one processed batch and the position it reached, atomically."""
+        changes = list(changes)
+        with self.datastore.transaction(commit=True) as c:
+            # Tracking first: a concurrent runner that got here first makes this fail.
+            self._insert_tracking(c, tracking)
+            if touchpoints:
+                c.executemany(
+                    self._sql(
+                        f"INSERT INTO {self._table('touchpoints')} ({', '.join(TOUCHPOINT_COLUMNS)}) "
+                        f"VALUES ({self._marks(len(TOUCHPOINT_COLUMNS))}) "
+                        "ON CONFLICT (customer_id, touchpoint_id) DO NOTHING"
+                    ),
+                    [_touchpoint_row(t) for t in touchpoints],
+                )
+            replaced = [ch.customer_id for ch in changes if ch.replace_history]
+            for chunk in _chunks(replaced):
+                c.execute(
+                    f"DELETE FROM {self._table('transitions')} "
+                    f"WHERE customer_id IN ({self._marks(len(chunk))})",
+                    chunk,
+                )
+            rows = [_transition_row(ch.customer_id, t) for ch in changes for t in ch.transitions]
+            if rows:
+                c.executemany(
+                    self._sql(
+                        f"INSERT INTO {self._table('transitions')} ({', '.join(TRANSITION_COLUMNS)}) "
+                        f"VALUES ({self._marks(len(TRANSITION_COLUMNS))})"
+                    ),
+                    rows,
+                )
+            if changes:
+                updates = ", ".join(f"{col} = excluded.{col}" for col in CUSTOMER_COLUMNS[1:])
+                c.executemany(
+                    self._sql(
+                        f"INSERT INTO {self._table('customers')} ({', '.join(CUSTOMER_COLUMNS)}) "
+                        f"VALUES ({self._marks(len(CUSTOMER_COLUMNS))}) "
+                        f"ON CONFLICT (customer_id) DO UPDATE SET {updates}"
+                    ),
+                    [_customer_row(ch) for ch in changes],
+                )
+
+    def reset(self, application_name: str) -> None:
+        """Forget everything the view holds, to rebuild it from the events."""
+        with self.datastore.transaction(commit=True) as c:
+            for name in ("customers", "touchpoints", "transitions"):
+                c.execute(f"DELETE FROM {self._table(name)}")
+            c.execute(
+                self._sql(f"DELETE FROM {self._tracking_table()} WHERE application_name = ?"),
+                [application_name],
+            )
+
+    # -- queries ----------------------------------------------------------------
+
+    def customer(self, customer_id: str) -> dict[str, Any] | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                self._sql(f"SELECT * FROM {self._table('customers')} WHERE customer_id = ?"),
+                [customer_id],
+            )
+            row = c.fetchone()
+        return None if row is None else _customer_from_row(row)
+
+    def sent_message_ids(self, customer_id: str) -> set[str]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                self._sql(
+                    f"SELECT properties FROM {self._table('touchpoints')} "
+                    "WHERE customer_id = ? AND type = 'message_sent'"
+                ),
+                [customer_id],
+            )
+            rows = c.fetchall()
+        ids = (json.loads(row["properties"]).get("message_id") for row in rows)
+        return {str(i) for i in ids if i is not None}
+
+    def transitions_of(self, customer_id: str) -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                self._sql(
+                    f"SELECT * FROM {self._table('transitions')} WHERE customer_id = ? "
+                    "ORDER BY occurred_at, touchpoint_id"
+                ),
+                [customer_id],
+            )
+            rows = c.fetchall()
+        order = {j.value: i for i, j in enumerate(JOURNEYS)}
+        found = [_transition_from_row(row) for row in rows]
+        return sorted(found, key=lambda t: (t["at"], t["touchpoint_id"], order[t["journey"]]))
+
+    def segment(
+        self, filters: dict[Journey, str | None], after: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Customers in the given stages (None: journey not started), in key order."""
+        where, params = [], []
+        for journey, stage in filters.items():
+            if stage is None:
+                where.append(f"{journey.value}_stage IS NULL")
+            else:
+                where.append(f"{journey.value}_stage = ?")
+                params.append(stage)
+        if after is not None:
+            where.append("customer_id > ?")
+            params.append(after)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                self._sql(
+                    f"SELECT * FROM {self._table('customers')} {clause}"
+                    "ORDER BY customer_id LIMIT ?"
+                ),
+                [*params, limit],
+            )
+            return [_customer_from_row(row) for row in c.fetchall()]
+
+    def summary(self) -> dict[Journey, dict[str | None, int]]:
+        counts: dict[Journey, dict[str | None, int]] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for journey in JOURNEYS:
+                column = f"{journey.value}_stage"
+                c.execute(
+                    f"SELECT {column} AS stage, COUNT(*) AS n FROM {self._table('customers')} "
+                    f"GROUP BY {column}"
+                )
+                counts[journey] = {row["stage"]: row["n"] for row in c.fetchall()}
+        return counts
+
+
+class SQLiteJourneyView(JourneyViewSQL, SQLiteTrackingRecorder):
+    param = "?"
+
+    def construct_create_table_statements(self) -> list[str]:
+        return super().construct_create_table_statements() + self._view_ddl()
+
+    def _tracking_table(self) -> str:
+        return "tracking"
+
+
+class PostgresJourneyView(JourneyViewSQL, PostgresTrackingRecorder):
+    param = "%s"
+
+    def __init__(self, datastore: Any, **kwargs: Any):
+        super().__init__(datastore, **kwargs)
+        self.sql_create_statements.extend(self._view_ddl())
+
+    def _table(self, name: str) -> str:
+        return f'"{self.datastore.schema}".jv_{name}'
+
+    def _ddl(self, statement: str) -> Any:
+        return SQL(statement)  # type: ignore[arg-type]
+
+    def _tracking_table(self) -> str:
+        return f'"{self.datastore.schema}"."{self.tracking_table_name}"'
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def _stages_from_row(row: Any) -> Stages:
+    positions = {
+        j: Position(
+            stage=row[f"{j.value}_stage"],
+            since=parse_ts(row[f"{j.value}_since"]),
+            touchpoint_id=row[f"{j.value}_cause_id"],
+            touchpoint_type=row[f"{j.value}_cause_type"],
+        )
+        for j in JOURNEYS
+    }
+    last = parse_ts(row["last_occurred_at"])
+    last_key = None if last is None else (last, row["last_touchpoint_id"])
+    return Stages(positions, parse_ts(row["first_seen"]), last_key)
+
+
+def _customer_row(change: CustomerChange) -> list[Any]:
+    stages = change.stages
+    row: list[Any] = [change.customer_id]
+    for j in JOURNEYS:
+        p = stages[j]
+        row += [p.stage, ts(p.since), p.touchpoint_id, p.touchpoint_type]
+    last_at, last_id = stages.last_key or (None, None)
+    return row + [ts(stages.first_seen), ts(last_at), last_id, change.touchpoint_count]
+
+
+def _customer_from_row(row: Any) -> dict[str, Any]:
+    stages = _stages_from_row(row)
+    return {
+        "customer_id": row["customer_id"],
+        "stages": stages,
+        "touchpoint_count": row["touchpoint_count"],
+    }
+
+
+def _touchpoint_row(t: dict[str, Any]) -> list[Any]:
+    return [
+        t["customer_id"], t["touchpoint_id"], t["type"], t["channel"], ts(t["occurred_at"]),
+        ts(t["recorded_at"]), t["source"], t["actor"], t["campaign"], t["deal_id"],
+        json.dumps(t["properties"], separators=(",", ":"), default=str),
+    ]
+
+
+def _touchpoint_from_row(row: Any) -> dict[str, Any]:
+    found = {col: row[col] for col in TOUCHPOINT_COLUMNS}
+    found["occurred_at"] = parse_ts(found["occurred_at"])
+    found["recorded_at"] = parse_ts(found["recorded_at"])
+    found["properties"] = json.loads(found["properties"])
+    return found
+
+
+def _transition_row(customer_id: str, t: Transition) -> list[Any]:
+    return [
+        customer_id, ts(t.at), t.touchpoint_id, t.journey.value, t.from_stage, t.to_stage,
+        json.dumps(list(t.skipped)), int(t.restart), t.touchpoint_type,
+    ]
+
+
+def _transition_from_row(row: Any) -> dict[str, Any]:
+    return {
+        "journey": row["journey"],
+        "from_stage": row["from_stage"],
+        "to_stage": row["to_stage"],
+        "skipped": json.loads(row["skipped"]),
+        "restart": bool(row["is_restart"]),
+        "at": parse_ts(row["occurred_at"]),
+        "touchpoint_id": row["touchpoint_id"],
+        "touchpoint_type": row["touchpoint_type"],
+    }
