@@ -1,0 +1,87 @@
+"""Customers by stage: the segments marketing sends to."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import SystemDep
+from api.errors import BadQueryError
+from api.schemas import SegmentMember, SegmentOut
+from journeys.playbook import Journey, Playbook
+
+router = APIRouter(prefix="/segments", tags=["segments"])
+
+NOT_STARTED = "not_started"
+StageQuery = Annotated[
+    str | None, Query(description=f"a stage of this journey, or '{NOT_STARTED}'")
+]
+
+
+@router.get("", response_model=SegmentOut)
+def segment(
+    system: SystemDep,
+    awareness: StageQuery = None,
+    buyer: StageQuery = None,
+    seller: StageQuery = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> SegmentOut:
+    """Customers in the given stages, a page at a time."""
+    asked = {Journey.awareness: awareness, Journey.buyer: buyer, Journey.seller: seller}
+    filters = {
+        journey: _stage(system.playbook, journey, stage)
+        for journey, stage in asked.items()
+        if stage is not None
+    }
+    rows = system.view.segment(filters, _decode(cursor), limit)
+    members = [
+        SegmentMember(
+            customer_id=r["customer_id"],
+            touchpoint_count=r["touchpoint_count"],
+            **{j.value: r["stages"][j].stage for j in Journey},
+        )
+        for r in rows
+    ]
+    next_cursor = _encode(rows[-1]["customer_id"]) if len(rows) == limit else None
+    return SegmentOut(customers=members, next_cursor=next_cursor)
+
+
+@router.get("/summary")
+def summary(system: SystemDep) -> dict[Journey, dict[str, int]]:
+    """How many customers are in each stage of each journey."""
+    counts = system.view.summary()
+    out: dict[Journey, dict[str, int]] = {}
+    for journey in Journey:
+        model = system.playbook.journeys[journey]
+        found = counts.get(journey, {})
+        names = ([] if model.initial else [None]) + list(model.stages)
+        out[journey] = {(n or NOT_STARTED): found.get(n, 0) for n in names}
+        for stage, n in found.items():  # stages a changed playbook no longer has
+            out[journey].setdefault(stage or NOT_STARTED, n)
+    return out
+
+
+def _stage(playbook: Playbook, journey: Journey, stage: str) -> str | None:
+    if stage == NOT_STARTED:
+        return None
+    stages = playbook.journeys[journey].stages
+    if stage not in stages:
+        raise BadQueryError(journey.value, f"{stage!r} is not a {journey.value} stage; one of {stages} or '{NOT_STARTED}'")
+    return stage
+
+
+def _encode(customer_id: str) -> str:
+    return base64.urlsafe_b64encode(customer_id.encode()).decode()
+
+
+def _decode(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadQueryError("cursor", "not a cursor this API issued") from None

@@ -1,0 +1,149 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from journeys.customer import Outcome
+from journeys.playbook import Journey, Message, Playbook
+from journeys.stages import Position, Stages, Transition
+
+
+class FieldError(BaseModel):
+    field: str
+    reason: str
+
+
+class TouchpointResult(BaseModel):
+    outcome: Outcome
+    touchpoint_id: str | None = None
+    customer_id: str | None = None
+    index: int | None = None
+    known_type: bool | None = None
+    detail: str | None = None
+    errors: list[FieldError] = []
+    position: int | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[TouchpointResult]
+    counts: dict[Outcome, int]
+    position: int | None = None
+
+
+class CauseOut(BaseModel):
+    touchpoint_id: str
+    type: str
+
+
+class StageOut(BaseModel):
+    journey: Journey
+    title: str
+    stage: str | None
+    since: datetime | None
+    cause: CauseOut | None
+
+    @classmethod
+    def of(cls, journey: Journey, position: Position, playbook: Playbook) -> StageOut:
+        cause = (
+            CauseOut(touchpoint_id=position.touchpoint_id, type=position.touchpoint_type or "")
+            if position.touchpoint_id
+            else None
+        )
+        return cls(
+            journey=journey,
+            title=playbook.journeys[journey].title,
+            stage=position.stage,
+            since=position.since,
+            cause=cause,
+        )
+
+
+class StagesOut(BaseModel):
+    customer_id: str
+    as_of: datetime | None = None
+    buyer: StageOut
+    seller: StageOut
+    awareness: StageOut
+    next_message: Message | None
+    position: int
+
+    @classmethod
+    def of(
+        cls,
+        customer_id: str,
+        stages: Stages,
+        playbook: Playbook,
+        sent: set[str],
+        position: int,
+        as_of: datetime | None = None,
+    ) -> StagesOut:
+        out = {j.value: StageOut.of(j, stages[j], playbook) for j in Journey}
+        awareness = stages[Journey.awareness].stage
+        return cls(
+            customer_id=customer_id,
+            as_of=as_of,
+            next_message=playbook.next_message(awareness, sent),
+            position=position,
+            **out,
+        )
+
+
+class TouchpointOut(BaseModel):
+    touchpoint_id: str
+    type: str
+    channel: str
+    occurred_at: datetime
+    recorded_at: datetime
+    source: str
+    actor: str | None
+    campaign: str | None
+    deal_id: str | None
+    properties: dict[str, Any]
+
+
+class TransitionOut(BaseModel):
+    journey: Journey
+    from_stage: str | None
+    to_stage: str | None
+    skipped: list[str]
+    restart: bool
+    at: datetime
+    touchpoint_id: str
+    touchpoint_type: str
+
+    @classmethod
+    def of(cls, t: Transition) -> TransitionOut:
+        return cls(**{**t.__dict__, "skipped": list(t.skipped)})
+
+
+class HistoryOut(BaseModel):
+    customer_id: str
+    touchpoints: list[TouchpointOut]
+    transitions: list[TransitionOut]
+    position: int
+
+
+class SegmentMember(BaseModel):
+    customer_id: str
+    buyer: str | None
+    seller: str | None
+    awareness: str | None
+    touchpoint_count: int
+
+
+class SegmentOut(BaseModel):
+    customers: list[SegmentMember]
+    next_cursor: str | None
+
+
+class HealthOut(BaseModel):
+    status: str
+    database: str
+    projection_position: int
+    log_position: int
+    projection_lag: int
+    projection_error: str | None
