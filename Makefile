@@ -1,0 +1,25 @@
+# The two commands a newcomer needs: `make serve` and `make test`.
+# Both create the virtual environment and install the project into it first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: serve test install bench
+serve: $(VENV)/.installed
+	$(BIN)/journeys serve
+
+test: $(VENV)/.installed
+	bash scripts/ensure-postgres.sh
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed
+	bash scripts/ensure-postgres.sh
+	$(BIN)/python bench/batch_throughput.py
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@

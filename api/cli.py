@@ -1,0 +1,139 @@
+"""The `journeys` command: serve the API, run or rebuild projections, replay a customer."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import datetime
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from journeys.application import CustomerNotFoundError
+from journeys.playbook import Journey, PlaybookError, load_playbook
+from journeys.settings import Settings
+
+app = typer.Typer(help="Event-sourced buyer/seller/marketer journey tracker.", no_args_is_help=True)
+console = Console()
+
+
+def _system():
+    from projections.system import System
+
+    try:
+        return System.build(Settings())
+    except PlaybookError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="default: JOURNEYS_HOST")] = None,
+    port: Annotated[Optional[int], typer.Option(help="default: JOURNEYS_PORT")] = None,
+) -> None:
+    """Run the HTTP API (and, unless JOURNEYS_RUN_PROJECTIONS=false, the projections)."""
+    import uvicorn
+
+    from api.main import create_app
+
+    settings = Settings()
+    try:
+        load_playbook(settings.playbook)  # a broken playbook stops start-up here, clearly
+    except PlaybookError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+
+
+@app.command()
+def project() -> None:
+    """Keep the projections current (for deployments that run them apart from the API)."""
+    system = _system()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    system.runner.start()
+    console.print(f"following the event log from position {system.runner.position}")
+    stop.wait()
+    system.close()
+
+
+@app.command("rebuild-projections")
+def rebuild_projections() -> None:
+    """Forget the read models and derive them again from every stored event."""
+    system = _system()
+    try:
+        position = system.runner.rebuild()
+    finally:
+        system.close()
+    console.print(f"projections rebuilt up to position {position}")
+
+
+@app.command("check-playbook")
+def check_playbook(path: Annotated[Optional[str], typer.Argument()] = None) -> None:
+    """Validate a playbook file (default: JOURNEYS_PLAYBOOK)."""
+    try:
+        playbook = load_playbook(path or Settings().playbook)
+    except PlaybookError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"playbook {playbook.name!r} is valid: {len(playbook.evidence)} touchpoint types")
+
+
+@app.command()
+def replay(
+    customer: Annotated[str, typer.Argument(help="the publisher's customer id")],
+    as_of: Annotated[Optional[datetime], typer.Option("--as-of", help="replay up to this moment (UTC if no zone)")] = None,
+) -> None:
+    """Replay a customer's stored events: history and stages, as an auditor reads them."""
+    system = _system()
+    try:
+        result = system.app.replay(customer, as_of=_aware(as_of))
+    except CustomerNotFoundError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        system.close()
+    _print_replay(result, system.playbook)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    from datetime import timezone
+
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _print_replay(result, playbook) -> None:
+    title = f"Customer {result.customer_id}" + (
+        f" as of {result.derivation.touchpoints[-1].occurred_at:%Y-%m-%d %H:%M}" if result.derivation.touchpoints else ""
+    )
+    caused = {}
+    for t in result.derivation.transitions:
+        label = f"{t.journey.value}: {t.from_stage or '-'} -> {t.to_stage or 'restart'}"
+        if t.skipped:
+            label += f" (skipped {', '.join(t.skipped)})"
+        caused.setdefault(t.touchpoint_id, []).append(label)
+    table = Table(title=title)
+    for column in ("occurred (UTC)", "recorded (UTC)", "type", "channel", "source", "touchpoint", "stage changes"):
+        table.add_column(column)
+    for t in result.derivation.touchpoints:
+        table.add_row(
+            f"{t.occurred_at:%Y-%m-%d %H:%M:%S}", f"{t.recorded_at:%Y-%m-%d %H:%M:%S}", t.type,
+            t.channel, t.source, t.touchpoint_id, "\n".join(caused.get(t.touchpoint_id, [])),
+        )
+    console.print(table)
+    stages = result.derivation.stages
+    for journey in Journey:
+        position = stages[journey]
+        since = f" since {position.since:%Y-%m-%d %H:%M}" if position.since else ""
+        cause = f" ({position.touchpoint_type} {position.touchpoint_id})" if position.touchpoint_id else ""
+        console.print(f"{playbook.journeys[journey].title}: [bold]{position.stage or 'not started'}[/bold]{since}{cause}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,85 @@
+"""Fixtures: the same suite runs against the embedded SQLite default and PostgreSQL.
+
+PostgreSQL comes from JOURNEYS_TEST_POSTGRES_URL when set, from testcontainers
+when a Docker engine is reachable, and otherwise from the machine's own server
+on 127.0.0.1:5432 (started by scripts/ensure-postgres.sh). Each test gets its
+own schema, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from journeys.settings import Settings
+from projections.system import System
+
+LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    configured = os.environ.get("JOURNEYS_TEST_POSTGRES_URL")
+    if configured:
+        yield configured
+    elif _docker_available():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16-alpine", driver=None) as container:
+            yield container.get_connection_url()
+    else:
+        yield LOCAL_POSTGRES
+
+
+def _connect(url: str) -> psycopg.Connection:
+    parts = urlsplit(url)
+    return psycopg.connect(
+        dbname=parts.path.lstrip("/") or "postgres",
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
+        password=parts.password or None,
+        autocommit=True,
+    )
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    base = postgres_url.split("?")[0]
+    yield f"{base}?schema={schema}"
+    with _connect(postgres_url) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def settings(request: pytest.FixtureRequest, tmp_path) -> Settings:
+    """Settings for one backend; tests using it run once per backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'journeys.db'}"
+    else:
+        url = request.getfixturevalue("postgres_schema_url")
+    return Settings(database_url=url, projection_poll_interval=0.01)
+
+
+@pytest.fixture
+def system(settings: Settings) -> Iterator[System]:
+    built = System.build(settings)
+    yield built
+    built.close()

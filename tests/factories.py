@@ -1,0 +1,52 @@
+"""Touchpoint factories and a realistic B2B deal for the tests."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from journeys.touchpoint import Touchpoint
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+
+
+def tp(touchpoint_id: str, type_: str, days: float, customer: str = "acme", **extra: Any) -> Touchpoint:
+    return Touchpoint(**payload(touchpoint_id, type_, days, customer, **extra))
+
+
+def payload(touchpoint_id: str, type_: str, days: float, customer: str = "acme", **extra: Any) -> dict[str, Any]:
+    return {
+        "touchpoint_id": touchpoint_id,
+        "customer_id": customer,
+        "type": type_,
+        "channel": extra.pop("channel", "web"),
+        "occurred_at": (T0 + timedelta(days=days)).isoformat(),
+        "source": extra.pop("source", "crm"),
+        **extra,
+    }
+
+
+# A B2B deal: a lead, a first evaluation that is lost, a restart, and a signed contract.
+B2B_DEAL = [
+    ("d01", "ad_clicked", 0),
+    ("d02", "lead_captured", 1),
+    ("d03", "inquiry_received", 2),
+    ("d04", "call_connected", 3),
+    ("d05", "needs_assessment_held", 5),
+    ("d06", "demo_delivered", 8),
+    ("d07", "quote_requested", 12),
+    ("d08", "deal_lost", 20),
+    ("d09", "message_sent", 30),
+    ("d10", "email_opened", 60),
+    ("d11", "requirements_shared", 62),
+    ("d12", "qualification_assessed", 63),
+    ("d13", "proposal_sent", 70),
+    ("d14", "price_negotiated", 75),
+    ("d15", "contract_signed", 80),
+]
+
+
+def b2b_deal(customer: str = "globex") -> list[dict[str, Any]]:
+    extra = {"d09": {"properties": {"message_id": "aware-benefits"}, "channel": "email"},
+             "d12": {"properties": {"criteria": ["budget", "authority", "need", "timeframe"]}}}
+    return [payload(i, t, d, customer, **extra.get(i, {})) for i, t, d in B2B_DEAL]

@@ -1,0 +1,88 @@
+"""Recording touchpoints: once, atomically, under concurrent publishers. Runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+from journeys.application import JourneysApp
+from journeys.customer import Customer, Outcome
+from projections.system import System
+from tests.factories import tp
+
+
+def stored_touchpoint_ids(app: JourneysApp, customer: str) -> list[str]:
+    return [e.touchpoint_id for e in app.replay(customer).touchpoints]
+
+
+def test_record_duplicate_conflict(system: System):
+    first = tp("t1", "email_opened", 0)
+    assert system.record([first]).results[0].outcome is Outcome.recorded
+    again = system.record([first])
+    assert again.results[0].outcome is Outcome.duplicate
+    assert again.position is None  # nothing written
+    changed = system.record([first.model_copy(update={"channel": "email"})]).results[0]
+    assert changed.outcome is Outcome.conflict
+    assert "different content" in changed.error
+    assert stored_touchpoint_ids(system.app, "acme") == ["t1"]
+    # The stored content is the first one: a conflict never overwrites.
+    assert system.app.replay("acme").touchpoints[0].channel == "web"
+
+
+def test_batch_is_one_write_and_duplicates_inside_it_count_once(system: System):
+    batch = [tp(f"t{i}", "email_opened", i, customer=f"c{i % 7}") for i in range(50)]
+    recorded = system.record(batch + batch[:5])
+    outcomes = [r.outcome for r in recorded.results]
+    assert outcomes.count(Outcome.recorded) == 50
+    assert outcomes.count(Outcome.duplicate) == 5
+    log = system.app.recorder.select_notifications(start=1, limit=1000)
+    assert len(log) == 50 + 7  # 50 touchpoints + 7 registrations
+    assert recorded.position == log[-1].id
+
+
+def test_unknown_types_are_stored_and_flagged(system: System):
+    result = system.record([tp("t1", "mystery_signal", 0)]).results[0]
+    assert result.outcome is Outcome.recorded and result.known_type is False
+    assert stored_touchpoint_ids(system.app, "acme") == ["t1"]
+
+
+def test_concurrent_publishers_store_each_touchpoint_once(settings):
+    """Four processes' worth of applications race on the same customers."""
+    systems = [System.build(settings) for _ in range(4)]
+    touchpoints = [tp(f"t{i:03d}", "email_opened", i % 30, customer=f"c{i % 3}") for i in range(60)]
+    results: list[list[Outcome]] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(systems))
+
+    def publish(system: System, offset: int) -> None:
+        try:
+            barrier.wait()
+            mine = touchpoints[offset:] + touchpoints[:offset]
+            for start in range(0, len(mine), 4):
+                results.append([r.outcome for r in system.app.record(mine[start : start + 4]).results])
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=publish, args=(s, n * 15)) for n, s in enumerate(systems)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in systems:
+        s.close()
+    assert not errors
+    flat = [o for batch in results for o in batch]
+    assert flat.count(Outcome.recorded) == 60
+    assert flat.count(Outcome.duplicate) == 60 * 3
+    check = System.build(settings)
+    try:
+        for c in ("c0", "c1", "c2"):
+            ids = stored_touchpoint_ids(check.app, c)
+            assert len(ids) == len(set(ids)) == 20
+    finally:
+        check.close()
+
+
+def test_customer_ids_are_uuid5_of_the_publisher_key(system: System):
+    system.record([tp("t1", "email_opened", 0, customer="acme")])
+    customer = system.app.repository.get(Customer.create_id("acme"))
+    assert customer.customer_key == "acme"

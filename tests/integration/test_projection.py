@@ -1,0 +1,101 @@
+"""The stage projection equals the derivation, in any arrival order, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+
+from journeys.playbook import Journey
+from journeys.stages import derive
+from journeys.touchpoint import Touchpoint
+from projections.system import System
+from tests.factories import b2b_deal, tp
+
+TYPES = ["ad_clicked", "lead_captured", "inquiry_received", "meeting_held", "demo_delivered",
+         "deal_lost", "quote_requested", "contract_signed", "customer_churned", "mystery_signal"]
+
+
+def view_state(system: System, customer: str):
+    row = system.view.customer(customer)
+    return row["stages"].positions, system.view.transitions_of(customer)
+
+
+def derived_state(system: System, touchpoints: list[Touchpoint]):
+    d = derive(touchpoints, system.playbook)
+    transitions = [
+        {**t.__dict__, "journey": t.journey.value, "skipped": list(t.skipped)} for t in d.transitions
+    ]
+    return d.stages.positions, transitions
+
+
+def test_shuffled_batches_with_duplicates_equal_the_derivation(system: System):
+    rng = random.Random(2026)
+    customers = [f"cust-{n}" for n in range(6)]
+    touchpoints = [
+        tp(f"t{n:03d}", rng.choice(TYPES), rng.randint(0, 50), customer=rng.choice(customers))
+        for n in range(150)
+    ]
+    arrival = touchpoints + rng.sample(touchpoints, 30)
+    rng.shuffle(arrival)
+    while arrival:
+        size = rng.randint(1, 25)
+        system.record(arrival[:size])
+        arrival = arrival[size:]
+        if rng.random() < 0.5:
+            system.runner.run_once()
+    system.runner.catch_up()
+    for customer in customers:
+        mine = [t for t in touchpoints if t.customer_id == customer]
+        assert view_state(system, customer) == derived_state(system, mine)
+        assert system.view.customer(customer)["touchpoint_count"] == len(mine)
+
+
+def test_position_is_recorded_with_the_view_and_a_restart_resumes(settings):
+    first = System.build(settings)
+    first.record([tp("t1", "email_opened", 0)])
+    position = first.runner.catch_up()
+    assert position == first.app.recorder.max_notification_id()
+    first.close()
+
+    second = System.build(settings)
+    try:
+        assert second.runner.position == position
+        assert second.runner.run_once() == 0  # nothing processed twice
+        second.record([tp("t2", "demo_delivered", 1)])
+        second.runner.catch_up()
+        assert second.view.customer("acme")["touchpoint_count"] == 2
+    finally:
+        second.close()
+
+
+def test_rebuild_gives_the_same_view(system: System):
+    system.record([Touchpoint(**p) for p in b2b_deal()])
+    system.record([tp("x1", "ad_clicked", 3, customer="initech")])
+    system.runner.catch_up()
+    before = [view_state(system, c) for c in ("globex", "initech")]
+    summary = system.view.summary()
+    system.runner.rebuild()
+    assert [view_state(system, c) for c in ("globex", "initech")] == before
+    assert system.view.summary() == summary
+
+
+def test_background_runner_keeps_the_view_current(system: System):
+    system.runner.start()
+    recorded = system.record([tp("t1", "pricing_page_viewed", 0)])
+    assert system.runner.wait(recorded.position, timeout=10)
+    assert system.view.customer("acme")["stages"][Journey.awareness].stage == "Interested"
+
+
+def test_segments_and_summary(system: System):
+    system.record([tp(f"t{n}", "email_opened", 0, customer=f"c{n:02d}") for n in range(12)])
+    system.record([tp("d1", "demo_delivered", 1, customer="c03")])
+    system.runner.catch_up()
+    aware = system.view.segment({Journey.awareness: "Aware"}, None, 5)
+    assert [r["customer_id"] for r in aware] == ["c00", "c01", "c02", "c04", "c05"]
+    page2 = system.view.segment({Journey.awareness: "Aware"}, "c05", 100)
+    assert [r["customer_id"] for r in page2] == [f"c{n:02d}" for n in range(6, 12)]
+    both = system.view.segment({Journey.awareness: "Evaluating", Journey.seller: "Presenting"}, None, 10)
+    assert [r["customer_id"] for r in both] == ["c03"]
+    assert [r["customer_id"] for r in system.view.segment({Journey.buyer: None}, None, 2)] == ["c00", "c01"]
+    summary = system.view.summary()
+    assert summary[Journey.awareness] == {"Aware": 11, "Evaluating": 1}
+    assert summary[Journey.buyer] == {None: 11, "Evaluation": 1}

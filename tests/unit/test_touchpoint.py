@@ -1,0 +1,57 @@
+"""Input rules for touchpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from journeys.customer import Customer, Outcome, TouchpointConflictError, customer_uuid
+from journeys.touchpoint import Touchpoint
+from tests.factories import payload
+
+
+def errors_of(**changes):
+    with pytest.raises(ValidationError) as error:
+        Touchpoint(**{**payload("t1", "email_opened", 0), **changes})
+    return {".".join(map(str, e["loc"])): e["msg"] for e in error.value.errors()}
+
+
+def test_normalised_to_utc():
+    t = Touchpoint(**{**payload("t1", "email_opened", 0), "occurred_at": "2026-03-02T10:00:00+01:00"})
+    assert t.occurred_at == datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "reason"),
+    [
+        ({"occurred_at": "2026-03-02T10:00:00"}, "occurred_at", "timezone"),
+        ({"occurred_at": (datetime.now(timezone.utc) + timedelta(hours=25)).isoformat()}, "occurred_at", "24 hours in the future"),
+        ({"touchpoint_id": "x" * 101}, "touchpoint_id", "at most 100"),
+        ({"type": "EmailOpened"}, "type", "pattern"),
+        ({"channel": "pigeon"}, "channel", "web"),
+        ({"properties": {"blob": "x" * 33_000}}, "properties", "limit is 32768"),
+        ({"surprise": 1}, "surprise", "not permitted"),
+    ],
+)
+def test_rejections_name_the_field_and_the_reason(changes, field, reason):
+    found = errors_of(**changes)
+    assert field in found, found
+    assert reason in found[field]
+
+
+def test_near_future_is_accepted():
+    soon = (datetime.now(timezone.utc) + timedelta(hours=23)).isoformat()
+    Touchpoint(**{**payload("t1", "email_opened", 0), "occurred_at": soon})
+
+
+def test_customer_records_once_and_refuses_changed_content():
+    first = Touchpoint(**payload("t1", "email_opened", 0))
+    customer = Customer("acme")
+    assert customer.id == customer_uuid("acme")
+    assert customer.record(first) is Outcome.recorded
+    assert customer.record(first) is Outcome.duplicate
+    with pytest.raises(TouchpointConflictError, match="different content"):
+        customer.record(first.model_copy(update={"channel": "email"}))
+    assert len(customer.collect_events()) == 2  # Registered + one TouchpointRecorded
