@@ -70,7 +70,7 @@ def _stage(playbook: Playbook, journey: Journey, stage: str) -> str | None:
         return None
     stages = playbook.journeys[journey].stages
     if stage not in stages:
-        raise BadQueryError(journey.value, f"{stage!r} is not a {journey.value} stage; one of {stages} or '{NOT_STARTED}'")
+        raise BadQueryError(journey.value, f"{stage!r} is not a stage of the {journey.value} journey; use one of {stages} or '{NOT_STARTED}'")
     return stage
 
 
@@ -82,6 +82,6 @@ def _decode(cursor: str | None) -> str | None:
     if cursor is None:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
+        return base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadQueryError("cursor", "not a cursor this API issued") from None
