@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError
 
 from journeys.customer import (
@@ -21,6 +22,7 @@ from journeys.customer import (
     touchpoint_from_event,
 )
 from journeys.playbook import Playbook
+from journeys.repository import CustomerRepository
 from journeys.stages import Derivation, derive
 from journeys.touchpoint import Touchpoint
 
@@ -66,50 +68,55 @@ class JourneysApp(Application[UUID]):
     """Every touchpoint is an immutable event on a Customer aggregate."""
 
     name = "journeys"
-    snapshotting_intervals = {Customer: 500}
     max_attempts = 8
 
-    def __init__(self, playbook: Playbook, env: dict[str, str] | None = None):
+    def __init__(
+        self, playbook: Playbook, env: dict[str, str] | None = None, cache_size: int = 10_000
+    ):
         super().__init__(env)
         self.playbook = playbook
+        self.customers = CustomerRepository(self.recorder, self.mapper, cache_size)
+        # Writes serialise in the database anyway (one writer in SQLite, a table lock in
+        # eventsourcing's PostgreSQL recorder); in-process they share cached aggregates.
+        self._write_lock = threading.Lock()
 
     def record(self, touchpoints: Sequence[Touchpoint]) -> Recorded:
         """Record touchpoints in one transaction; retried when a concurrent writer wins."""
-        for attempt in range(self.max_attempts):
-            customers: dict[UUID, Customer] = {}
-            results = [self._apply(customers, tp) for tp in touchpoints]
-            pending = [c for c in customers.values() if c.pending_events]
-            new_events = [e for c in pending for e in c.pending_events]
-            try:
-                recordings = self.save(*pending) if pending else []
-            except IntegrityError:
-                if attempt + 1 == self.max_attempts:
-                    raise ConcurrencyError(
-                        f"gave up after {self.max_attempts} attempts against concurrent writers"
-                    ) from None
-                time.sleep(random.uniform(0, 0.005 * 2**attempt))
-                continue
-            position = max((r.notification.id for r in recordings), default=None)
-            return Recorded(results, position, new_events)
+        with self._write_lock:
+            for attempt in range(self.max_attempts):
+                customers = self.customers.get_many({customer_uuid(t.customer_id) for t in touchpoints})
+                results = [self._apply(customers, tp) for tp in touchpoints]
+                pending = [c for c in customers.values() if c.pending_events]
+                new_events = [e for c in pending for e in c.pending_events]
+                try:
+                    recordings = self.save(*pending) if pending else []
+                except IntegrityError:
+                    self.customers.evict(customers)
+                    if attempt + 1 == self.max_attempts:
+                        raise ConcurrencyError(
+                            f"gave up after {self.max_attempts} attempts against concurrent writers"
+                        ) from None
+                    time.sleep(random.uniform(0, 0.005 * 2**attempt))
+                    continue
+                except BaseException:
+                    self.customers.evict(customers)
+                    raise
+                self.customers.keep(customers.values())
+                position = max((r.notification.id for r in recordings), default=None)
+                return Recorded(results, position, new_events)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _apply(self, customers: dict[UUID, Customer], touchpoint: Touchpoint) -> Result:
         key = touchpoint.customer_id
         customer = customers.get(customer_uuid(key))
         if customer is None:
-            customer = customers[customer_uuid(key)] = self._get_or_register(key)
+            customer = customers[customer_uuid(key)] = Customer(key)
         known = self.playbook.knows(touchpoint.type)
         try:
             outcome = customer.record(touchpoint)
         except TouchpointConflictError as error:
             return Result(Outcome.conflict, touchpoint.touchpoint_id, key, known, str(error))
         return Result(outcome, touchpoint.touchpoint_id, key, known)
-
-    def _get_or_register(self, customer_key: str) -> Customer:
-        try:
-            return self.repository.get(customer_uuid(customer_key))
-        except AggregateNotFoundError:
-            return Customer(customer_key)
 
     def replay(self, customer_key: str, as_of: datetime | None = None) -> Replay:
         """An auditor's view: the customer's stored events, folded by the playbook."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -14,6 +15,7 @@ from journeys.touchpoint import Touchpoint
 CUSTOMER_NAMESPACE = uuid5(NAMESPACE_URL, "urn:journeys:customer")
 
 
+@lru_cache(maxsize=65_536)
 def customer_uuid(customer_key: str) -> UUID:
     """Our id for the publisher's customer key: the same key, the same id, everywhere."""
     return uuid5(CUSTOMER_NAMESPACE, customer_key)

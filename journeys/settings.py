@@ -47,7 +47,7 @@ class Settings(BaseSettings):
 
     def eventsourcing_env(self) -> dict[str, str]:
         """The persistence settings eventsourcing reads, derived from the one URL."""
-        env = {"AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache_size)} if self.aggregate_cache_size else {}
+        env: dict[str, str] = {}
         url = urlsplit(self.database_url)
         if self.is_sqlite:
             path = unquote(url.path[1:] if url.path.startswith("/") else url.path)

@@ -32,7 +32,7 @@ class System:
         env = settings.eventsourcing_env()
         if not settings.is_sqlite:
             ensure_schema(env)
-        app = JourneysApp(playbook, env=env)
+        app = JourneysApp(playbook, env=env, cache_size=settings.aggregate_cache_size)
         view_class = SQLiteJourneyView if settings.is_sqlite else PostgresJourneyView
         factory = InfrastructureFactory.construct(_named_env(StageProjection.name, env))
         view = factory.tracking_recorder(view_class)

@@ -1,0 +1,118 @@
+"""Throughput of POST /touchpoints/batch on SQLite and PostgreSQL, measured in one run.
+
+Starts the real service (uvicorn, projections running in the same process) per
+backend on a free loopback port, posts BATCHES batches of BATCH_SIZE touchpoints
+spread over CUSTOMERS customers, and reports the median batch latency, the write
+rate, and how long the projections took to be current afterwards.
+
+    .venv/bin/python bench/batch_throughput.py [--batches 40] [--batch-size 1000] [--customers 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import psycopg
+
+TYPES = ["ad_clicked", "website_visited", "email_opened", "lead_captured", "inquiry_received",
+         "reply_received", "meeting_held", "demo_delivered", "quote_requested", "contract_signed"]
+POSTGRES = os.environ.get("JOURNEYS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def batches(n: int, size: int, customers: int, run: str):
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for b in range(n):
+        yield [
+            {
+                "touchpoint_id": f"{run}-{b}-{i}",
+                "customer_id": f"cust-{(b * size + i) * 7919 % customers}",
+                "type": TYPES[(b + i) % len(TYPES)],
+                "channel": "web",
+                "occurred_at": (t0 + timedelta(minutes=b * size + i)).isoformat(),
+                "source": "bench",
+                "properties": {"page": "/pricing", "n": i},
+            }
+            for i in range(size)
+        ]
+
+
+def run(label: str, database_url: str, args) -> dict[str, float]:
+    port = free_port()
+    env = {**os.environ, "JOURNEYS_DATABASE_URL": database_url, "JOURNEYS_PORT": str(port)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+            for _ in range(200):
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            latencies, position = [], 0
+            bodies = list(batches(args.batches, args.batch_size, args.customers, uuid.uuid4().hex[:6]))
+            started = time.perf_counter()
+            for body in bodies:
+                t = time.perf_counter()
+                response = client.post("/touchpoints/batch", json=body)
+                latencies.append(time.perf_counter() - t)
+                response.raise_for_status()
+                position = response.json()["position"]
+            written = time.perf_counter()
+            client.get(f"/customers/cust-0/stages", params={"min_position": position})
+            while client.get("/health").json()["projection_lag"] > 0:
+                time.sleep(0.05)
+            current = time.perf_counter()
+    finally:
+        server.terminate()
+        server.wait(10)
+    total = args.batches * args.batch_size
+    result = {
+        "median_batch_s": statistics.median(latencies),
+        "write_rate": total / (written - started),
+        "end_to_end_rate": total / (current - started),
+    }
+    print(
+        f"{label:10s} {total} touchpoints: median batch {result['median_batch_s'] * 1000:.0f} ms, "
+        f"write {result['write_rate']:.0f}/s, projections current {result['end_to_end_rate']:.0f}/s"
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--customers", type=int, default=5000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        sqlite = run("sqlite", f"sqlite:///{tmp}/bench.db", args)
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    try:
+        pg = run("postgresql", f"{POSTGRES}?schema={schema}", args)
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    print(f"postgresql/sqlite write-rate ratio: {pg['write_rate'] / sqlite['write_rate']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
