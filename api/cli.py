@@ -53,12 +53,54 @@ def project() -> None:
     """Keep the projections current (for deployments that run them apart from the API)."""
     system = _system()
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    _on_signals(stop.set)
     system.runner.start()
     console.print(f"following the event log from position {system.runner.position}")
     stop.wait()
     system.close()
+
+
+def _on_signals(stop) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop())
+
+
+@app.command()
+def consume() -> None:
+    """Record touchpoints from Kafka (JOURNEYS_KAFKA_*); SIGTERM finishes the batch and leaves the group."""
+    from consumers.touchpoints import TouchpointConsumer
+
+    settings = Settings()
+    system = _system()
+    consumer = TouchpointConsumer(system, settings)
+    _on_signals(consumer.stop)
+    if settings.run_projections:
+        system.runner.start()
+    console.print(f"consuming {settings.kafka_topic!r} as group {settings.kafka_group_id!r}")
+    try:
+        consumer.run()
+    finally:
+        system.close()
+    console.print(dict(consumer.counts))
+
+
+@app.command("publish-stage-changes")
+def publish_stage_changes() -> None:
+    """Publish every stage transition to JOURNEYS_KAFKA_STAGE_CHANGES_TOPIC as a CloudEvent."""
+    from kafka import KafkaProducer
+
+    from consumers.stage_changes import StageChangePublisher
+
+    settings = Settings()
+    system = _system()
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_servers(), acks="all", linger_ms=5)
+    publisher = StageChangePublisher(system, producer, settings.kafka_stage_changes_topic)
+    _on_signals(publisher.stop)
+    console.print(f"publishing stage changes to {settings.kafka_stage_changes_topic!r}")
+    try:
+        publisher.run()
+    finally:
+        system.close()
 
 
 @app.command("rebuild-projections")

@@ -7,11 +7,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
 
 from journeys.customer import (
     Customer,
@@ -35,6 +35,10 @@ class CustomerNotFoundError(Exception):
 
 class ConcurrencyError(Exception):
     """Concurrent writers kept winning; the batch was not recorded (safe to retry)."""
+
+
+class AlreadyRecordedError(Exception):
+    """The tracked source position was recorded before: this input was applied already."""
 
 
 @dataclass(frozen=True)
@@ -80,18 +84,41 @@ class JourneysApp(Application[UUID]):
         # eventsourcing's PostgreSQL recorder); in-process they share cached aggregates.
         self._write_lock = threading.Lock()
 
-    def record(self, touchpoints: Sequence[Touchpoint]) -> Recorded:
-        """Record touchpoints in one transaction; retried when a concurrent writer wins."""
+    def construct_recorder(self) -> ProcessRecorder:
+        """A recorder that can store a source position (a Kafka offset) with the events."""
+        return self.factory.process_recorder()
+
+    def source_position(self, source: str) -> int | None:
+        """The last position of an input source (e.g. a Kafka partition) recorded with events."""
+        return self.recorder.max_tracking_id(source)  # type: ignore[attr-defined]
+
+    def record(
+        self,
+        touchpoints: Sequence[Touchpoint],
+        tracking: Tracking | None = None,
+        before_save: Callable[[list[Result]], None] | None = None,
+    ) -> Recorded:
+        """Record touchpoints in one transaction; retried when a concurrent writer wins.
+
+        `tracking` (an input source's position) is stored in the same transaction, so
+        the same input is never applied twice. `before_save` sees the results (e.g.
+        the conflicts) before anything is stored.
+        """
         with self._write_lock:
             for attempt in range(self.max_attempts):
                 customers = self.customers.get_many({customer_uuid(t.customer_id) for t in touchpoints})
                 results = [self._apply(customers, tp) for tp in touchpoints]
-                pending = [c for c in customers.values() if c.pending_events]
-                new_events = [e for c in pending for e in c.pending_events]
+                if before_save is not None:
+                    before_save(results)
+                new_events = [e for c in customers.values() for e in c.collect_events()]
                 try:
-                    recordings = self.save(*pending) if pending else []
+                    recordings = (
+                        self.events.put(new_events, tracking=tracking) if (new_events or tracking) else []
+                    )
                 except IntegrityError:
                     self.customers.evict(customers)
+                    if tracking is not None and self._was_recorded(tracking):
+                        raise AlreadyRecordedError(tracking.application_name) from None
                     if attempt + 1 == self.max_attempts:
                         raise ConcurrencyError(
                             f"gave up after {self.max_attempts} attempts against concurrent writers"
@@ -105,6 +132,10 @@ class JourneysApp(Application[UUID]):
                 position = max((r.notification.id for r in recordings), default=None)
                 return Recorded(results, position, new_events)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _was_recorded(self, tracking: Tracking) -> bool:
+        recorded = self.source_position(tracking.application_name)
+        return recorded is not None and recorded >= tracking.notification_id
 
     def _apply(self, customers: dict[UUID, Customer], touchpoint: Touchpoint) -> Result:
         key = touchpoint.customer_id

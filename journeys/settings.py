@@ -31,6 +31,18 @@ class Settings(BaseSettings):
         5.0, ge=0, le=60, description="longest a read waits for ?min_position"
     )
 
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="comma-separated host:port list; needed by consume and publish-stage-changes"
+    )
+    kafka_topic: str = "touchpoints"
+    kafka_dead_letter_topic: str = "touchpoints.dlq"
+    kafka_stage_changes_topic: str = "journey-stage-changes"
+    kafka_group_id: str = "journeys"
+    kafka_max_poll_records: int = Field(2000, ge=1)
+    kafka_max_message_bytes: int = Field(1_048_576, ge=1024)
+    kafka_session_timeout_ms: int = Field(10_000, ge=1000)
+    kafka_max_poll_interval_ms: int = Field(300_000, ge=1000)
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
@@ -40,6 +52,11 @@ class Settings(BaseSettings):
                 f"unsupported database URL scheme {scheme!r}: use sqlite:///path or postgresql://..."
             )
         return value
+
+    def kafka_servers(self) -> list[str]:
+        if not self.kafka_bootstrap_servers:
+            raise ValueError("JOURNEYS_KAFKA_BOOTSTRAP_SERVERS is not set (e.g. localhost:9092)")
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
 
     @property
     def is_sqlite(self) -> bool:

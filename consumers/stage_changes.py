@@ -1,0 +1,116 @@
+"""Publishes every stage transition to Kafka as a CloudEvent, keyed by customer.
+
+The projection writes each new transition to an outbox in the same transaction
+as the stages it derives from the event log; this publisher follows the outbox
+from its own tracked position, which it records only after Kafka acknowledged
+the messages. A crash in between publishes a transition again (at least once),
+with the same CloudEvent id, so subscribers can drop the repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+from uuid import NAMESPACE_URL, uuid5
+
+from eventsourcing.persistence import Tracking
+from kafka import KafkaProducer
+
+from journeys.playbook import Playbook
+from projections.system import System
+from projections.view import ts
+
+log = logging.getLogger(__name__)
+
+TRACKING_NAME = "stage_changes_publisher"
+EVENT_TYPE = "com.journeys.stage.changed"
+ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:journeys:stage-change")
+
+
+def change_id(change: dict[str, Any]) -> str:
+    """Stable id: the customer, the touchpoint that caused it, the journey, from and to."""
+    parts = [change["customer_id"], change["touchpoint_id"], change["journey"],
+             change["from_stage"] or "", change["to_stage"] or ""]
+    return str(uuid5(ID_NAMESPACE, "\x1f".join(parts)))
+
+
+def cloudevent(change: dict[str, Any], playbook: Playbook, sent: set[str]) -> dict[str, Any]:
+    message = playbook.next_message(change["awareness_stage"], sent)
+    return {
+        "specversion": "1.0",
+        "id": change_id(change),
+        "source": "journeys/stage-projection",
+        "type": EVENT_TYPE,
+        "subject": change["customer_id"],
+        "time": ts(change["at"]),
+        "datacontenttype": "application/json",
+        "data": {
+            "customer_id": change["customer_id"],
+            "journey": change["journey"],
+            "from_stage": change["from_stage"],
+            "to_stage": change["to_stage"],
+            "skipped": change["skipped"],
+            "restart": change["restart"],
+            "at": ts(change["at"]),
+            "cause": {"touchpoint_id": change["touchpoint_id"], "type": change["touchpoint_type"]},
+            "awareness_stage": change["awareness_stage"],
+            "next_message": message.model_dump() if message else None,
+        },
+    }
+
+
+class StageChangePublisher:
+    def __init__(self, system: System, producer: KafkaProducer, topic: str, batch_size: int = 1000):
+        self.system = system
+        self.producer = producer
+        self.topic = topic
+        self.batch_size = batch_size
+        self.published = 0
+        self.stopping = threading.Event()
+
+    @property
+    def position(self) -> int:
+        return self.system.view.max_tracking_id(TRACKING_NAME) or 0
+
+    def publish_once(self) -> int:
+        """Publish the next batch of the outbox; returns how many were published."""
+        changes = self.system.view.stage_changes_after(self.position, self.batch_size)
+        if not changes:
+            return 0
+        sent: dict[str, set[str]] = {}
+        futures = []
+        for change in changes:
+            customer = change["customer_id"]
+            if customer not in sent:
+                sent[customer] = self.system.view.sent_message_ids(customer)
+            value = json.dumps(cloudevent(change, self.system.playbook, sent[customer])).encode()
+            futures.append(
+                self.producer.send(
+                    self.topic, key=customer.encode(), value=value,
+                    headers=[("content-type", b"application/cloudevents+json")],
+                )
+            )
+        self.producer.flush()
+        for future in futures:
+            future.get(30)  # raises if Kafka did not take it: the position does not move
+        self.system.view.insert_tracking(Tracking(TRACKING_NAME, changes[-1]["seq"]))
+        self.published += len(changes)
+        return len(changes)
+
+    def run(self, poll_interval: float = 0.2) -> None:
+        backoff = poll_interval
+        while not self.stopping.is_set():
+            try:
+                published = self.publish_once()
+                backoff = poll_interval
+            except Exception:
+                log.exception("publishing stage changes failed; retrying")
+                published, backoff = 0, min(backoff * 2, 10.0)
+            if not published:
+                self.stopping.wait(backoff)
+        self.producer.close()
+
+    def stop(self) -> None:
+        self.stopping.set()

@@ -1,0 +1,154 @@
+"""Kafka ingestion against a real Kafka-protocol broker, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+
+from consumers.stage_changes import StageChangePublisher, change_id
+from consumers.touchpoints import TouchpointConsumer, source_name
+from kafka import KafkaProducer
+from projections.system import System
+from tests.factories import B2B_DEAL, b2b_deal, payload
+from tests.kafka_helpers import Running, produce, read_all, wait_until
+
+
+def stored_ids(system: System, customer: str) -> list[str]:
+    return [t.touchpoint_id for t in system.app.replay(customer).touchpoints]
+
+
+def consumed(consumer: TouchpointConsumer, n: int):
+    return lambda: sum(consumer.counts.values()) >= n
+
+
+def test_plain_and_cloudevents_messages_are_recorded(system: System, kafka_settings):
+    plain = payload("p1", "email_opened", 0)
+    structured = {"specversion": "1.0", "id": "s1", "source": "crm", "type": "com.example.touchpoint",
+                  "time": "2026-03-03T09:00:00Z", "data": {"customer_id": "acme", "type": "demo_delivered", "channel": "meeting"}}
+    binary_headers = [("ce_specversion", b"1.0"), ("ce_id", b"b1"), ("ce_source", b"app"),
+                      ("ce_type", b"com.example.touchpoint"), ("ce_time", b"2026-03-04T09:00:00Z")]
+    produce(kafka_settings.kafka_bootstrap_servers, kafka_settings.kafka_topic, [
+        (b"acme", plain, None),
+        (b"acme", structured, [("content-type", b"application/cloudevents+json")]),
+        (b"acme", {"type": "trial_started", "channel": "product"}, binary_headers),
+    ])
+    with Running(TouchpointConsumer(system, kafka_settings)) as consumer:
+        wait_until(consumed(consumer, 3), what="three messages")
+    assert consumer.counts["recorded"] == 3
+    assert sorted(stored_ids(system, "acme")) == ["b1", "p1", "s1"]
+    system.runner.catch_up()
+    assert system.view.customer("acme")["stages"].positions
+
+
+def test_duplicates_and_redelivery_apply_once(system: System, kafka_settings):
+    deal = b2b_deal("globex")
+    messages = [(b"globex", p, None) for p in deal] + [(b"globex", deal[3], None), (b"globex", deal[7], None)]
+    produce(kafka_settings.kafka_bootstrap_servers, kafka_settings.kafka_topic, messages)
+    with Running(TouchpointConsumer(system, kafka_settings)) as consumer:
+        wait_until(consumed(consumer, len(messages)), what="the deal")
+    assert consumer.counts["recorded"] == len(deal) and consumer.counts["duplicate"] == 2
+
+    # The offset commits are lost (a new group starts from the beginning): on assignment
+    # the consumer seeks to the positions the event store recorded, so only the new
+    # message is applied.
+    produce(kafka_settings.kafka_bootstrap_servers, kafka_settings.kafka_topic,
+            [(b"globex", payload("late", "support_ticket_opened", 90, "globex"), None)])
+    again = kafka_settings.model_copy(update={"kafka_group_id": kafka_settings.kafka_group_id + "-b"})
+    with Running(TouchpointConsumer(system, again)) as replayed:
+        wait_until(consumed(replayed, 1), what="the new message")
+    assert replayed.counts == {"recorded": 1}
+    assert sorted(stored_ids(system, "globex")) == sorted([i for i, _, _ in B2B_DEAL] + ["late"])
+
+
+def test_a_redelivered_batch_is_recognised_and_not_applied_twice(system: System, kafka_settings):
+    """A crash after the write but before the offset commit delivers the batch again."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    deal = b2b_deal("globex")
+    produce(kafka_settings.kafka_bootstrap_servers, kafka_settings.kafka_topic, [(b"globex", p, None) for p in deal])
+    reader = KafkaConsumer(bootstrap_servers=kafka_settings.kafka_bootstrap_servers, enable_auto_commit=False,
+                           auto_offset_reset="earliest")
+    partitions = [TopicPartition(kafka_settings.kafka_topic, p) for p in range(3)]
+    reader.assign(partitions)
+    batch: dict = {}
+    wait_until(lambda: _fill(reader, batch, len(deal)), what="the deal")
+    reader.close()
+    consumer = TouchpointConsumer(system, kafka_settings)
+    try:
+        for partition, messages in batch["by_partition"].items():
+            consumer.process(partition, messages)
+        assert consumer.counts["recorded"] == len(deal)
+        for partition, messages in batch["by_partition"].items():  # the same batch again
+            consumer.process(partition, messages)
+        assert consumer.counts["redelivered"] == len(deal)
+    finally:
+        consumer.consumer.close()
+        consumer.dead_letters.producer.close()
+    assert sorted(stored_ids(system, "globex")) == sorted(i for i, _, _ in B2B_DEAL)
+
+
+def _fill(reader, batch: dict, expected: int) -> bool:
+    for partition, messages in reader.poll(timeout_ms=500).items():
+        batch.setdefault("by_partition", {}).setdefault(partition, []).extend(messages)
+    return sum(len(v) for v in batch.get("by_partition", {}).values()) >= expected
+
+
+def test_poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on(system: System, kafka_settings):
+    good = payload("g1", "email_opened", 0)
+    conflicting = {**good, "channel": "email"}
+    produce(kafka_settings.kafka_bootstrap_servers, kafka_settings.kafka_topic, [
+        (b"acme", b"{not json", [("trace", b"abc")]),
+        (b"acme", {**payload("bad", "email_opened", 0), "occurred_at": "yesterday"}, None),
+        (b"acme", good, None),
+        (b"acme", conflicting, None),
+        (b"acme", payload("g2", "demo_delivered", 1), None),
+    ])
+    with Running(TouchpointConsumer(system, kafka_settings)) as consumer:
+        wait_until(consumed(consumer, 4), what="the stream")
+    assert consumer.counts["recorded"] == 2 and consumer.counts["dead_lettered"] == 2
+    assert sorted(stored_ids(system, "acme")) == ["g1", "g2"]
+    letters = read_all(kafka_settings.kafka_bootstrap_servers, kafka_settings.kafka_dead_letter_topic, 3)
+    assert len(letters) == 3
+    by_kind = {dict(m.headers)["dlq.error_kind"].decode(): m for m in letters}
+    assert set(by_kind) == {"not_json", "invalid", "conflict"}
+    not_json = by_kind["not_json"]
+    headers = dict(not_json.headers)
+    assert not_json.key == b"acme" and not_json.value == b"{not json"
+    assert headers["trace"] == b"abc"  # the original headers are kept
+    assert headers["dlq.topic"].decode() == kafka_settings.kafka_topic
+    assert {"dlq.partition", "dlq.offset", "dlq.dead_lettered_at", "dlq.reason"} <= set(headers)
+    assert b"occurred_at" in dict(by_kind["invalid"].headers)["dlq.reason"]
+    assert json.loads(by_kind["conflict"].value)["channel"] == "email"
+
+
+def test_stage_changes_are_published_once_per_transition(system: System, kafka_settings):
+    system.record([__import__("journeys.touchpoint", fromlist=["Touchpoint"]).Touchpoint(**p) for p in b2b_deal("globex")])
+    system.runner.catch_up()
+    transitions = system.view.transitions_of("globex")
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap_servers, acks="all")
+    publisher = StageChangePublisher(system, producer, kafka_settings.kafka_stage_changes_topic)
+    assert publisher.publish_once() == len(transitions)
+    assert publisher.publish_once() == 0  # its position is tracked: nothing twice
+    producer.close()
+    events = read_all(kafka_settings.kafka_bootstrap_servers, kafka_settings.kafka_stage_changes_topic, len(transitions))
+    assert len(events) == len(transitions)
+    bodies = [json.loads(m.value) for m in events]
+    assert len({b["id"] for b in bodies}) == len(bodies)
+    assert all(m.key == b"globex" and dict(m.headers)["content-type"] == b"application/cloudevents+json" for m in events)
+    signed = next(b for b in bodies if b["data"]["journey"] == "buyer" and b["data"]["to_stage"] == "Purchase")
+    assert signed["data"]["cause"] == {"touchpoint_id": "d15", "type": "contract_signed"}
+    assert signed["data"]["next_message"]["id"] == "purchase-onboarding"
+    assert signed["id"] == change_id({**signed["data"], "touchpoint_id": "d15"})
+
+
+def test_a_late_touchpoint_publishes_only_the_transitions_it_adds(system: System, kafka_settings):
+    Touchpoint = __import__("journeys.touchpoint", fromlist=["Touchpoint"]).Touchpoint
+    system.record([Touchpoint(**payload("t2", "demo_delivered", 5))])
+    system.runner.catch_up()
+    before = len(system.view.stage_changes_after(0, 100))
+    system.record([Touchpoint(**payload("t1", "lead_captured", 1))])  # occurred earlier, arrives later
+    system.runner.catch_up()
+    added = system.view.stage_changes_after(0, 100)[before:]
+    assert {(c["journey"], c["from_stage"], c["to_stage"]) for c in added} == {
+        ("seller", None, "Prospecting"), ("seller", "Prospecting", "Presenting"),
+        ("awareness", "Unaware", "Aware"), ("awareness", "Aware", "Evaluating"),
+    }
