@@ -1,0 +1,83 @@
+"""A consumer process killed with SIGKILL mid-stream and restarted loses and duplicates nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+
+from journeys.customer import Customer
+from projections.system import System
+from tests.factories import payload
+from tests.kafka_helpers import produce, wait_until
+
+TOPIC = f"{Customer.TouchpointRecorded.__module__}:{Customer.TouchpointRecorded.__qualname__}"
+TYPES = ["email_opened", "inquiry_received", "meeting_held", "demo_delivered", "deal_lost", "contract_signed"]
+
+
+def stored(system: System) -> Counter:
+    """How often each (customer, touchpoint id) is stored, read from the whole event log."""
+    counts: Counter = Counter()
+    start = 1
+    while True:
+        page = system.app.recorder.select_notifications(start=start, limit=5000, topics=[TOPIC])
+        for n in page:
+            event = system.app.mapper.to_domain_event(n)
+            counts[(event.customer_id, event.touchpoint_id)] += 1
+        if len(page) < 5000:
+            return counts
+        start = page[-1].id + 1
+
+
+def consumer_process(settings) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "JOURNEYS_DATABASE_URL": settings.database_url,
+        "JOURNEYS_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "JOURNEYS_KAFKA_TOPIC": settings.kafka_topic,
+        "JOURNEYS_KAFKA_DEAD_LETTER_TOPIC": settings.kafka_dead_letter_topic,
+        "JOURNEYS_KAFKA_GROUP_ID": settings.kafka_group_id,
+        "JOURNEYS_KAFKA_MAX_POLL_RECORDS": "150",
+        "JOURNEYS_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "JOURNEYS_KAFKA_MAX_POLL_INTERVAL_MS": "10000",
+        "JOURNEYS_RUN_PROJECTIONS": "true",
+    }
+    return subprocess.Popen([sys.executable, "-m", "api.cli", "consume"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_sigkill_mid_stream_then_restart(system: System, kafka_settings):
+    expected = {}
+    messages = []
+    for n in range(3000):
+        body = payload(f"t{n:05d}", TYPES[n % len(TYPES)], n / 100, customer=f"c{n % 150:03d}")
+        expected[(body["customer_id"], body["touchpoint_id"])] = 1
+        messages.append((body["customer_id"].encode(), body, None))
+    messages += messages[::10]  # publishers retry: 300 duplicates in the stream
+    produce(kafka_settings.kafka_bootstrap_servers, kafka_settings.kafka_topic, messages)
+
+    first = consumer_process(kafka_settings)
+    try:
+        wait_until(lambda: len(stored(system)) >= 600, timeout=90, what="part of the stream to be stored")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    partial = stored(system)
+    assert 600 <= len(partial) < len(expected), "the kill should land mid-stream"
+
+    second = consumer_process(kafka_settings)
+    try:
+        wait_until(lambda: len(stored(system)) == len(expected), timeout=180, what="the whole stream")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        output = second.communicate(timeout=30)[0].decode()
+    assert second.returncode == 0, output
+
+    assert stored(system) == Counter(expected)  # every touchpoint exactly once, none lost
+    system.runner.catch_up()
+    customers = sorted({c for c, _ in expected})
+    live = {c: (system.view.customer(c), system.view.transitions_of(c)) for c in customers}
+    system.runner.rebuild()
+    assert {c: (system.view.customer(c), system.view.transitions_of(c)) for c in customers} == live
