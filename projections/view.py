@@ -40,7 +40,7 @@ def ts(value: datetime | None) -> str | None:
     """Timestamps as fixed-width UTC text, so text order is time order in both dialects."""
     if value is None:
         return None
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
 def parse_ts(value: str | None) -> datetime | None:
