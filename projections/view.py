@@ -117,33 +117,31 @@ class JourneyViewSQL:
     def _marks(self, n: int) -> str:
         return ", ".join([self.param] * n)
 
+    def _query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of one read-only statement written with '?' parameters."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._sql(statement), list(params))
+            return c.fetchall()
+
     # -- writes -----------------------------------------------------------------
 
     def load_stages(self, customer_ids: Sequence[str]) -> dict[str, tuple[Stages, int]]:
         """Current stages and touchpoint count of the given customers."""
         found: dict[str, tuple[Stages, int]] = {}
-        with self.datastore.transaction(commit=False) as c:
-            for chunk in _chunks(list(customer_ids)):
-                c.execute(
-                    f"SELECT * FROM {self._table('customers')} "
-                    f"WHERE customer_id IN ({self._marks(len(chunk))})",
-                    chunk,
-                )
-                for row in c.fetchall():
-                    found[row["customer_id"]] = (_stages_from_row(row), row["touchpoint_count"])
+        for chunk in _chunks(list(customer_ids)):
+            marks = ", ".join("?" * len(chunk))
+            for row in self._query(f"SELECT * FROM {self._table('customers')} WHERE customer_id IN ({marks})", chunk):
+                found[row["customer_id"]] = (_stages_from_row(row), row["touchpoint_count"])
         return found
 
     def touchpoints_of(self, customer_id: str) -> list[dict[str, Any]]:
         """A customer's touchpoints in occurred order."""
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                self._sql(
-                    f"SELECT * FROM {self._table('touchpoints')} WHERE customer_id = ? "
-                    "ORDER BY occurred_at, touchpoint_id"
-                ),
-                [customer_id],
-            )
-            return [_touchpoint_from_row(row) for row in c.fetchall()]
+        rows = self._query(
+            f"SELECT * FROM {self._table('touchpoints')} WHERE customer_id = ? "
+            "ORDER BY occurred_at, touchpoint_id",
+            [customer_id],
+        )
+        return [_touchpoint_from_row(row) for row in rows]
 
     def write(
         self,
@@ -194,12 +192,9 @@ class JourneyViewSQL:
 
     def stage_changes_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
         """The outbox of stage transitions, in the order they were derived."""
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                self._sql(f"SELECT * FROM {self._table('stage_changes')} WHERE seq > ? ORDER BY seq LIMIT ?"),
-                [seq, limit],
-            )
-            rows = c.fetchall()
+        rows = self._query(
+            f"SELECT * FROM {self._table('stage_changes')} WHERE seq > ? ORDER BY seq LIMIT ?", [seq, limit]
+        )
         return [
             {**_transition_from_row(row), "seq": row["seq"], "customer_id": row["customer_id"],
              "awareness_stage": row["awareness_stage"]}
@@ -219,37 +214,24 @@ class JourneyViewSQL:
     # -- queries ----------------------------------------------------------------
 
     def customer(self, customer_id: str) -> dict[str, Any] | None:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                self._sql(f"SELECT * FROM {self._table('customers')} WHERE customer_id = ?"),
-                [customer_id],
-            )
-            row = c.fetchone()
-        return None if row is None else _customer_from_row(row)
+        rows = self._query(f"SELECT * FROM {self._table('customers')} WHERE customer_id = ?", [customer_id])
+        return _customer_from_row(rows[0]) if rows else None
 
     def sent_message_ids(self, customer_id: str) -> set[str]:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                self._sql(
-                    f"SELECT properties FROM {self._table('touchpoints')} "
-                    "WHERE customer_id = ? AND type = 'message_sent'"
-                ),
-                [customer_id],
-            )
-            rows = c.fetchall()
+        rows = self._query(
+            f"SELECT properties FROM {self._table('touchpoints')} "
+            "WHERE customer_id = ? AND type = 'message_sent'",
+            [customer_id],
+        )
         ids = (json.loads(row["properties"]).get("message_id") for row in rows)
         return {str(i) for i in ids if i is not None}
 
     def transitions_of(self, customer_id: str) -> list[dict[str, Any]]:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                self._sql(
-                    f"SELECT * FROM {self._table('transitions')} WHERE customer_id = ? "
-                    "ORDER BY occurred_at, touchpoint_id"
-                ),
-                [customer_id],
-            )
-            rows = c.fetchall()
+        rows = self._query(
+            f"SELECT * FROM {self._table('transitions')} WHERE customer_id = ? "
+            "ORDER BY occurred_at, touchpoint_id",
+            [customer_id],
+        )
         order = {j.value: i for i, j in enumerate(JOURNEYS)}
         found = [_transition_from_row(row) for row in rows]
         return sorted(found, key=lambda t: (t["at"], t["touchpoint_id"], order[t["journey"]]))
@@ -269,26 +251,20 @@ class JourneyViewSQL:
             where.append("customer_id > ?")
             params.append(after)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                self._sql(
-                    f"SELECT * FROM {self._table('customers')} {clause}"
-                    "ORDER BY customer_id LIMIT ?"
-                ),
-                [*params, limit],
-            )
-            return [_customer_from_row(row) for row in c.fetchall()]
+        rows = self._query(
+            f"SELECT * FROM {self._table('customers')} {clause}ORDER BY customer_id LIMIT ?",
+            [*params, limit],
+        )
+        return [_customer_from_row(row) for row in rows]
 
     def summary(self) -> dict[Journey, dict[str | None, int]]:
         counts: dict[Journey, dict[str | None, int]] = {}
-        with self.datastore.transaction(commit=False) as c:
-            for journey in JOURNEYS:
-                column = f"{journey.value}_stage"
-                c.execute(
-                    f"SELECT {column} AS stage, COUNT(*) AS n FROM {self._table('customers')} "
-                    f"GROUP BY {column}"
-                )
-                counts[journey] = {row["stage"]: row["n"] for row in c.fetchall()}
+        for journey in JOURNEYS:
+            column = f"{journey.value}_stage"
+            rows = self._query(
+                f"SELECT {column} AS stage, COUNT(*) AS n FROM {self._table('customers')} GROUP BY {column}"
+            )
+            counts[journey] = {row["stage"]: row["n"] for row in rows}
         return counts
 
 
