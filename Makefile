@@ -15,6 +15,7 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	bash scripts/ensure-postgres.sh
 	$(BIN)/python bench/batch_throughput.py
+	$(BIN)/python bench/kafka_throughput.py
 
 install: $(VENV)/.installed
 
