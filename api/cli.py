@@ -139,7 +139,7 @@ def replay(
         raise typer.Exit(1) from None
     finally:
         system.close()
-    _print_replay(result, system.playbook)
+    _print_replay(result, system.playbook, _aware(as_of))
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -150,10 +150,8 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def _print_replay(result, playbook) -> None:
-    title = f"Customer {result.customer_id}" + (
-        f" as of {result.derivation.touchpoints[-1].occurred_at:%Y-%m-%d %H:%M}" if result.derivation.touchpoints else ""
-    )
+def _print_replay(result, playbook, as_of: datetime | None) -> None:
+    title = f"Customer {result.customer_id}" + (f" as of {as_of.isoformat()}" if as_of else "")
     caused = {}
     for t in result.derivation.transitions:
         label = f"{t.journey.value}: {t.from_stage or '-'} -> {t.to_stage or 'restart'}"

@@ -77,7 +77,7 @@ def run(label: str, database_url: str, args) -> dict[str, float]:
                 response.raise_for_status()
                 position = response.json()["position"]
             written = time.perf_counter()
-            client.get(f"/customers/cust-0/stages", params={"min_position": position})
+            client.get("/customers/cust-0/stages", params={"min_position": position})
             while client.get("/health").json()["projection_lag"] > 0:
                 time.sleep(0.05)
             current = time.perf_counter()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 from uuid import UUID
 
 from eventsourcing.application import Application
@@ -58,7 +58,6 @@ class Recorded:
 
     results: list[Result]
     position: int | None = None
-    new_events: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,7 @@ class JourneysApp(Application[UUID]):
                     raise
                 self.customers.keep(customers.values())
                 position = max((r.notification.id for r in recordings), default=None)
-                return Recorded(results, position, new_events)
+                return Recorded(results, position)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _was_recorded(self, tracking: Tracking) -> bool:

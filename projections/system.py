@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import psycopg
 from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.utils import Environment
 from psycopg import sql
 
 from journeys.application import JourneysApp, Recorded
@@ -34,7 +35,7 @@ class System:
             ensure_schema(env)
         app = JourneysApp(playbook, env=env, cache_size=settings.aggregate_cache_size)
         view_class = SQLiteJourneyView if settings.is_sqlite else PostgresJourneyView
-        factory = InfrastructureFactory.construct(_named_env(StageProjection.name, env))
+        factory = InfrastructureFactory.construct(Environment(StageProjection.name, env))
         view = factory.tracking_recorder(view_class)
         runner = ProjectionRunner(
             app,
@@ -55,12 +56,6 @@ class System:
         self.runner.stop()
         self.app.close()
         self.view.datastore.close()
-
-
-def _named_env(name: str, env: dict[str, str]):
-    from eventsourcing.utils import Environment
-
-    return Environment(name, env)
 
 
 def ensure_schema(env: dict[str, str]) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from consumers.stage_changes import StageChangePublisher, change_id
-from consumers.touchpoints import TouchpointConsumer, source_name
+from consumers.touchpoints import TouchpointConsumer
 from kafka import KafkaProducer
+from journeys.touchpoint import Touchpoint
 from projections.system import System
 from tests.factories import B2B_DEAL, b2b_deal, payload
 from tests.kafka_helpers import Running, produce, read_all, wait_until
@@ -121,7 +122,7 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on(syst
 
 
 def test_stage_changes_are_published_once_per_transition(system: System, kafka_settings):
-    system.record([__import__("journeys.touchpoint", fromlist=["Touchpoint"]).Touchpoint(**p) for p in b2b_deal("globex")])
+    system.record([Touchpoint(**p) for p in b2b_deal("globex")])
     system.runner.catch_up()
     transitions = system.view.transitions_of("globex")
     producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap_servers, acks="all")
@@ -141,7 +142,6 @@ def test_stage_changes_are_published_once_per_transition(system: System, kafka_s
 
 
 def test_a_late_touchpoint_publishes_only_the_transitions_it_adds(system: System, kafka_settings):
-    Touchpoint = __import__("journeys.touchpoint", fromlist=["Touchpoint"]).Touchpoint
     system.record([Touchpoint(**payload("t2", "demo_delivered", 5))])
     system.runner.catch_up()
     before = len(system.view.stage_changes_after(0, 100))
