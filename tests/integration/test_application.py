@@ -86,3 +86,21 @@ def test_customer_ids_are_uuid5_of_the_publisher_key(system: System):
     system.record([tp("t1", "email_opened", 0, customer="acme")])
     customer = system.app.repository.get(Customer.create_id("acme"))
     assert customer.customer_key == "acme"
+
+
+def test_a_source_position_is_stored_with_the_events_and_applies_once(system: System):
+    from eventsourcing.persistence import Tracking
+
+    from journeys.application import AlreadyRecordedError
+
+    system.record([tp("t1", "email_opened", 0)], Tracking("kafka:touchpoints:0", 41))
+    assert system.app.source_position("kafka:touchpoints:0") == 41
+    system.record([], Tracking("kafka:touchpoints:0", 42))  # a poll of nothing but dead letters
+    assert system.app.source_position("kafka:touchpoints:0") == 42
+    try:
+        system.record([tp("t2", "email_opened", 1)], Tracking("kafka:touchpoints:0", 42))
+    except AlreadyRecordedError:
+        pass
+    else:
+        raise AssertionError("the same position twice must not be applied")
+    assert stored_touchpoint_ids(system.app, "acme") == ["t1"]  # t2 was not stored with it

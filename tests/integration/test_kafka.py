@@ -152,3 +152,37 @@ def test_a_late_touchpoint_publishes_only_the_transitions_it_adds(system: System
         ("seller", None, "Prospecting"), ("seller", "Prospecting", "Presenting"),
         ("awareness", "Unaware", "Aware"), ("awareness", "Aware", "Evaluating"),
     }
+
+
+def test_a_failed_write_commits_no_offset_and_is_retried(system: System, kafka_settings, monkeypatch):
+    from eventsourcing.persistence import OperationalError
+    from kafka import KafkaConsumer, TopicPartition
+
+    produce(kafka_settings.kafka_bootstrap_servers, kafka_settings.kafka_topic,
+            [(b"acme", payload(f"t{n}", "email_opened", n), None) for n in range(5)])
+    reader = KafkaConsumer(bootstrap_servers=kafka_settings.kafka_bootstrap_servers, auto_offset_reset="earliest")
+    reader.assign([TopicPartition(kafka_settings.kafka_topic, p) for p in range(3)])
+    batch: dict = {}
+    wait_until(lambda: _fill(reader, batch, 5), what="the messages")
+    reader.close()
+
+    consumer = TouchpointConsumer(system, kafka_settings)
+    events: list[str] = []
+    real_record = system.record
+
+    def flaky_record(*args, **kwargs):
+        if not events:
+            events.append("write failed")
+            raise OperationalError("database went away")
+        events.append("write")
+        return real_record(*args, **kwargs)
+
+    monkeypatch.setattr(system, "record", flaky_record)
+    monkeypatch.setattr(consumer.consumer, "commit", lambda offsets: events.append(f"commit {sorted(o.offset for o in offsets.values())}"))
+    try:
+        consumer._until_done(batch["by_partition"])
+    finally:
+        consumer.consumer.close()
+        consumer.dead_letters.producer.close()
+    assert events == ["write failed", "write", "commit [5]"]
+    assert sorted(stored_ids(system, "acme")) == [f"t{n}" for n in range(5)]
