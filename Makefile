@@ -16,6 +16,7 @@ bench: $(VENV)/.installed
 	bash scripts/ensure-postgres.sh
 	$(BIN)/python bench/batch_throughput.py
 	$(BIN)/python bench/kafka_throughput.py
+	$(BIN)/python bench/segment_query.py
 
 install: $(VENV)/.installed
 

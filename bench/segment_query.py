@@ -1,0 +1,97 @@
+"""Segment queries at a million customers, SQLite and PostgreSQL, measured in one run.
+
+Fills the journey view with N synthetic customers (spread over the stages), then
+times, as medians of repeated runs: the first page of 100 customers in one
+awareness stage, a page deep into that segment (by cursor), a page of a
+two-journey segment, and the summary of every journey.
+
+    .venv/bin/python bench/segment_query.py [--customers 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from journeys.playbook import Journey  # noqa: E402
+from journeys.settings import Settings  # noqa: E402
+from projections.system import System  # noqa: E402
+from projections.view import CUSTOMER_COLUMNS  # noqa: E402
+
+POSTGRES = os.environ.get("JOURNEYS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def fill(system: System, n: int) -> None:
+    stages = {j: [None, *system.playbook.journeys[j].stages] for j in Journey}
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc).isoformat()
+    view = system.view
+    for start in range(0, n, 20_000):
+        rows = []
+        for i in range(start, min(n, start + 20_000)):
+            row = [f"cust-{i:08d}"]
+            for k, journey in enumerate(Journey):
+                options = stages[journey] if journey is not Journey.awareness else stages[journey][1:]
+                stage = options[(i // (k + 1)) % len(options)]
+                row += [stage, now if stage else None, f"t{i}" if stage else None, "x" if stage else None]
+            rows.append(row + [now, now, f"t{i}", 1])
+        with view.datastore.transaction(commit=True) as c:
+            view._insert(c, "customers", CUSTOMER_COLUMNS, rows, "ON CONFLICT (customer_id) DO NOTHING")
+    if not system.settings.is_sqlite:
+        with view.datastore.transaction(commit=True) as c:
+            c.execute(f"ANALYZE {view._table('customers')}")
+
+
+def median_ms(action, runs: int = 15) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
+def measure(label: str, url: str, n: int) -> None:
+    system = System.build(Settings(database_url=url))
+    try:
+        t = time.perf_counter()
+        fill(system, n)
+        filled = time.perf_counter() - t
+        view = system.view
+        middle = f"cust-{n // 2:08d}"
+        first = median_ms(lambda: view.segment({Journey.awareness: "Interested"}, None, 100))
+        deep = median_ms(lambda: view.segment({Journey.awareness: "Interested"}, middle, 100))
+        both = median_ms(lambda: view.segment({Journey.awareness: "Evaluating", Journey.seller: "Presenting"}, None, 100))
+        summary = median_ms(lambda: view.summary(), runs=5)
+        assert len(view.segment({Journey.awareness: "Interested"}, middle, 100)) == 100
+        print(f"{label:10s} {n} customers (filled in {filled:.0f}s): segment first page {first:.1f} ms, "
+              f"deep page {deep:.1f} ms, two-journey segment {both:.1f} ms, summary {summary:.0f} ms")
+    finally:
+        system.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        measure("sqlite", f"sqlite:///{tmp}/segments.db", args.customers)
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    try:
+        measure("postgresql", f"{POSTGRES}?schema={schema}", args.customers)
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+if __name__ == "__main__":
+    main()
