@@ -106,11 +106,11 @@ class JourneysApp(Application[UUID]):
         with self._write_lock:
             for attempt in range(self.max_attempts):
                 customers = self.customers.get_many({customer_uuid(t.customer_id) for t in touchpoints})
-                results = [self._apply(customers, tp) for tp in touchpoints]
-                if before_save is not None:
-                    before_save(results)
-                new_events = [e for c in customers.values() for e in c.collect_events()]
-                try:
+                try:  # commands mutate cached customers: anything failing below evicts them
+                    results = [self._apply(customers, tp) for tp in touchpoints]
+                    if before_save is not None:
+                        before_save(results)
+                    new_events = [e for c in customers.values() for e in c.collect_events()]
                     recordings = (
                         self.events.put(new_events, tracking=tracking) if (new_events or tracking) else []
                     )

@@ -104,3 +104,18 @@ def test_a_source_position_is_stored_with_the_events_and_applies_once(system: Sy
     else:
         raise AssertionError("the same position twice must not be applied")
     assert stored_touchpoint_ids(system.app, "acme") == ["t1"]  # t2 was not stored with it
+
+
+def test_a_failure_before_saving_leaves_no_trace_in_the_cache(system: System):
+    """A dead-letter flush that fails must not leave unsaved touchpoints in cached customers."""
+    system.record([tp("t0", "email_opened", 0)])  # acme is now cached
+
+    def broken_flush(results):
+        raise ConnectionError("dead-letter topic unreachable")
+
+    try:
+        system.record([tp("t1", "demo_delivered", 1)], before_save=broken_flush)
+    except ConnectionError:
+        pass
+    assert system.record([tp("t1", "demo_delivered", 1)]).results[0].outcome is Outcome.recorded
+    assert stored_touchpoint_ids(system.app, "acme") == ["t0", "t1"]
