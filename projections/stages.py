@@ -23,7 +23,6 @@ class StageProjection:
     """Keeps the journey view equal to the derivation of every customer's touchpoints."""
 
     name = "journey_stages"
-    topics = (f"{Customer.TouchpointRecorded.__module__}:{Customer.TouchpointRecorded.__qualname__}",)
 
     def __init__(self, view: JourneyViewSQL, playbook: Playbook):
         self.view = view
@@ -53,10 +52,9 @@ class StageProjection:
         stages, count = current or (initial_stages(self.playbook), 0)
         if stages.last_key is None or sort_key(new[0]) > stages.last_key:
             derivation = fold(stages, new, self.playbook)
-            fresh = derivation.transitions
             return CustomerChange(
                 customer_id, derivation.stages, count + len(new), derivation.transitions, False,
-                fresh if self.outbox else [],
+                derivation.transitions if self.outbox else [],
             )
         stored = [_Stored(row) for row in self.view.touchpoints_of(customer_id)]
         derivation = derive([*stored, *new], self.playbook)
