@@ -19,14 +19,20 @@ app = typer.Typer(help="Event-sourced buyer/seller/marketer journey tracker.", n
 console = Console()
 
 
-def _system():
-    from projections.system import System
-
+def _playbook(path: str):
+    """The playbook, or exit 2 saying which file, where and what is wrong."""
     try:
-        return System.build(Settings())
+        return load_playbook(path)
     except PlaybookError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
+
+
+def _system():
+    from projections.system import System
+
+    settings = Settings()
+    return System.build(settings, _playbook(settings.playbook))
 
 
 @app.command()
@@ -40,11 +46,7 @@ def serve(
     from api.main import create_app
 
     settings = Settings()
-    try:
-        load_playbook(settings.playbook)  # a broken playbook stops start-up here, clearly
-    except PlaybookError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
+    _playbook(settings.playbook)  # a broken playbook stops start-up here, clearly
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
 
 
@@ -117,11 +119,7 @@ def rebuild_projections() -> None:
 @app.command("check-playbook")
 def check_playbook(path: Annotated[Optional[str], typer.Argument()] = None) -> None:
     """Validate a playbook file (default: JOURNEYS_PLAYBOOK)."""
-    try:
-        playbook = load_playbook(path or Settings().playbook)
-    except PlaybookError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
+    playbook = _playbook(path or Settings().playbook)
     console.print(f"playbook {playbook.name!r} is valid: {len(playbook.evidence)} touchpoint types")
 
 
