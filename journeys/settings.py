@@ -83,5 +83,8 @@ class Settings(BaseSettings):
             POSTGRES_SCHEMA=query.get("schema", ["public"])[0],
             POSTGRES_POOL_SIZE="5",
             POSTGRES_MAX_OVERFLOW="10",
+            POSTGRES_PRE_PING="y",
+            POSTGRES_CONNECT_TIMEOUT="5",
+            PROCESS_RECORDER_TOPIC="journeys.recorders:PostgresJourneysRecorder",
         )
         return env

@@ -12,13 +12,16 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
 )
 
 MAX_PROPERTIES_BYTES = 32 * 1024
+MAX_PROPERTIES_DEPTH = 16
 MAX_FUTURE_SKEW = timedelta(hours=24)
+EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
 
 
 class Channel(str, Enum):
@@ -35,12 +38,43 @@ class Channel(str, Enum):
     other = "other"
 
 
+def check_text(value: str) -> str:
+    """Text every store can hold: no NUL (PostgreSQL refuses it) and no lone surrogate."""
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (\\u0000), which cannot be stored")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains a lone surrogate (e.g. \\ud800), which is not valid Unicode") from None
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must contain more than white space")
+    return check_text(value)
+
+
+def _rfc3339_text(value: Any) -> Any:
+    """A timestamp is RFC 3339 text (or a datetime from our own code), never a number."""
+    if isinstance(value, (str, datetime)):
+        return value
+    raise ValueError("must be an RFC 3339 timestamp string with a time zone, e.g. 2026-03-10T14:00:00Z")
+
+
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc)
+    try:
+        utc = value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is outside the supported range of dates") from None
+    if utc < EARLIEST:
+        raise ValueError(f"{utc.isoformat()} is before {EARLIEST.date().isoformat()}; not a real touchpoint time")
+    return utc
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
-Text = Annotated[str, Field(min_length=1, max_length=200)]
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_utc)]
+Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+Id = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
 
 
 class Touchpoint(BaseModel):
@@ -48,8 +82,8 @@ class Touchpoint(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=True)
 
-    touchpoint_id: str = Field(min_length=1, max_length=100)
-    customer_id: str = Field(min_length=1, max_length=200)
+    touchpoint_id: Id
+    customer_id: Text
     type: str = Field(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length=100)
     channel: Channel
     occurred_at: UtcDatetime
@@ -72,6 +106,7 @@ class Touchpoint(BaseModel):
     @field_validator("properties")
     @classmethod
     def _properties_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_json(value, MAX_PROPERTIES_DEPTH)
         size = len(json.dumps(value, separators=(",", ":"), default=str).encode())
         if size > MAX_PROPERTIES_BYTES:
             raise ValueError(
@@ -90,6 +125,34 @@ class Touchpoint(BaseModel):
     def sort_key(self) -> tuple[datetime, str]:
         """Occurred order, ties broken by the publisher's id."""
         return (self.occurred_at, self.touchpoint_id)
+
+
+def check_json(value: Any, max_depth: int, path: str = "properties", depth: int = 1) -> None:
+    """Refuse JSON nested deeper than `max_depth`, or holding text no store can keep.
+
+    Iterates rather than recursing into the data's own depth: the check itself must not
+    fail on the input it exists to refuse.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, path, depth)]
+    while stack:
+        item, where, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            if level > max_depth:
+                raise ValueError(f"{where} is nested more than {max_depth} levels deep")
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in pairs:
+                if isinstance(key, str):
+                    _check_at(key, f"{where} key {key[:40]!r}")
+                stack.append((child, f"{where}.{key}", level + 1))
+        elif isinstance(item, str):
+            _check_at(item, where)
+
+
+def _check_at(text: str, where: str) -> None:
+    try:
+        check_text(text)
+    except ValueError as error:
+        raise ValueError(f"{where} {error}") from None
 
 
 def fingerprint(content: dict[str, Any]) -> str:

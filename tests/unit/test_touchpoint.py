@@ -12,6 +12,13 @@ from journeys.touchpoint import Touchpoint
 from tests.factories import payload
 
 
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
 def errors_of(**changes):
     with pytest.raises(ValidationError) as error:
         Touchpoint(**{**payload("t1", "email_opened", 0), **changes})
@@ -33,12 +40,35 @@ def test_normalised_to_utc():
         ({"channel": "pigeon"}, "channel", "web"),
         ({"properties": {"blob": "x" * 33_000}}, "properties", "limit is 32768"),
         ({"surprise": 1}, "surprise", "not permitted"),
+        # Found by probing the service as an attacker would (issue 7):
+        ({"occurred_at": "0001-01-01T00:00:00+14:00"}, "occurred_at", "outside the supported range"),
+        ({"occurred_at": "1066-10-14T09:00:00Z"}, "occurred_at", "before 1900-01-01"),
+        ({"occurred_at": 1772442000}, "occurred_at", "RFC 3339"),
+        ({"customer_id": "   "}, "customer_id", "more than white space"),
+        ({"customer_id": "a\x00b"}, "customer_id", "NUL"),
+        ({"touchpoint_id": "t\x00"}, "touchpoint_id", "NUL"),
+        ({"source": "\ud800"}, "source", "unicode string"),
+        ({"actor": "jane\x00"}, "actor", "NUL"),
+        ({"properties": {"note": "a\x00b"}}, "properties", "properties.note contains a NUL"),
+        ({"properties": {"k\x00": 1}}, "properties", "NUL"),
+        ({"properties": {"list": [{"deep": "\udfff"}]}}, "properties", "properties.list.0.deep contains a lone surrogate"),
+        ({"properties": nested(17)}, "properties", "nested more than 16 levels"),
+        ({"properties": nested(999)}, "properties", "nested more than 16 levels"),
     ],
 )
 def test_rejections_name_the_field_and_the_reason(changes, field, reason):
     found = errors_of(**changes)
     assert field in found, found
     assert reason in found[field]
+
+
+def test_far_future_date_with_negative_offset_is_refused_not_overflowing():
+    found = errors_of(occurred_at="9999-12-31T23:59:59-14:00")
+    assert "occurred_at" in found
+
+
+def test_sixteen_levels_of_properties_are_accepted():
+    Touchpoint(**{**payload("t1", "email_opened", 0), "properties": nested(16)})
 
 
 def test_near_future_is_accepted():
