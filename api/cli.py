@@ -16,6 +16,8 @@ from journeys.playbook import Journey, PlaybookError, load_playbook
 from journeys.settings import Settings
 
 app = typer.Typer(help="Event-sourced buyer/seller/marketer journey tracker.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console()
 
 
@@ -47,7 +49,92 @@ def serve(
 
     settings = Settings()
     _playbook(settings.playbook)  # a broken playbook stops start-up here, clearly
+    _first_admin_key()
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+
+
+def _key_store(system):
+    from api.keys import KeyStore
+
+    return KeyStore(system.view)
+
+
+def _first_admin_key() -> None:
+    """On a store with no keys, create an admin key and print it, once."""
+    from api.keys import Role
+
+    system = _system()
+    try:
+        store = _key_store(system)
+        if store.any_active():
+            return
+        key = store.create(f"admin-{datetime.now():%Y%m%d-%H%M%S}", Role.admin)
+    finally:
+        system.close()
+    console.print(
+        "No API key existed, so an admin key was created. It is shown only now; keep it secret.\n"
+        "Send it as `Authorization: Bearer KEY`; create other keys with `journeys keys create`.",
+        highlight=False,
+    )
+    print(key, flush=True)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="publisher, marketer, auditor or admin")],
+    name: Annotated[str, typer.Option(help="a unique name, e.g. the service or person it is for")],
+) -> None:
+    """Create an API key; the key alone is printed on the last line, and never shown again."""
+    from api.keys import KeyExistsError, Role
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        console.print(f"[red]unknown role {role!r}: use one of {', '.join(r.value for r in Role)}[/red]")
+        raise typer.Exit(2) from None
+    system = _system()
+    try:
+        key = _key_store(system).create(name, chosen)
+    except KeyExistsError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        system.close()
+    console.print(f"created {chosen.value} key {name!r}; it is shown only now:", highlight=False)
+    print(key, flush=True)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key's name, role, creation and last use; never the key."""
+    system = _system()
+    try:
+        found = _key_store(system).list()
+    finally:
+        system.close()
+    table = Table(title="API keys")
+    for column in ("name", "role", "created (UTC)", "last used (UTC)", "revoked (UTC)"):
+        table.add_column(column)
+    fmt = lambda t: "" if t is None else f"{t:%Y-%m-%d %H:%M:%S}"  # noqa: E731
+    for k in found:
+        table.add_row(k.name, k.role.value, fmt(k.created_at), fmt(k.last_used_at), fmt(k.revoked_at))
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="the key's name")]) -> None:
+    """Revoke a key: it stops working in every process within a second."""
+    from api.keys import KeyNotFoundError
+
+    system = _system()
+    try:
+        _key_store(system).revoke(name)
+    except KeyNotFoundError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        system.close()
+    console.print(f"revoked {name!r}")
 
 
 @app.command()

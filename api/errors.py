@@ -1,11 +1,30 @@
-"""Domain errors mapped to HTTP status, in one place."""
+"""Every error answer, in one place: a JSON body a person can act on, never the input echoed."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+import logging
+import sqlite3
+from typing import Any
 
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.auth import AuthError
 from journeys.application import ConcurrencyError, CustomerNotFoundError
+
+log = logging.getLogger(__name__)
+
+MAX_REPORTED_ERRORS = 50
+DATABASE_DOWN = (InterfaceError, OperationalError, psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError)
+
+
+class ErrorOut(BaseModel):
+    detail: str
 
 
 class NotCaughtUpError(Exception):
@@ -15,31 +34,108 @@ class NotCaughtUpError(Exception):
 class BadQueryError(Exception):
     """A query parameter that is well-formed but names nothing we know."""
 
-    def __init__(self, parameter: str, reason: str):
+    def __init__(self, parameter: str, reason: str, location: str = "query"):
         super().__init__(reason)
         self.parameter = parameter
         self.reason = reason
+        self.location = location
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+# Answers any route may give, documented in the OpenAPI document.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _error("no API key, or an unknown or revoked one"),
+    403: _error("the API key's role may not do this"),
+    429: _error("the API key's rate limit is reached; see Retry-After"),
+    503: _error("the database or the read model is unavailable or behind; see Retry-After"),
+}
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("the body is not valid JSON, or a header is malformed"),
+    413: _error("the request body is over the size limit"),
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error("no such customer")}
+
+
+def _json(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": detail, **extra}, headers=headers)
+
+
+def _validation_detail(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    shown = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors[:MAX_REPORTED_ERRORS]]
+    if len(errors) > MAX_REPORTED_ERRORS:
+        shown.append({"loc": [], "msg": f"and {len(errors) - MAX_REPORTED_ERRORS} more errors", "type": "too_many_errors"})
+    return shown
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        errors = list(error.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            reason = next(e for e in errors if e.get("type") == "json_invalid")
+            return _json(400, f"the body is not valid JSON: {reason.get('ctx', {}).get('error', 'malformed')}")
+        return JSONResponse(status_code=422, content={"detail": _validation_detail(errors)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        detail = error.detail
+        if error.status_code == 400 and detail == "There was an error parsing the body":
+            # FastAPI's words when json.loads itself fails, e.g. on nesting deeper than Python recurses.
+            detail = "the body could not be read as JSON: it is malformed or nested far too deeply"
+        return _json(error.status_code, detail, dict(error.headers or {}))
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_: Request, __: RecursionError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": [
+            {"loc": ["body"], "msg": "the JSON is nested too deeply to be read", "type": "too_deep"}
+        ]})
+
+    @app.exception_handler(AuthError)
+    async def _auth(_: Request, error: AuthError) -> JSONResponse:
+        return _json(error.status, error.detail, error.headers)
+
     @app.exception_handler(CustomerNotFoundError)
     async def _not_found(_: Request, error: CustomerNotFoundError) -> JSONResponse:
-        return JSONResponse(
-            status_code=404,
-            content={"detail": str(error), "customer_id": error.customer_key},
-        )
+        return _json(404, str(error), customer_id=error.customer_key)
 
     @app.exception_handler(ConcurrencyError)
     async def _contended(_: Request, error: ConcurrencyError) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": str(error)}, headers={"Retry-After": "1"})
+        return _json(503, str(error), {"Retry-After": "1"})
 
     @app.exception_handler(NotCaughtUpError)
     async def _behind(_: Request, error: NotCaughtUpError) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": str(error)}, headers={"Retry-After": "1"})
+        return _json(503, str(error), {"Retry-After": "1"})
 
     @app.exception_handler(BadQueryError)
     async def _bad_query(_: Request, error: BadQueryError) -> JSONResponse:
-        return JSONResponse(
-            status_code=422,
-            content={"detail": [{"loc": ["query", error.parameter], "msg": error.reason}]},
-        )
+        return JSONResponse(status_code=422, content={"detail": [
+            {"loc": [error.location, error.parameter], "msg": error.reason, "type": "value_error"}
+        ]})
+
+    for kind in DATABASE_DOWN:
+        app.add_exception_handler(kind, _database_down)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        # The type only: a message may hold what the client sent.
+        log.error("unexpected %s on %s %s", type(error).__name__, request.method, route_of(request))
+        return _json(500, "internal error; it has been logged")
+
+
+def route_of(request: Request) -> str:
+    """The route's template (/customers/{customer_id}/stages): a path may hold personal data."""
+    route = request.scope.get("route")
+    return getattr(route, "path", "(no route)")
+
+
+async def _database_down(request: Request, error: Exception) -> JSONResponse:
+    log.warning("database unavailable on %s %s: %s", request.method, route_of(request), type(error).__name__)
+    return _json(
+        503,
+        "the database is unavailable; retry shortly (a retried touchpoint is recorded once: "
+        "touchpoints are idempotent)",
+        {"Retry-After": "2"},
+    )

@@ -6,20 +6,29 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api import errors
-from api.routes import customers, meta, segments, touchpoints
+from api.auth import RateLimiter
+from api.keys import KeyStore
+from api.limits import BodyLimitMiddleware
+from api.routes import customers, keys, meta, segments, touchpoints
 from journeys.settings import Settings
 from projections.system import System
+
+ROUTERS = tuple(m.router for m in (touchpoints, customers, segments, keys, meta))
 
 
 def create_app(settings: Settings | None = None, system: System | None = None) -> FastAPI:
     """The API; it owns the system it builds, and runs the projections if configured to."""
+    settings = settings or (system.settings if system else Settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = system is None
-        app.state.system = system or System.build(settings or Settings())
+        app.state.system = system or System.build(settings)
+        app.state.keys = KeyStore(app.state.system.view, settings.key_cache_seconds)
+        app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
         if owned and app.state.system.settings.run_projections:
             app.state.system.runner.start()
         try:
@@ -28,13 +37,16 @@ def create_app(settings: Settings | None = None, system: System | None = None) -
             if owned:
                 app.state.system.close()
 
-    app = FastAPI(
+    # The docs pages' scripts and styles are served from the fastapi-offline package, not a CDN.
+    app = FastAPIOffline(
         title="Journeys",
         summary="Where every customer stands in the buyer's, seller's and marketer's journeys",
         version="0.1.0",
         lifespan=lifespan,
+        responses=errors.COMMON_RESPONSES,
     )
     errors.install(app)
-    for module in (touchpoints, customers, segments, meta):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

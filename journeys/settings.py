@@ -31,6 +31,16 @@ class Settings(BaseSettings):
         5.0, ge=0, le=60, description="longest a read waits for ?min_position"
     )
 
+    max_body_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024, description="larger request bodies are refused with 413 before being read"
+    )
+    key_cache_seconds: float = Field(
+        1.0, ge=0, le=1, description="how long a verified API key is trusted before it is looked up again"
+    )
+    rate_limit_per_minute: int = Field(
+        0, ge=0, description="requests per API key per minute in each API process; 0: no limit"
+    )
+
     kafka_bootstrap_servers: str | None = Field(
         None, description="comma-separated host:port list; needed by consume and publish-stage-changes"
     )

@@ -123,6 +123,17 @@ class JourneyViewSQL:
             c.execute(self._sql(statement), list(params))
             return c.fetchall()
 
+    # For tables kept beside the view in the same database (e.g. the API's keys).
+    query = _query
+
+    def table(self, name: str) -> str:
+        return self._table(name)
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        """One statement written with '?' parameters, in a transaction of its own."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(self._sql(statement), list(params))
+
     # -- writes -----------------------------------------------------------------
 
     def load_stages(self, customer_ids: Sequence[str]) -> dict[str, tuple[Stages, int]]:

@@ -85,6 +85,27 @@ def system(settings: Settings) -> Iterator[System]:
     built.close()
 
 
+@pytest.fixture
+def keys(system: System):
+    from api.keys import KeyStore
+
+    return KeyStore(system.view, cache_seconds=0)
+
+
+@pytest.fixture
+def client(system: System, keys):
+    """The API with the projections running, called with an admin key."""
+    from fastapi.testclient import TestClient
+
+    from api.keys import Role
+    from api.main import create_app
+
+    system.runner.start()
+    key = keys.create("test-admin", Role.admin)
+    with TestClient(create_app(system=system), headers={"Authorization": f"Bearer {key}"}) as c:
+        yield c
+
+
 # -- Kafka --------------------------------------------------------------------------
 
 

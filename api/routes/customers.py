@@ -5,17 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
+from fastapi import APIRouter, Path, Query
+from pydantic import AfterValidator
 
+from api.auth import READERS, allow
 from api.deps import SystemDep
-from api.errors import NotCaughtUpError
+from api.errors import NOT_FOUND, BadQueryError, NotCaughtUpError
+from api.keys import Role
 from api.schemas import HistoryOut, StagesOut, TouchpointOut, TransitionOut
 from journeys.application import CustomerNotFoundError
+from journeys.touchpoint import UtcDatetime, check_text
 from projections.system import System
 
-router = APIRouter(prefix="/customers", tags=["customers"])
+router = APIRouter(prefix="/customers", tags=["customers"], responses=NOT_FOUND)
 
+CustomerKey = Annotated[str, Path(min_length=1, max_length=200), AfterValidator(check_text)]
 MinPosition = Annotated[
     int | None,
     Query(ge=0, description="wait until the read model has processed this write position"),
@@ -24,6 +28,11 @@ MinPosition = Annotated[
 
 def caught_up(system: System, min_position: int | None) -> int:
     """The read model's position, after waiting for `min_position` if asked."""
+    if min_position is not None and min_position > (last := system.app.recorder.max_notification_id() or 0):
+        raise BadQueryError(
+            "min_position", f"{min_position} is beyond the last write's position ({last}); "
+            "pass the position a write answered with"
+        )
     if not system.runner.wait(min_position, system.settings.read_your_writes_timeout):
         raise NotCaughtUpError(
             f"the read model has not reached position {min_position} yet; retry shortly"
@@ -31,11 +40,11 @@ def caught_up(system: System, min_position: int | None) -> int:
     return system.runner.position
 
 
-@router.get("/{customer_id}/stages", response_model=StagesOut)
+@router.get("/{customer_id}/stages", response_model=StagesOut, dependencies=[allow(*READERS)])
 def stages(
-    customer_id: str,
+    customer_id: CustomerKey,
     system: SystemDep,
-    as_of: Annotated[AwareDatetime | None, Query(description="answer as of this past moment, by replay")] = None,
+    as_of: Annotated[UtcDatetime | None, Query(description="answer as of this past moment, by replay")] = None,
     min_position: MinPosition = None,
 ) -> StagesOut:
     """The customer's buyer, seller and awareness stages, and the next message to send."""
@@ -59,8 +68,8 @@ def _replayed(system: System, customer_id: str, as_of: datetime, position: int) 
     return StagesOut.of(customer_id, replay.derivation.stages, system.playbook, sent, position, as_of)
 
 
-@router.get("/{customer_id}/history", response_model=HistoryOut)
-def history(customer_id: str, system: SystemDep, min_position: MinPosition = None) -> HistoryOut:
+@router.get("/{customer_id}/history", response_model=HistoryOut, dependencies=[allow(Role.auditor)])
+def history(customer_id: CustomerKey, system: SystemDep, min_position: MinPosition = None) -> HistoryOut:
     """The customer's touchpoints in occurred order, and the stage transitions they caused."""
     position = caught_up(system, min_position)
     touchpoints = system.view.touchpoints_of(customer_id)

@@ -6,19 +6,20 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
+from api.auth import ANY_ROLE, READERS, allow
 from api.deps import SystemDep
 from api.schemas import HealthOut
 
 router = APIRouter(tags=["meta"])
 
 
-@router.get("/playbook")
+@router.get("/playbook", dependencies=[allow(*READERS)])
 def playbook(system: SystemDep) -> dict[str, Any]:
     """The active playbook: stage models, evidence and message catalogue."""
     return system.playbook.model_dump(mode="json")
 
 
-@router.get("/health", response_model=HealthOut)
+@router.get("/health", response_model=HealthOut, dependencies=[allow(*ANY_ROLE)])
 def health(system: SystemDep, response: Response) -> HealthOut:
     """Database reachable, and how far the projections are behind the event log."""
     try:

@@ -8,16 +8,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from api.auth import READERS, allow
 from api.deps import SystemDep
 from api.errors import BadQueryError
 from api.schemas import SegmentMember, SegmentOut
 from journeys.playbook import Journey, Playbook
+from journeys.touchpoint import check_text
 
-router = APIRouter(prefix="/segments", tags=["segments"])
+router = APIRouter(prefix="/segments", tags=["segments"], dependencies=[allow(*READERS)])
 
 NOT_STARTED = "not_started"
 StageQuery = Annotated[
-    str | None, Query(description=f"a stage of this journey, or '{NOT_STARTED}'")
+    str | None, Query(min_length=1, max_length=200, description=f"a stage of this journey, or '{NOT_STARTED}'")
 ]
 
 
@@ -27,7 +29,7 @@ def segment(
     awareness: StageQuery = None,
     buyer: StageQuery = None,
     seller: StageQuery = None,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[str | None, Query(max_length=1000, description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SegmentOut:
     """Customers in the given stages, a page at a time."""
@@ -82,6 +84,6 @@ def _decode(cursor: str | None) -> str | None:
     if cursor is None:
         return None
     try:
-        return base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+        return check_text(base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode())
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadQueryError("cursor", "not a cursor this API issued") from None

@@ -7,13 +7,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response
 from pydantic import ValidationError
 
+from api.auth import allow
 from api.deps import SystemDep
+from api.errors import WRITE_RESPONSES
+from api.keys import Role
 from api.schemas import BatchOut, FieldError, TouchpointResult
 from journeys.application import Result
 from journeys.customer import Outcome
 from journeys.touchpoint import Touchpoint
 
-router = APIRouter(prefix="/touchpoints", tags=["touchpoints"])
+router = APIRouter(
+    prefix="/touchpoints", tags=["touchpoints"], dependencies=[allow(Role.publisher)], responses=WRITE_RESPONSES
+)
 
 MAX_BATCH = 1000
 STATUS = {Outcome.recorded: 201, Outcome.duplicate: 200, Outcome.conflict: 409}

@@ -13,13 +13,6 @@ from projections.system import System
 from tests.factories import B2B_DEAL, b2b_deal, payload
 
 
-@pytest.fixture
-def client(system: System) -> Iterator[TestClient]:
-    system.runner.start()
-    with TestClient(create_app(system=system)) as c:
-        yield c
-
-
 def test_b2b_deal_in_shuffled_order_with_duplicates(client: TestClient):
     deal = b2b_deal("globex")
     rng = random.Random(4)

@@ -1,0 +1,141 @@
+"""API keys: long random secrets, stored only as hashes, each with one role.
+
+A key is shown once, when it is created. Verification looks the hash up in the
+database, so a key revoked by any process (the CLI, another API worker) stops
+working everywhere once the short verification cache has expired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from projections.view import JourneyViewSQL, ts
+
+PREFIX = "jrn_"
+LAST_USED_EVERY = 60.0  # seconds between writes of a key's last use
+
+
+class Role(str, Enum):
+    publisher = "publisher"
+    marketer = "marketer"
+    auditor = "auditor"
+    admin = "admin"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str
+    role: Role
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class KeyExistsError(Exception):
+    def __init__(self, name: str):
+        super().__init__(f"a key named {name!r} exists already (names are never reused, even when revoked)")
+
+
+class KeyNotFoundError(Exception):
+    def __init__(self, name: str):
+        super().__init__(f"no key is named {name!r}")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+
+
+class KeyStore:
+    def __init__(self, view: JourneyViewSQL, cache_seconds: float = 1.0):
+        self.view = view
+        self.table = view.table("api_keys")
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, ApiKey]] = {}
+        self._used: dict[str, float] = {}
+        self._lock = threading.Lock()
+        view.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table} (name TEXT PRIMARY KEY, role TEXT NOT NULL, "
+            "key_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, last_used_at TEXT, revoked_at TEXT)"
+        )
+
+    def create(self, name: str, role: Role) -> str:
+        """A new key for `role`; the secret is returned here and never again."""
+        key = PREFIX + secrets.token_urlsafe(32)
+        if self.view.query(f"SELECT name FROM {self.table} WHERE name = ?", [name]):
+            raise KeyExistsError(name)
+        self.view.execute(
+            f"INSERT INTO {self.table} (name, role, key_hash, created_at) VALUES (?, ?, ?, ?)",
+            [name, role.value, hash_key(key), ts(_now())],
+        )
+        return key
+
+    def list(self) -> list[ApiKey]:
+        return [_key(row) for row in self.view.query(f"SELECT * FROM {self.table} ORDER BY name")]
+
+    def any_active(self) -> bool:
+        return bool(self.view.query(f"SELECT name FROM {self.table} WHERE revoked_at IS NULL LIMIT 1"))
+
+    def revoke(self, name: str) -> ApiKey:
+        rows = self.view.query(f"SELECT * FROM {self.table} WHERE name = ?", [name])
+        if not rows:
+            raise KeyNotFoundError(name)
+        if rows[0]["revoked_at"] is None:
+            self.view.execute(f"UPDATE {self.table} SET revoked_at = ? WHERE name = ?", [ts(_now()), name])
+        with self._lock:
+            self._cache = {h: c for h, c in self._cache.items() if c[1].name != name}
+        return _key(self.view.query(f"SELECT * FROM {self.table} WHERE name = ?", [name])[0])
+
+    def verify(self, key: str) -> ApiKey | None:
+        """The active key this secret belongs to, or None."""
+        if not key.startswith(PREFIX) or len(key) > 200:
+            return None
+        digest = hash_key(key)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(digest)
+        if cached is not None and now - cached[0] < self.cache_seconds:
+            found: ApiKey | None = cached[1]
+        else:
+            rows = self.view.query(
+                f"SELECT * FROM {self.table} WHERE key_hash = ? AND revoked_at IS NULL", [digest]
+            )
+            found = _key(rows[0]) if rows else None
+            with self._lock:
+                if found is None:
+                    self._cache.pop(digest, None)
+                else:
+                    self._cache[digest] = (now, found)
+        if found is not None:
+            self._note_use(found.name, now)
+        return found
+
+    def _note_use(self, name: str, now: float) -> None:
+        with self._lock:
+            if now - self._used.get(name, -LAST_USED_EVERY) < LAST_USED_EVERY:
+                return
+            self._used[name] = now
+        self.view.execute(f"UPDATE {self.table} SET last_used_at = ? WHERE name = ?", [ts(_now()), name])
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _key(row: Any) -> ApiKey:
+    def parsed(column: str) -> datetime | None:
+        return None if row[column] is None else datetime.fromisoformat(row[column])
+
+    return ApiKey(
+        name=row["name"],
+        role=Role(row["role"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        last_used_at=parsed("last_used_at"),
+        revoked_at=parsed("revoked_at"),
+    )

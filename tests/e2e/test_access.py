@@ -1,0 +1,156 @@
+"""Who may call what: every route of the app against every role, and no key, unknown and revoked keys."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from api.auth import rule_of
+from api.keys import Role
+from api.main import ROUTERS, create_app
+from projections.system import System
+from tests.factories import payload
+
+P, M, A, ADM = Role.publisher, Role.marketer, Role.auditor, Role.admin
+# The access matrix. A route missing here fails the build: every new route needs a rule.
+MATRIX: dict[tuple[str, str], set[Role]] = {
+    ("POST", "/touchpoints"): {P, ADM},
+    ("POST", "/touchpoints/batch"): {P, ADM},
+    ("GET", "/customers/{customer_id}/stages"): {M, A, ADM},
+    ("GET", "/customers/{customer_id}/history"): {A, ADM},
+    ("GET", "/segments"): {M, A, ADM},
+    ("GET", "/segments/summary"): {M, A, ADM},
+    ("GET", "/playbook"): {M, A, ADM},
+    ("GET", "/health"): {P, M, A, ADM},
+    ("POST", "/keys"): {ADM},
+    ("GET", "/keys"): {ADM},
+    ("DELETE", "/keys/{name}"): {ADM},
+}
+
+BODIES = {
+    "/touchpoints": payload("t1", "email_opened", 0, "acme"),
+    "/touchpoints/batch": [payload("t2", "email_opened", 0, "acme")],
+    "/keys": {"name": "made-in-test", "role": "marketer"},
+}
+
+
+def routes() -> list[tuple[str, str, APIRoute]]:
+    return [(m, r.path, r) for router in ROUTERS for r in router.routes if isinstance(r, APIRoute) for m in r.methods]
+
+
+def rules_of(route: APIRoute) -> list[frozenset[Role]]:
+    found, stack = [], [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        if dependant.call is not None and rule_of(dependant.call) is not None:
+            found.append(rule_of(dependant.call))
+        stack.extend(dependant.dependencies)
+    return found
+
+
+@pytest.fixture
+def api(system: System, keys):
+    system.runner.start()
+    secrets = {role: keys.create(f"{role.value}-key", role) for role in Role}
+    with TestClient(create_app(system=system)) as c:
+        yield c, secrets
+
+
+def call(client: TestClient, method: str, path: str, key: str | None, **headers: str):
+    url = re.sub(r"\{customer_id\}", "acme", path).replace("{name}", "nobody")
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    return client.request(method, url, json=BODIES.get(path) if method == "POST" else None, headers=headers)
+
+
+def test_every_route_has_exactly_one_rule_and_is_in_the_matrix(api):
+    client, _ = api
+    found = {(m, p): rules_of(r) for m, p, r in routes()}
+    assert set(found) == set(MATRIX), "a route without an entry in the access matrix (or a stale entry)"
+    for route, rules in found.items():
+        assert len(rules) == 1, f"{route} must declare exactly one access rule, has {len(rules)}"
+        assert rules[0] == frozenset(MATRIX[route]), route
+    # Nothing reaches the app but through ROUTERS: the served document lists exactly these.
+    document = client.get("/openapi.json").json()
+    served = {(m.upper(), p) for p, ops in document["paths"].items() for m in ops}
+    assert served == set(MATRIX)
+
+
+@pytest.mark.parametrize("role", list(Role), ids=lambda r: r.value)
+def test_each_role_gets_exactly_its_routes(api, role: Role):
+    client, secrets = api
+    for (method, path), allowed in MATRIX.items():
+        answer = call(client, method, path, secrets[role])
+        if role in allowed:
+            assert answer.status_code not in (401, 403), (role, method, path, answer.text)
+        else:
+            assert answer.status_code == 403, (role, method, path, answer.text)
+            assert role.value in answer.json()["detail"]
+
+
+def test_no_key_unknown_key_and_malformed_credentials_get_401(api):
+    client, _ = api
+    for method, path in MATRIX:
+        for key in (None, "jrn_" + "x" * 43, "not-even-our-prefix"):
+            answer = call(client, method, path, key)
+            assert answer.status_code == 401, (method, path, key)
+            assert "Bearer" in answer.headers["www-authenticate"]
+            assert answer.json()["detail"]
+    garbled = client.get("/health", headers={"Authorization": "Basic !!!not-base64"})
+    assert garbled.status_code == 401 and garbled.json()["detail"]
+
+
+def test_basic_auth_with_the_key_as_user_name_works_as_segment_sends_it(api):
+    client, secrets = api
+    answer = client.post("/touchpoints", json=BODIES["/touchpoints"], auth=(secrets[P], ""))
+    assert answer.status_code == 201, answer.text
+
+
+def test_a_revoked_key_stops_working_within_a_second_in_every_process(system: System, keys):
+    key = keys.create("short-lived", Role.marketer)
+    with TestClient(create_app(system=system)) as first, TestClient(create_app(system=system)) as second:
+        for client in (first, second):  # both processes have verified (and cached) the key
+            assert client.get("/segments/summary", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        keys.revoke("short-lived")  # as `journeys keys revoke` would, from elsewhere
+        time.sleep(1.05)
+        for client in (first, second):
+            assert client.get("/segments/summary", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+
+
+def test_admins_manage_keys_over_http_and_the_secret_is_shown_once(api):
+    client, secrets = api
+    admin = {"Authorization": f"Bearer {secrets[ADM]}"}
+    created = client.post("/keys", json={"name": "crm-publisher", "role": "publisher"}, headers=admin)
+    assert created.status_code == 201
+    secret = created.json()["key"]
+    assert secret.startswith("jrn_") and len(secret) > 40
+    listed = client.get("/keys", headers=admin).json()
+    assert {"crm-publisher", "admin-key"} <= {k["name"] for k in listed}
+    assert secret not in str(listed) and all("key" not in k for k in listed)
+    assert client.post("/keys", json={"name": "crm-publisher", "role": "admin"}, headers=admin).status_code == 409
+    published = client.post("/touchpoints", json=BODIES["/touchpoints"], headers={"Authorization": f"Bearer {secret}"})
+    assert published.status_code == 201
+    assert client.delete("/keys/crm-publisher", headers=admin).json()["revoked_at"]
+    assert client.delete("/keys/nobody", headers=admin).status_code == 404
+
+
+def test_the_rate_limit_answers_429_with_retry_after(system: System, keys):
+    key = keys.create("busy", Role.marketer)
+    limited = system.settings.model_copy(update={"rate_limit_per_minute": 3})
+    with TestClient(create_app(limited, system=system), headers={"Authorization": f"Bearer {key}"}) as client:
+        codes = [client.get("/segments/summary").status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        refused = client.get("/segments/summary")
+        assert int(refused.headers["retry-after"]) > 0 and "rate limit" in refused.json()["detail"]
+
+
+def test_the_openapi_document_shows_the_security_schemes(api):
+    client, _ = api
+    document = client.get("/openapi.json").json()
+    assert {"HTTPBearer", "HTTPBasic"} <= set(document["components"]["securitySchemes"])
+    stages = document["paths"]["/customers/{customer_id}/stages"]["get"]
+    assert {"401", "403", "404", "503"} <= set(stages["responses"])
