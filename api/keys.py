@@ -8,6 +8,7 @@ working everywhere once the short verification cache has expired.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import secrets
 import threading
 import time
@@ -16,9 +17,14 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
+import psycopg
+from eventsourcing.persistence import PersistenceError
+
 from projections.view import JourneyViewSQL, ts
 
 PREFIX = "jrn_"
+STALE_DURING_OUTAGE = 300.0  # seconds a verified key is still accepted while the database is unreachable
+UNREACHABLE = (PersistenceError, psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError)
 LAST_USED_EVERY = 60.0  # seconds between writes of a key's last use
 
 
@@ -103,9 +109,16 @@ class KeyStore:
         if cached is not None and now - cached[0] < self.cache_seconds:
             found: ApiKey | None = cached[1]
         else:
-            rows = self.view.query(
-                f"SELECT * FROM {self.table} WHERE key_hash = ? AND revoked_at IS NULL", [digest]
-            )
+            try:
+                rows = self.view.query(
+                    f"SELECT * FROM {self.table} WHERE key_hash = ? AND revoked_at IS NULL", [digest]
+                )
+            except UNREACHABLE:
+                # While the database is away no key can be revoked (revoking writes to it), so a
+                # key verified shortly before still stands; /health can then say what is wrong.
+                if cached is not None and now - cached[0] < STALE_DURING_OUTAGE:
+                    return cached[1]
+                raise
             found = _key(rows[0]) if rows else None
             with self._lock:
                 if found is None:
@@ -121,7 +134,10 @@ class KeyStore:
             if now - self._used.get(name, -LAST_USED_EVERY) < LAST_USED_EVERY:
                 return
             self._used[name] = now
-        self.view.execute(f"UPDATE {self.table} SET last_used_at = ? WHERE name = ?", [ts(_now()), name])
+        try:
+            self.view.execute(f"UPDATE {self.table} SET last_used_at = ? WHERE name = ?", [ts(_now()), name])
+        except UNREACHABLE:
+            self._used.pop(name, None)  # noted next time
 
 
 def _now() -> datetime:

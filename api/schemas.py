@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from journeys.customer import Outcome
 from journeys.playbook import Journey, Message, Playbook
@@ -140,10 +140,18 @@ class SegmentOut(BaseModel):
     next_cursor: str | None
 
 
+class ComponentOut(BaseModel):
+    name: str
+    ok: bool
+    detail: str | None = None
+
+
 class HealthOut(BaseModel):
-    status: str
+    status: str = Field(description="ok, degraded (a component is failing) or unavailable (no database)")
     database: str
+    components: list[ComponentOut] = Field(description="each component; on 503, the failing ones say why")
     projection_position: int
     log_position: int
-    projection_lag: int
+    projection_lag: int = Field(description="events written but not yet in the read model")
+    projection_lag_seconds: float = Field(description="age of the oldest event not yet in the read model")
     projection_error: str | None

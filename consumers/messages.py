@@ -61,6 +61,8 @@ def _json(value: bytes) -> Any:
         return json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidMessage("not_json", f"the value is not JSON: {error}") from None
+    except RecursionError:
+        raise InvalidMessage("not_json", "the value is JSON nested far too deeply to be read") from None
 
 
 def _with_fallbacks(data: Any, attributes: dict[str, Any]) -> Any:

@@ -18,6 +18,7 @@ from uuid import NAMESPACE_URL, uuid5
 from eventsourcing.persistence import Tracking
 from kafka import KafkaProducer
 
+from journeys.errors import describe
 from journeys.playbook import Playbook
 from projections.system import System
 from projections.view import ts
@@ -105,8 +106,9 @@ class StageChangePublisher:
             try:
                 published = self.publish_once()
                 backoff = poll_interval
-            except Exception:
-                log.exception("publishing stage changes failed; retrying")
+            except Exception as error:
+                log.warning("publishing stage changes failed (%s); retrying", describe(error))
+                log.debug("publishing failure", exc_info=True)
                 published, backoff = 0, min(backoff * 2, 10.0)
             if not published:
                 self.stopping.wait(backoff)

@@ -23,6 +23,7 @@ from consumers.dead_letters import DeadLetters
 from consumers.messages import InvalidMessage, headers_of, parse
 from journeys.application import AlreadyRecordedError, Result
 from journeys.customer import Outcome
+from journeys.errors import describe
 from journeys.settings import Settings
 from projections.system import System
 
@@ -80,10 +81,11 @@ class TouchpointConsumer:
                     self.process(partition, messages)
                 self.commit()
                 return
-            except Exception:
+            except Exception as error:
                 if self.stopping.is_set():
                     raise  # nothing recorded for the rest: redelivered after restart
-                log.exception("recording a batch failed; retrying in %.1fs", backoff)
+                log.warning("recording a batch failed (%s); retrying in %.1f s", describe(error), backoff)
+                log.debug("recording failure", exc_info=True)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 

@@ -94,7 +94,11 @@ class Settings(BaseSettings):
             POSTGRES_POOL_SIZE="5",
             POSTGRES_MAX_OVERFLOW="10",
             POSTGRES_PRE_PING="y",
-            POSTGRES_CONNECT_TIMEOUT="5",
+            # Fail fast while the database is away (the API answers 503), and never let a
+            # stalled client hold the events table's lock for long.
+            POSTGRES_CONNECT_TIMEOUT="2",
+            POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT="30",
+            POSTGRES_LOCK_TIMEOUT="10",
             PROCESS_RECORDER_TOPIC="journeys.recorders:PostgresJourneysRecorder",
         )
         return env

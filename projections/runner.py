@@ -16,6 +16,7 @@ import time
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from journeys.errors import describe
 from projections.stages import StageProjection
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,9 @@ class ProjectionRunner:
                 self.last_error = None
                 backoff = self.poll_interval
             except Exception as error:  # keep running; the position did not move
-                log.exception("projection batch failed; retrying")
-                self.last_error = f"{type(error).__name__}: {error}"
+                self.last_error = describe(error)
+                log.warning("projection batch failed (%s); retrying in %.1f s", self.last_error, backoff)
+                log.debug("projection batch failure", exc_info=True)
                 processed = 0
                 backoff = min(backoff * 2, 5.0)
             if not processed:

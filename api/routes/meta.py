@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Response
 
 from api.auth import ANY_ROLE, READERS, allow
 from api.deps import SystemDep
-from api.schemas import HealthOut
+from api.schemas import ComponentOut, HealthOut
+from projections.system import System
 
 router = APIRouter(tags=["meta"])
 
@@ -21,24 +23,48 @@ def playbook(system: SystemDep) -> dict[str, Any]:
 
 @router.get("/health", response_model=HealthOut, dependencies=[allow(*ANY_ROLE)])
 def health(system: SystemDep, response: Response) -> HealthOut:
-    """Database reachable, and how far the projections are behind the event log."""
+    """The database, and how far the projections are behind the event log (503 naming what fails)."""
+    backend = "sqlite" if system.settings.is_sqlite else "postgresql"
     try:
+        system.view.query("SELECT 1")
         log_position = system.app.recorder.max_notification_id() or 0
         position = system.runner.position
-    except Exception as error:  # the database is down: say so, with 503
+        lag_seconds = _lag_seconds(system, position, log_position)
+    except Exception as error:  # the database is away: say so, with 503
         response.status_code = 503
+        response.headers["Retry-After"] = "2"
+        reason = f"{backend} unreachable ({type(error).__name__})"
         return HealthOut(
-            status="unavailable", database=f"{type(error).__name__}: {error}",
-            projection_position=0, log_position=0, projection_lag=0, projection_error=None,
+            status="unavailable", database=reason, components=[ComponentOut(name="database", ok=False, detail=reason)],
+            projection_position=0, log_position=0, projection_lag=0, projection_lag_seconds=0, projection_error=None,
         )
     error = system.runner.last_error
+    lag = log_position - position
+    projection = ComponentOut(
+        name="projection", ok=error is None,
+        detail=error or f"{lag} events ({lag_seconds:.1f} s) behind the event log",
+    )
     if error:
         response.status_code = 503
+        response.headers["Retry-After"] = "2"
     return HealthOut(
         status="degraded" if error else "ok",
-        database="sqlite" if system.settings.is_sqlite else "postgresql",
+        database=backend,
+        components=[ComponentOut(name="database", ok=True, detail=backend), projection],
         projection_position=position,
         log_position=log_position,
-        projection_lag=log_position - position,
+        projection_lag=lag,
+        projection_lag_seconds=lag_seconds,
         projection_error=error,
     )
+
+
+def _lag_seconds(system: System, position: int, log_position: int) -> float:
+    """How long the oldest event the projection has not processed has waited."""
+    if position >= log_position:
+        return 0.0
+    oldest = system.app.recorder.select_notifications(start=position + 1, limit=1)
+    if not oldest:
+        return 0.0
+    written = system.app.mapper.to_domain_event(oldest[0]).timestamp
+    return max(0.0, (datetime.now(timezone.utc) - written).total_seconds())
