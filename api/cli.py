@@ -203,6 +203,39 @@ def rebuild_projections() -> None:
     console.print(f"projections rebuilt up to position {position}")
 
 
+@app.command()
+def erase(
+    customer: Annotated[str, typer.Argument(help="the publisher's customer id")],
+    by: Annotated[str, typer.Option(help="who asks (kept in the erasure event; nothing personal)")] = "cli",
+) -> None:
+    """Erase a customer's personal data everywhere by destroying its data key (GDPR art. 17)."""
+    system = _system()
+    try:
+        record_id = system.erase(customer, erased_by=by)
+        system.runner.catch_up()  # the read models forget it now, and the tombstone is queued
+    except CustomerNotFoundError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        system.close()
+    console.print(f"erased: record {record_id} is anonymous now; its data key is destroyed", highlight=False)
+
+
+@app.command("rotate-master-key")
+def rotate_master_key() -> None:
+    """Re-wrap every data key under JOURNEYS_MASTER_KEY (the old one in JOURNEYS_PREVIOUS_MASTER_KEYS)."""
+    system = _system()
+    try:
+        changed = system.keyring.rewrap()
+    finally:
+        system.close()
+    console.print(
+        f"{changed} data keys re-wrapped under master key {system.keyring.secrets.master_key_id}; "
+        "the previous master key can now be destroyed",
+        highlight=False,
+    )
+
+
 @app.command("check-playbook")
 def check_playbook(path: Annotated[Optional[str], typer.Argument()] = None) -> None:
     """Validate a playbook file (default: JOURNEYS_PLAYBOOK)."""
@@ -212,13 +245,19 @@ def check_playbook(path: Annotated[Optional[str], typer.Argument()] = None) -> N
 
 @app.command()
 def replay(
-    customer: Annotated[str, typer.Argument(help="the publisher's customer id")],
+    customer: Annotated[str, typer.Argument(help="the publisher's customer id (or, with --record, our record id)")],
     as_of: Annotated[Optional[datetime], typer.Option("--as-of", help="replay up to this moment (UTC if no zone)")] = None,
+    record: Annotated[bool, typer.Option("--record", help="CUSTOMER is a record id (e.g. of an erased customer)")] = False,
 ) -> None:
     """Replay a customer's stored events: history and stages, as an auditor reads them."""
+    from uuid import UUID
+
     system = _system()
     try:
-        result = system.app.replay(customer, as_of=_aware(as_of))
+        if record:
+            result = system.app.replay_record(UUID(customer), as_of=_aware(as_of))
+        else:
+            result = system.app.replay(customer, as_of=_aware(as_of))
     except CustomerNotFoundError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None

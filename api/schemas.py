@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -64,6 +64,7 @@ class StageOut(BaseModel):
 
 class StagesOut(BaseModel):
     customer_id: str
+    record_id: str = Field(description="our id of the customer's record (a new one after an erasure)")
     as_of: datetime | None = None
     buyer: StageOut
     seller: StageOut
@@ -75,6 +76,7 @@ class StagesOut(BaseModel):
     def of(
         cls,
         customer_id: str,
+        record_id: str,
         stages: Stages,
         playbook: Playbook,
         sent: set[str],
@@ -85,6 +87,7 @@ class StagesOut(BaseModel):
         awareness = stages[Journey.awareness].stage
         return cls(
             customer_id=customer_id,
+            record_id=record_id,
             as_of=as_of,
             next_message=playbook.next_message(awareness, sent),
             position=position,
@@ -99,10 +102,10 @@ class TouchpointOut(BaseModel):
     occurred_at: datetime
     recorded_at: datetime
     source: str
-    actor: str | None
+    actor: str | None = Field(description="'erased' once the customer was erased")
     campaign: str | None
     deal_id: str | None
-    properties: dict[str, Any]
+    properties: dict[str, Any] | Literal["erased"]
 
 
 class TransitionOut(BaseModel):
@@ -121,10 +124,18 @@ class TransitionOut(BaseModel):
 
 
 class HistoryOut(BaseModel):
-    customer_id: str
+    customer_id: str = Field(description="the customer key, or 'erased'")
+    record_id: str
+    erased_at: datetime | None = None
     touchpoints: list[TouchpointOut]
     transitions: list[TransitionOut]
     position: int
+
+
+class ErasureOut(BaseModel):
+    record_id: str = Field(description="the erased record, by which an auditor can still read its anonymous history")
+    erased_by: str
+    detail: str
 
 
 class SegmentMember(BaseModel):

@@ -1,10 +1,15 @@
-"""Publishes every stage transition to Kafka as a CloudEvent, keyed by customer.
+"""Publishes every stage transition to Kafka as a CloudEvent, keyed by the customer's record id.
 
 The projection writes each new transition to an outbox in the same transaction
 as the stages it derives from the event log; this publisher follows the outbox
 from its own tracked position, which it records only after Kafka acknowledged
 the messages. A crash in between publishes a transition again (at least once),
 with the same CloudEvent id, so subscribers can drop the repeat.
+
+An erasure is published as a `com.journeys.customer.erased` CloudEvent followed by
+a tombstone (the record id as key, no value), so downstream tools forget the
+customer and a compacted topic drops every earlier message about it. Transitions
+of a record erased before they were published are not published.
 """
 
 from __future__ import annotations
@@ -27,28 +32,43 @@ log = logging.getLogger(__name__)
 
 TRACKING_NAME = "stage_changes_publisher"
 EVENT_TYPE = "com.journeys.stage.changed"
+ERASED_TYPE = "com.journeys.customer.erased"
 ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:journeys:stage-change")
 
 
 def change_id(change: dict[str, Any]) -> str:
     """Stable id: the customer, the touchpoint that caused it, the journey, from and to."""
-    parts = [change["customer_id"], change["touchpoint_id"], change["journey"],
+    parts = [change["record_id"], change["touchpoint_id"], change["journey"],
              change["from_stage"] or "", change["to_stage"] or ""]
     return str(uuid5(ID_NAMESPACE, "\x1f".join(parts)))
 
 
-def cloudevent(change: dict[str, Any], playbook: Playbook, sent: set[str]) -> dict[str, Any]:
+def erased_cloudevent(change: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": str(uuid5(ID_NAMESPACE, f"erased\x1f{change['record_id']}")),
+        "source": "journeys/erasure",
+        "type": ERASED_TYPE,
+        "subject": change["record_id"],
+        "time": ts(change["at"]),
+        "datacontenttype": "application/json",
+        "data": {"record_id": change["record_id"], "erased_at": ts(change["at"])},
+    }
+
+
+def cloudevent(change: dict[str, Any], customer_key: str, playbook: Playbook, sent: set[str]) -> dict[str, Any]:
     message = playbook.next_message(change["awareness_stage"], sent)
     return {
         "specversion": "1.0",
         "id": change_id(change),
         "source": "journeys/stage-projection",
         "type": EVENT_TYPE,
-        "subject": change["customer_id"],
+        "subject": change["record_id"],
         "time": ts(change["at"]),
         "datacontenttype": "application/json",
         "data": {
-            "customer_id": change["customer_id"],
+            "customer_id": customer_key,
+            "record_id": change["record_id"],
             "journey": change["journey"],
             "from_stage": change["from_stage"],
             "to_stage": change["to_stage"],
@@ -80,19 +100,25 @@ class StageChangePublisher:
         changes = self.system.view.stage_changes_after(self.position, self.batch_size)
         if not changes:
             return 0
+        records = {c["record_id"] for c in changes}
+        rows = [row for r in records if (row := self.system.view.customer(r)) is not None]
+        keys = self.system.personal.customer_keys(rows)  # erased records have none
         sent: dict[str, set[str]] = {}
         futures = []
+        headers = [("content-type", b"application/cloudevents+json")]
         for change in changes:
-            customer = change["customer_id"]
-            if customer not in sent:
-                sent[customer] = self.system.view.sent_message_ids(customer)
-            value = json.dumps(cloudevent(change, self.system.playbook, sent[customer])).encode()
-            futures.append(
-                self.producer.send(
-                    self.topic, key=customer.encode(), value=value,
-                    headers=[("content-type", b"application/cloudevents+json")],
-                )
-            )
+            record = change["record_id"]
+            if change["kind"] == "erased":
+                value = json.dumps(erased_cloudevent(change)).encode()
+                futures.append(self.producer.send(self.topic, key=record.encode(), value=value, headers=headers))
+                futures.append(self.producer.send(self.topic, key=record.encode(), value=None))  # tombstone
+                continue
+            if record not in keys:
+                continue  # erased before it was published: nothing to say about it
+            if record not in sent:
+                sent[record] = self.system.personal.sent_message_ids(record)
+            value = json.dumps(cloudevent(change, keys[record], self.system.playbook, sent[record])).encode()
+            futures.append(self.producer.send(self.topic, key=record.encode(), value=value, headers=headers))
         self.producer.flush()
         for future in futures:
             future.get(30)  # raises if Kafka did not take it: the position does not move

@@ -13,14 +13,16 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
 
+from journeys.crypto import DataKey
 from journeys.customer import (
     Customer,
+    CustomerErasedError,
     Outcome,
     RecordedTouchpoint,
     TouchpointConflictError,
-    customer_uuid,
     touchpoint_from_event,
 )
+from journeys.keyring import Keyring
 from journeys.playbook import Playbook
 from journeys.repository import CustomerRepository
 from journeys.stages import Derivation, derive
@@ -63,6 +65,8 @@ class Recorded:
 @dataclass(frozen=True)
 class Replay:
     customer_id: str
+    record_id: UUID
+    erased: bool
     touchpoints: list[RecordedTouchpoint]
     derivation: Derivation
 
@@ -72,6 +76,8 @@ class JourneysApp(Application[UUID]):
 
     name = "journeys"
     max_attempts = 8
+
+    keyring: Keyring  # given by the composition root, which owns the database beside the events
 
     def __init__(
         self, playbook: Playbook, env: dict[str, str] | None = None, cache_size: int = 10_000
@@ -105,16 +111,19 @@ class JourneysApp(Application[UUID]):
         """
         with self._write_lock:
             for attempt in range(self.max_attempts):
-                customers = self.customers.get_many({customer_uuid(t.customer_id) for t in touchpoints})
+                records = self.keyring.resolve(t.customer_id for t in touchpoints)
+                customers = self.customers.get_many({record_id for record_id, _ in records.values()})
                 try:  # commands mutate cached customers: anything failing below evicts them
-                    results = [self._apply(customers, tp) for tp in touchpoints]
+                    results = [self._apply(customers, records, tp) for tp in touchpoints]
                     if before_save is not None:
                         before_save(results)
                     new_events = [e for c in customers.values() for e in c.collect_events()]
                     recordings = (
                         self.events.put(new_events, tracking=tracking) if (new_events or tracking) else []
                     )
-                except IntegrityError:
+                except (IntegrityError, CustomerErasedError):
+                    # A concurrent writer won, or the customer was erased meanwhile (its key
+                    # now resolves to a new record): load again and retry.
                     self.customers.evict(customers)
                     if tracking is not None and self._was_recorded(tracking):
                         raise AlreadyRecordedError(tracking.application_name) from None
@@ -136,26 +145,71 @@ class JourneysApp(Application[UUID]):
         recorded = self.source_position(tracking.application_name)
         return recorded is not None and recorded >= tracking.notification_id
 
-    def _apply(self, customers: dict[UUID, Customer], touchpoint: Touchpoint) -> Result:
+    def _apply(
+        self, customers: dict[UUID, Customer], records: dict[str, tuple[UUID, DataKey]], touchpoint: Touchpoint
+    ) -> Result:
         key = touchpoint.customer_id
-        customer = customers.get(customer_uuid(key))
+        record_id, data_key = records[key]
+        customer = customers.get(record_id)
         if customer is None:
-            customer = customers[customer_uuid(key)] = Customer(key)
+            customer = customers[record_id] = Customer.register(record_id, key, data_key)
         known = self.playbook.knows(touchpoint.type)
         try:
-            outcome = customer.record(touchpoint)
+            outcome = customer.record(touchpoint, data_key)
         except TouchpointConflictError as error:
             return Result(Outcome.conflict, touchpoint.touchpoint_id, key, known, str(error))
         return Result(outcome, touchpoint.touchpoint_id, key, known)
 
     def replay(self, customer_key: str, as_of: datetime | None = None) -> Replay:
         """An auditor's view: the customer's stored events, folded by the playbook."""
-        touchpoints = [
-            touchpoint_from_event(e)
-            for e in self.events.get(customer_uuid(customer_key))
-            if isinstance(e, Customer.TouchpointRecorded)
-        ]
-        if not touchpoints:
+        record_id = self.keyring.find(customer_key)
+        if record_id is None:
             raise CustomerNotFoundError(customer_key)
+        return self.replay_record(record_id, as_of, customer_key)
+
+    def replay_record(self, record_id: UUID, as_of: datetime | None = None, label: str | None = None) -> Replay:
+        """The same by record id: erased records too, with 'erased' in place of personal data."""
+        key = self.keyring.data_keys([record_id]).get(record_id)
+        events = list(self.events.get(record_id))
+        touchpoints = [touchpoint_from_event(e, key) for e in events if isinstance(e, Customer.TouchpointRecorded)]
+        if not touchpoints:
+            raise CustomerNotFoundError(label or str(record_id))
         touchpoints.sort(key=lambda t: (t.occurred_at, t.touchpoint_id))
-        return Replay(customer_key, touchpoints, derive(touchpoints, self.playbook, as_of))
+        erased = any(isinstance(e, Customer.Erased) for e in events)
+        return Replay(label or str(record_id), record_id, erased, touchpoints, derive(touchpoints, self.playbook, as_of))
+
+    # -- erasure ----------------------------------------------------------------------
+
+    def erase(self, customer_key: str, erased_by: str) -> UUID:
+        """Destroy the customer's data key and link, then record who erased it (nothing personal)."""
+        record_id = self.keyring.find(customer_key)
+        if record_id is None:
+            raise CustomerNotFoundError(customer_key)
+        self.keyring.erase(record_id, erased_by)
+        self._record_erasure(record_id, erased_by)
+        return record_id
+
+    def complete_erasures(self) -> int:
+        """Record the erasure events that a crash left unrecorded; how many."""
+        pending = self.keyring.pending_erasures()
+        for erasure in pending:
+            self._record_erasure(erasure.record_id, erasure.erased_by)
+        return len(pending)
+
+    def _record_erasure(self, record_id: UUID, erased_by: str) -> None:
+        with self._write_lock:
+            for attempt in range(self.max_attempts):
+                customer = self.customers.get_many([record_id]).get(record_id)
+                if customer is None:
+                    break  # a record whose first write never happened: nothing stored to mark
+                try:
+                    customer.erase(erased_by)
+                    self.events.put(customer.collect_events())
+                except BaseException as error:
+                    self.customers.evict([record_id])
+                    if isinstance(error, IntegrityError) and attempt + 1 < self.max_attempts:
+                        continue
+                    raise
+                self.customers.keep([customer])
+                break
+        self.keyring.erasure_recorded(record_id)

@@ -1,24 +1,24 @@
-"""The customer aggregate: every touchpoint is an immutable event on it."""
+"""The customer aggregate: every touchpoint is an immutable event on it.
+
+Its id is the random record id the keyring gave the customer key. Personal data
+(the customer key, the actor, the properties) is in the events only sealed under
+the customer's data key; the rest (type, channel, times, source, campaign, deal)
+is in clear, so stages, counts and an auditor's timeline survive an erasure.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from functools import lru_cache
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from journeys.crypto import ERASED, DataKey, UnreadableError
 from journeys.touchpoint import Touchpoint
 
-CUSTOMER_NAMESPACE = uuid5(NAMESPACE_URL, "urn:journeys:customer")
-
-
-@lru_cache(maxsize=65_536)
-def customer_uuid(customer_key: str) -> UUID:
-    """Our id for the publisher's customer key: the same key, the same id, everywhere."""
-    return uuid5(CUSTOMER_NAMESPACE, customer_key)
+PERSONAL_FIELDS = ("customer_id", "actor", "properties")
 
 
 class Outcome(str, Enum):
@@ -40,65 +40,114 @@ class TouchpointConflictError(Exception):
         self.touchpoint_id = touchpoint_id
 
 
+class CustomerErasedError(Exception):
+    """The record was erased; a touchpoint for the same key belongs to a new record."""
+
+
+def key_context(record_id: UUID) -> str:
+    return f"{record_id}/customer_key"
+
+
+def touchpoint_context(record_id: UUID, touchpoint_id: str) -> str:
+    return f"{record_id}/touchpoint/{touchpoint_id}"
+
+
 class Customer(Aggregate):
-    """A party on the buying side, identified by the publisher's key."""
+    """A party on the buying side: one record of the publisher's customer key."""
 
     @staticmethod
-    def create_id(customer_key: str) -> UUID:
-        return customer_uuid(customer_key)
+    def create_id(record_id: UUID, sealed_key: str) -> UUID:
+        return record_id
 
     @event("Registered")
-    def __init__(self, customer_key: str):
-        self.customer_key = customer_key
+    def __init__(self, record_id: UUID, sealed_key: str):
+        self.sealed_key = sealed_key
         self.fingerprints: dict[str, str] = {}
+        self.erased = False
 
-    def record(self, touchpoint: Touchpoint) -> Outcome:
+    @classmethod
+    def register(cls, record_id: UUID, customer_key: str, key: DataKey) -> Customer:
+        return cls(record_id=record_id, sealed_key=key.seal(customer_key, key_context(record_id)))
+
+    def record(self, touchpoint: Touchpoint, key: DataKey) -> Outcome:
         """Record a touchpoint once; the same id again is a duplicate or a conflict."""
-        fingerprint = touchpoint.fingerprint()
+        if self.erased:
+            raise CustomerErasedError(str(self.id))
+        content = touchpoint.content()
+        fingerprint = key.fingerprint(content)
         known = self.fingerprints.get(touchpoint.touchpoint_id)
         if known == fingerprint:
             return Outcome.duplicate
         if known is not None:
-            raise TouchpointConflictError(self.customer_key, touchpoint.touchpoint_id)
-        self._touchpoint_recorded(fingerprint=fingerprint, **touchpoint.model_dump())
+            raise TouchpointConflictError(touchpoint.customer_id, touchpoint.touchpoint_id)
+        personal = {name: content[name] for name in PERSONAL_FIELDS}
+        self._touchpoint_recorded(
+            touchpoint_id=touchpoint.touchpoint_id,
+            type=touchpoint.type,
+            channel=touchpoint.channel,
+            occurred_at=touchpoint.occurred_at,
+            source=touchpoint.source,
+            campaign=touchpoint.campaign,
+            deal_id=touchpoint.deal_id,
+            sealed=key.seal(personal, touchpoint_context(self.id, touchpoint.touchpoint_id)),
+            fingerprint=fingerprint,
+        )
         return Outcome.recorded
 
     @event("TouchpointRecorded")
     def _touchpoint_recorded(
         self,
         touchpoint_id: str,
-        customer_id: str,
         type: str,  # noqa: A002 - the touchpoint schema's own word
         channel: str,
         occurred_at: datetime,
         source: str,
-        actor: str | None,
         campaign: str | None,
         deal_id: str | None,
-        properties: dict[str, Any],
+        sealed: str,
         fingerprint: str,
     ) -> None:
         self.fingerprints[touchpoint_id] = fingerprint
 
+    def erase(self, erased_by: str) -> None:
+        """Record that the data key was destroyed: who asked (an API key's name), nothing personal."""
+        if not self.erased:
+            self._erased(erased_by=erased_by)
 
-def touchpoint_from_event(recorded: Customer.TouchpointRecorded) -> RecordedTouchpoint:
-    """The touchpoint a stored event holds, with when it was recorded."""
+    @event("Erased")
+    def _erased(self, erased_by: str) -> None:
+        self.erased = True
+        self.fingerprints = {}
+
+
+def open_personal(sealed: str | None, record_id: UUID, touchpoint_id: str, key: DataKey | None) -> dict[str, Any]:
+    """A touchpoint's personal fields, or 'erased' in their place once the data key is gone."""
+    if sealed is None or key is None:
+        return {"customer_id": ERASED, "actor": ERASED, "properties": ERASED}
+    try:
+        return key.open(sealed, touchpoint_context(record_id, touchpoint_id))
+    except UnreadableError:
+        return {"customer_id": ERASED, "actor": ERASED, "properties": ERASED}
+
+
+def touchpoint_from_event(recorded: Customer.TouchpointRecorded, key: DataKey | None) -> RecordedTouchpoint:
+    """The touchpoint a stored event holds, with when it was recorded, its personal data opened."""
     return RecordedTouchpoint.model_construct(
         touchpoint_id=recorded.touchpoint_id,
-        customer_id=recorded.customer_id,
         type=recorded.type,
         channel=recorded.channel,
         occurred_at=recorded.occurred_at,
         source=recorded.source,
-        actor=recorded.actor,
         campaign=recorded.campaign,
         deal_id=recorded.deal_id,
-        properties=recorded.properties,
         recorded_at=recorded.timestamp,
+        record_id=recorded.originator_id,
+        **open_personal(recorded.sealed, recorded.originator_id, recorded.touchpoint_id, key),
     )
 
 
 class RecordedTouchpoint(Touchpoint):
-    """A touchpoint as stored: the publisher's content plus when we recorded it."""
+    """A touchpoint as stored: the publisher's content plus when and in which record we stored it."""
 
     recorded_at: datetime
+    record_id: UUID

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from journeys.crypto import Secrets
 
 DEFAULT_DATABASE_URL = "sqlite:///var/journeys.db"
 
@@ -29,6 +31,16 @@ class Settings(BaseSettings):
     aggregate_cache_size: int = Field(10_000, ge=0)
     read_your_writes_timeout: float = Field(
         5.0, ge=0, le=60, description="longest a read waits for ?min_position"
+    )
+
+    key_file: str = Field(
+        "var/journeys.keys",
+        description="where the master and pseudonym keys are kept when not set below; created on first run (0600)",
+    )
+    master_key: SecretStr | None = Field(None, description="base64 of 32 random bytes; wraps every data key")
+    pseudonym_key: SecretStr | None = Field(None, description="base64 of 32 random bytes; keys the customer pseudonyms")
+    previous_master_keys: SecretStr | None = Field(
+        None, description="comma-separated earlier master keys, still read while `journeys rotate-master-key` runs"
     )
 
     max_body_bytes: int = Field(
@@ -67,6 +79,14 @@ class Settings(BaseSettings):
         if not self.kafka_bootstrap_servers:
             raise ValueError("JOURNEYS_KAFKA_BOOTSTRAP_SERVERS is not set (e.g. localhost:9092)")
         return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+
+    def secrets(self) -> Secrets:
+        def reveal(value: SecretStr | None) -> str | None:
+            return value.get_secret_value() if value is not None else None
+
+        return Secrets.load(
+            reveal(self.master_key), reveal(self.pseudonym_key), reveal(self.previous_master_keys), self.key_file
+        )
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,73 +1,94 @@
-"""The stage projection: turns a batch of recorded touchpoints into view changes.
+"""The stage projection: turns a batch of stored events into view changes.
 
 In-order touchpoints are folded into the stored stages; a touchpoint that
 occurred before one already seen (a late or out-of-order delivery) makes the
-customer's stages and history be derived again from all its touchpoints, so
-the view always equals `derive()` over the same touchpoints.
+record's stages and history be derived again from all its touchpoints, so the
+view always equals `derive()` over the same touchpoints. Personal data is copied
+as the events hold it, sealed: the projection never needs a data key.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 
-from journeys.customer import Customer, touchpoint_from_event
+from journeys.customer import Customer
 from journeys.playbook import Playbook
 from journeys.stages import derive, fold, initial_stages, sort_key
 from projections.view import CustomerChange, JourneyViewSQL
 
 
 class StageProjection:
-    """Keeps the journey view equal to the derivation of every customer's touchpoints."""
+    """Keeps the journey view equal to the derivation of every record's touchpoints."""
 
     name = "journey_stages"
 
-    def __init__(self, view: JourneyViewSQL, playbook: Playbook):
+    def __init__(self, view: JourneyViewSQL, playbook: Playbook, sealed_key_of: Callable[[UUID], str | None]):
         self.view = view
         self.playbook = playbook
+        # The sealed customer key is in a record's Registered event, which a batch boundary
+        # may have put in the previous batch: then it is read from the event store.
+        self.sealed_key_of = sealed_key_of
         # New transitions go to the view's outbox for publication; a rebuild re-derives
         # transitions that were published already, so it turns this off.
         self.outbox = True
 
     def process(self, events: Sequence[Any], tracking: Tracking) -> None:
         """Apply a batch of events and record `tracking` with them in one transaction."""
-        recorded = [
-            touchpoint_from_event(e) for e in events if isinstance(e, Customer.TouchpointRecorded)
-        ]
-        by_customer: dict[str, list[Any]] = defaultdict(list)
-        for touchpoint in recorded:
-            by_customer[touchpoint.customer_id].append(touchpoint)
-        current = self.view.load_stages(list(by_customer))
+        by_record: dict[str, list[Any]] = defaultdict(list)
+        registered: dict[str, str] = {}
+        erasures = []
+        for e in events:
+            record_id = str(e.originator_id)
+            if isinstance(e, Customer.TouchpointRecorded):
+                by_record[record_id].append(e)
+            elif isinstance(e, Customer.Registered):
+                registered[record_id] = e.sealed_key
+            elif isinstance(e, Customer.Erased):
+                erasures.append((record_id, e.timestamp))
+        current = self.view.load_stages(list(by_record))
         changes = [
-            self._change(customer_id, new, current.get(customer_id))
-            for customer_id, new in by_customer.items()
+            self._change(record_id, new, current.get(record_id), registered.get(record_id))
+            for record_id, new in by_record.items()
         ]
-        rows = [t.model_dump() for t in recorded]
-        self.view.write(rows, changes, tracking)
+        rows = [_row(e) for new in by_record.values() for e in new]
+        self.view.write(rows, changes, tracking, erasures, publish_erasures=self.outbox)
 
-    def _change(self, customer_id: str, new: list[Any], current: Any) -> CustomerChange:
+    def _change(self, record_id: str, new: list[Any], current: Any, sealed_key: str | None) -> CustomerChange:
         new.sort(key=sort_key)
+        if current is None and sealed_key is None:
+            sealed_key = self.sealed_key_of(UUID(record_id))
         stages, count = current or (initial_stages(self.playbook), 0)
         if stages.last_key is None or sort_key(new[0]) > stages.last_key:
             derivation = fold(stages, new, self.playbook)
             return CustomerChange(
-                customer_id, derivation.stages, count + len(new), derivation.transitions, False,
+                record_id, sealed_key, derivation.stages, count + len(new), derivation.transitions, False,
                 derivation.transitions if self.outbox else [],
             )
-        stored = [_Stored(row) for row in self.view.touchpoints_of(customer_id)]
+        stored = [_Stored(row) for row in self.view.touchpoints_of(record_id)]
         derivation = derive([*stored, *new], self.playbook)
-        before = {_identity(t) for t in self.view.transitions_of(customer_id)} if self.outbox else set()
+        before = {_identity(t) for t in self.view.transitions_of(record_id)} if self.outbox else set()
         fresh = [t for t in derivation.transitions if _identity(t.__dict__) not in before]
         return CustomerChange(
-            customer_id,
+            record_id,
+            sealed_key,
             derivation.stages,
             len(derivation.touchpoints),
             derivation.transitions,
             True,
             fresh if self.outbox else [],
         )
+
+
+def _row(e: Any) -> dict[str, Any]:
+    return {
+        "record_id": str(e.originator_id), "touchpoint_id": e.touchpoint_id, "type": e.type,
+        "channel": e.channel, "occurred_at": e.occurred_at, "recorded_at": e.timestamp, "source": e.source,
+        "campaign": e.campaign, "deal_id": e.deal_id, "sealed": e.sealed,
+    }
 
 
 def _identity(transition: dict[str, Any]) -> tuple[Any, ...]:

@@ -10,13 +10,24 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 from psycopg import sql
 
+from uuid import UUID
+
 from journeys.application import JourneysApp, Recorded
+from journeys.keyring import Keyring
 from journeys.playbook import Playbook, load_playbook
 from journeys.settings import Settings
 from journeys.touchpoint import Touchpoint
+from projections.personal import PersonalData
 from projections.runner import ProjectionRunner
 from projections.stages import StageProjection
 from projections.view import JourneyViewSQL, PostgresJourneyView, SQLiteJourneyView
+
+
+STORE_FORMAT = "2"  # 2: personal data sealed under per-customer data keys, records keyed by random ids
+
+
+class StoreFormatError(Exception):
+    """The store was written by an earlier version whose format this one cannot read."""
 
 
 @dataclass
@@ -26,6 +37,8 @@ class System:
     app: JourneysApp
     view: JourneyViewSQL
     runner: ProjectionRunner
+    keyring: Keyring
+    personal: PersonalData
 
     @classmethod
     def build(cls, settings: Settings, playbook: Playbook | None = None) -> System:
@@ -37,13 +50,24 @@ class System:
         view_class = SQLiteJourneyView if settings.is_sqlite else PostgresJourneyView
         factory = InfrastructureFactory.construct(Environment(StageProjection.name, env))
         view = factory.tracking_recorder(view_class)
+        check_store_format(view, app)
+        keyring = app.keyring = Keyring(view, settings.secrets())
         runner = ProjectionRunner(
             app,
-            StageProjection(view, playbook),
+            StageProjection(view, playbook, lambda record_id: _sealed_key(app, record_id)),
             batch_size=settings.projection_batch_size,
             poll_interval=settings.projection_poll_interval,
         )
-        return cls(settings, playbook, app, view, runner)
+        system = cls(settings, playbook, app, view, runner, keyring, PersonalData(view, keyring))
+        app.complete_erasures()  # an erasure a crash interrupted is finished before anything else
+        return system
+
+    def erase(self, customer_key: str, erased_by: str) -> UUID:
+        """Crypto-shred a customer (see JourneysApp.erase), then purge freed pages where the store can."""
+        record_id = self.app.erase(customer_key, erased_by)
+        self.view.purge_freed(self.keyring.table)
+        self.runner.poke()
+        return record_id
 
     def record(self, touchpoints: Sequence[Touchpoint], *args: Any, **kwargs: Any) -> Recorded:
         """Record touchpoints (see JourneysApp.record) and wake the projections."""
@@ -56,6 +80,30 @@ class System:
         self.runner.stop()
         self.app.close()
         self.view.datastore.close()
+
+
+def _sealed_key(app: JourneysApp, record_id: UUID) -> str | None:
+    for event in app.events.get(record_id, lte=1):
+        return event.sealed_key  # type: ignore[attr-defined]
+    return None
+
+
+def check_store_format(view: JourneyViewSQL, app: JourneysApp) -> None:
+    """Refuse a store written before personal data was encrypted, rather than misread it."""
+    meta = view.table("store_meta")
+    view.execute(f"CREATE TABLE IF NOT EXISTS {meta} (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    rows = view.query(f"SELECT value FROM {meta} WHERE name = 'format'")
+    if rows and rows[0]["value"] == STORE_FORMAT:
+        return
+    if not rows and app.recorder.max_notification_id() is None:
+        view.execute(f"INSERT INTO {meta} (name, value) VALUES ('format', ?) ON CONFLICT (name) DO NOTHING", [STORE_FORMAT])
+        return
+    found = rows[0]["value"] if rows else "1 (from before encryption)"
+    raise StoreFormatError(
+        f"this store has format {found}; this version reads format {STORE_FORMAT}, where personal data is "
+        "stored only encrypted. It cannot be migrated in place (events are immutable): start on a new "
+        "database and publish the touchpoints again (they are idempotent), or keep running the earlier version."
+    )
 
 
 def ensure_schema(env: dict[str, str]) -> None:

@@ -23,13 +23,17 @@ from journeys.stages import Position, Stages, Transition
 
 JOURNEYS = tuple(Journey)
 STAGE_COLUMNS = [f"{j.value}_{c}" for j in JOURNEYS for c in ("stage", "since", "cause_id", "cause_type")]
-CUSTOMER_COLUMNS = ["customer_id", *STAGE_COLUMNS, "first_seen", "last_occurred_at", "last_touchpoint_id", "touchpoint_count"]
+CUSTOMER_COLUMNS = [
+    "record_id", *STAGE_COLUMNS, "first_seen", "last_occurred_at", "last_touchpoint_id", "touchpoint_count",
+    "sealed_key",
+]
+# Personal data only sealed: `sealed` holds the touchpoint's customer key, actor and properties.
 TOUCHPOINT_COLUMNS = [
-    "customer_id", "touchpoint_id", "type", "channel", "occurred_at", "recorded_at",
-    "source", "actor", "campaign", "deal_id", "properties",
+    "record_id", "touchpoint_id", "type", "channel", "occurred_at", "recorded_at",
+    "source", "campaign", "deal_id", "sealed",
 ]
 TRANSITION_COLUMNS = [
-    "customer_id", "occurred_at", "touchpoint_id", "journey", "from_stage", "to_stage",
+    "record_id", "occurred_at", "touchpoint_id", "journey", "from_stage", "to_stage",
     "skipped", "is_restart", "touchpoint_type",
 ]
 CHUNK = 500
@@ -48,7 +52,7 @@ def parse_ts(value: str | None) -> datetime | None:
 
 
 OUTBOX_COLUMNS = [
-    "customer_id", "journey", "from_stage", "to_stage", "skipped", "is_restart", "occurred_at",
+    "record_id", "kind", "journey", "from_stage", "to_stage", "skipped", "is_restart", "occurred_at",
     "touchpoint_id", "touchpoint_type", "awareness_stage",
 ]
 
@@ -57,7 +61,8 @@ OUTBOX_COLUMNS = [
 class CustomerChange:
     """What one batch did to one customer: its new stages and its stage history."""
 
-    customer_id: str
+    record_id: str
+    sealed_key: str | None
     stages: Stages
     touchpoint_count: int
     transitions: list[Transition]
@@ -89,27 +94,31 @@ class JourneyViewSQL:
         )
         stage_cols = ", ".join(f"{c} TEXT" for c in STAGE_COLUMNS)
         statements = [
-            f"CREATE TABLE IF NOT EXISTS {customers} (customer_id TEXT PRIMARY KEY, {stage_cols}, "
-            "first_seen TEXT, last_occurred_at TEXT, last_touchpoint_id TEXT, touchpoint_count INTEGER)",
-            f"CREATE TABLE IF NOT EXISTS {touchpoints} (customer_id TEXT, touchpoint_id TEXT, type TEXT, "
-            "channel TEXT, occurred_at TEXT, recorded_at TEXT, source TEXT, actor TEXT, campaign TEXT, "
-            "deal_id TEXT, properties TEXT, PRIMARY KEY (customer_id, touchpoint_id))",
-            f"CREATE TABLE IF NOT EXISTS {transitions} (customer_id TEXT, occurred_at TEXT, "
+            f"CREATE TABLE IF NOT EXISTS {customers} (record_id TEXT PRIMARY KEY, {stage_cols}, "
+            "first_seen TEXT, last_occurred_at TEXT, last_touchpoint_id TEXT, touchpoint_count INTEGER, "
+            "sealed_key TEXT, erased_at TEXT)",
+            f"CREATE TABLE IF NOT EXISTS {touchpoints} (record_id TEXT, touchpoint_id TEXT, type TEXT, "
+            "channel TEXT, occurred_at TEXT, recorded_at TEXT, source TEXT, campaign TEXT, "
+            "deal_id TEXT, sealed TEXT, PRIMARY KEY (record_id, touchpoint_id))",
+            f"CREATE TABLE IF NOT EXISTS {transitions} (record_id TEXT, occurred_at TEXT, "
             "touchpoint_id TEXT, journey TEXT, from_stage TEXT, to_stage TEXT, skipped TEXT, "
             "is_restart INTEGER, touchpoint_type TEXT, "
-            "PRIMARY KEY (customer_id, occurred_at, touchpoint_id, journey))",
+            "PRIMARY KEY (record_id, occurred_at, touchpoint_id, journey))",
             f"CREATE TABLE IF NOT EXISTS {self._table('stage_changes')} (seq {self.serial_key}, "
-            "customer_id TEXT, journey TEXT, from_stage TEXT, to_stage TEXT, skipped TEXT, "
+            "record_id TEXT, kind TEXT, journey TEXT, from_stage TEXT, to_stage TEXT, skipped TEXT, "
             "is_restart INTEGER, occurred_at TEXT, touchpoint_id TEXT, touchpoint_type TEXT, "
             "awareness_stage TEXT)",
             f"CREATE INDEX IF NOT EXISTS jv_touchpoints_occurred ON {touchpoints} "
-            "(customer_id, occurred_at, touchpoint_id)",
+            "(record_id, occurred_at, touchpoint_id)",
         ]
         statements += [
-            f"CREATE INDEX IF NOT EXISTS jv_customers_{j.value} ON {customers} ({j.value}_stage, customer_id)"
+            f"CREATE INDEX IF NOT EXISTS jv_customers_{j.value} ON {customers} ({j.value}_stage, record_id)"
             for j in JOURNEYS
         ]
         return [self._ddl(s) for s in statements]
+
+    def _before_write(self, c: Any) -> None:
+        """A dialect's settings for a writing transaction."""
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", self.param)
@@ -129,28 +138,37 @@ class JourneyViewSQL:
     def table(self, name: str) -> str:
         return self._table(name)
 
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
-        """One statement written with '?' parameters, in a transaction of its own."""
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
+        """One statement written with '?' parameters, in a transaction of its own; rows changed."""
+        return self.execute_many(statement, [params])
+
+    def execute_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> int:
+        """One statement for each row of parameters, in one transaction; rows changed."""
+        changed = 0
         with self.datastore.transaction(commit=True) as c:
-            c.execute(self._sql(statement), list(params))
+            self._before_write(c)
+            for params in rows:
+                c.execute(self._sql(statement), list(params))
+                changed += max(getattr(c, "sqlite_cursor", c).rowcount, 0)
+        return changed
 
     # -- writes -----------------------------------------------------------------
 
-    def load_stages(self, customer_ids: Sequence[str]) -> dict[str, tuple[Stages, int]]:
+    def load_stages(self, record_ids: Sequence[str]) -> dict[str, tuple[Stages, int]]:
         """Current stages and touchpoint count of the given customers."""
         found: dict[str, tuple[Stages, int]] = {}
-        for chunk in _chunks(list(customer_ids)):
+        for chunk in _chunks(list(record_ids)):
             marks = ", ".join("?" * len(chunk))
-            for row in self._query(f"SELECT * FROM {self._table('customers')} WHERE customer_id IN ({marks})", chunk):
-                found[row["customer_id"]] = (_stages_from_row(row), row["touchpoint_count"])
+            for row in self._query(f"SELECT * FROM {self._table('customers')} WHERE record_id IN ({marks})", chunk):
+                found[row["record_id"]] = (_stages_from_row(row), row["touchpoint_count"])
         return found
 
-    def touchpoints_of(self, customer_id: str) -> list[dict[str, Any]]:
+    def touchpoints_of(self, record_id: str) -> list[dict[str, Any]]:
         """A customer's touchpoints in occurred order."""
         rows = self._query(
-            f"SELECT * FROM {self._table('touchpoints')} WHERE customer_id = ? "
+            f"SELECT * FROM {self._table('touchpoints')} WHERE record_id = ? "
             "ORDER BY occurred_at, touchpoint_id",
-            [customer_id],
+            [record_id],
         )
         return [_touchpoint_from_row(row) for row in rows]
 
@@ -159,36 +177,55 @@ class JourneyViewSQL:
         touchpoints: Sequence[dict[str, Any]],
         changes: Iterable[CustomerChange],
         tracking: Tracking,
+        erasures: Sequence[tuple[str, datetime]] = (),
+        publish_erasures: bool = True,
     ) -> None:
         """Store one processed batch and the position it reached, atomically."""
         changes = list(changes)
         with self.datastore.transaction(commit=True) as c:
+            self._before_write(c)
             # Tracking first: a concurrent runner that got here first makes this fail.
             self._insert_tracking(c, tracking)
             self._insert(
                 c, "touchpoints", TOUCHPOINT_COLUMNS, [_touchpoint_row(t) for t in touchpoints],
-                "ON CONFLICT (customer_id, touchpoint_id) DO NOTHING",
+                "ON CONFLICT (record_id, touchpoint_id) DO NOTHING",
             )
-            replaced = [ch.customer_id for ch in changes if ch.replace_history]
+            replaced = [ch.record_id for ch in changes if ch.replace_history]
             for chunk in _chunks(replaced):
                 c.execute(
                     f"DELETE FROM {self._table('transitions')} "
-                    f"WHERE customer_id IN ({self._marks(len(chunk))})",
+                    f"WHERE record_id IN ({self._marks(len(chunk))})",
                     chunk,
                 )
-            rows = [_transition_row(ch.customer_id, t) for ch in changes for t in ch.transitions]
+            rows = [_transition_row(ch.record_id, t) for ch in changes for t in ch.transitions]
             self._insert(c, "transitions", TRANSITION_COLUMNS, rows)
             outbox = [
-                [ch.customer_id, *_outbox_row(t, ch.stages)]
+                [ch.record_id, *_outbox_row(t, ch.stages)]
                 for ch in changes
                 for t in ch.new_transitions
             ]
             self._insert(c, "stage_changes", OUTBOX_COLUMNS, outbox)
-            updates = ", ".join(f"{col} = excluded.{col}" for col in CUSTOMER_COLUMNS[1:])
+            updates = ", ".join(f"{col} = excluded.{col}" for col in CUSTOMER_COLUMNS[1:-1])
             self._insert(
                 c, "customers", CUSTOMER_COLUMNS, [_customer_row(ch) for ch in changes],
-                f"ON CONFLICT (customer_id) DO UPDATE SET {updates}",
+                f"ON CONFLICT (record_id) DO UPDATE SET {updates}, "
+                f"sealed_key = COALESCE(excluded.sealed_key, jv_customers.sealed_key)",
             )
+            self._erase(c, erasures, publish_erasures)
+
+    def _erase(self, c: Any, erasures: Sequence[tuple[str, datetime]], publish: bool) -> None:
+        """Blank what personal data (sealed) the view holds of erased records; keep their stages."""
+        for record_id, at in erasures:
+            c.execute(
+                self._sql(f"UPDATE {self._table('customers')} SET sealed_key = NULL, erased_at = ? WHERE record_id = ?"),
+                [ts(at), record_id],
+            )
+            c.execute(self._sql(f"UPDATE {self._table('touchpoints')} SET sealed = NULL WHERE record_id = ?"), [record_id])
+            if publish:
+                c.execute(
+                    self._sql(f"INSERT INTO {self._table('stage_changes')} (record_id, kind, occurred_at) VALUES (?, ?, ?)"),
+                    [record_id, "erased", ts(at)],
+                )
 
     def _insert(
         self, c: Any, table: str, columns: list[str], rows: list[list[Any]], conflict: str = ""
@@ -207,7 +244,8 @@ class JourneyViewSQL:
             f"SELECT * FROM {self._table('stage_changes')} WHERE seq > ? ORDER BY seq LIMIT ?", [seq, limit]
         )
         return [
-            {**_transition_from_row(row), "seq": row["seq"], "customer_id": row["customer_id"],
+            {**(_transition_from_row(row) if row["kind"] != "erased" else {"at": parse_ts(row["occurred_at"])}),
+             "seq": row["seq"], "record_id": row["record_id"], "kind": row["kind"],
              "awareness_stage": row["awareness_stage"]}
             for row in rows
         ]
@@ -224,24 +262,24 @@ class JourneyViewSQL:
 
     # -- queries ----------------------------------------------------------------
 
-    def customer(self, customer_id: str) -> dict[str, Any] | None:
-        rows = self._query(f"SELECT * FROM {self._table('customers')} WHERE customer_id = ?", [customer_id])
+    def customer(self, record_id: str) -> dict[str, Any] | None:
+        rows = self._query(f"SELECT * FROM {self._table('customers')} WHERE record_id = ?", [record_id])
         return _customer_from_row(rows[0]) if rows else None
 
-    def sent_message_ids(self, customer_id: str) -> set[str]:
+    def sent_messages(self, record_id: str) -> list[dict[str, Any]]:
+        """The record's message_sent touchpoints (their message ids are in the sealed properties)."""
         rows = self._query(
-            f"SELECT properties FROM {self._table('touchpoints')} "
-            "WHERE customer_id = ? AND type = 'message_sent'",
-            [customer_id],
+            f"SELECT touchpoint_id, sealed FROM {self._table('touchpoints')} "
+            "WHERE record_id = ? AND type = 'message_sent'",
+            [record_id],
         )
-        ids = (json.loads(row["properties"]).get("message_id") for row in rows)
-        return {str(i) for i in ids if i is not None}
+        return [dict(touchpoint_id=row["touchpoint_id"], sealed=row["sealed"]) for row in rows]
 
-    def transitions_of(self, customer_id: str) -> list[dict[str, Any]]:
+    def transitions_of(self, record_id: str) -> list[dict[str, Any]]:
         rows = self._query(
-            f"SELECT * FROM {self._table('transitions')} WHERE customer_id = ? "
+            f"SELECT * FROM {self._table('transitions')} WHERE record_id = ? "
             "ORDER BY occurred_at, touchpoint_id",
-            [customer_id],
+            [record_id],
         )
         order = {j.value: i for i, j in enumerate(JOURNEYS)}
         found = [_transition_from_row(row) for row in rows]
@@ -258,12 +296,13 @@ class JourneyViewSQL:
             else:
                 where.append(f"{journey.value}_stage = ?")
                 params.append(stage)
+        where.append("erased_at IS NULL")
         if after is not None:
-            where.append("customer_id > ?")
+            where.append("record_id > ?")
             params.append(after)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
         rows = self._query(
-            f"SELECT * FROM {self._table('customers')} {clause}ORDER BY customer_id LIMIT ?",
+            f"SELECT * FROM {self._table('customers')} {clause}ORDER BY record_id LIMIT ?",
             [*params, limit],
         )
         return [_customer_from_row(row) for row in rows]
@@ -281,6 +320,14 @@ class JourneyViewSQL:
 
 class SQLiteJourneyView(JourneyViewSQL, SQLiteTrackingRecorder):
     param = "?"
+
+    def _before_write(self, c: Any) -> None:
+        c.execute("PRAGMA secure_delete = ON")  # what a write frees is zeroed, not left in the file
+
+    def purge_freed(self, table: str) -> None:
+        """Copy the WAL into the database and truncate it: no old page versions are left behind."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def construct_create_table_statements(self) -> list[str]:
         return super().construct_create_table_statements() + self._view_ddl()
@@ -305,6 +352,11 @@ class PostgresJourneyView(JourneyViewSQL, PostgresTrackingRecorder):
 
     def _tracking_table(self) -> str:
         return f'"{self.datastore.schema}"."{self.tracking_table_name}"'
+
+    def purge_freed(self, table: str) -> None:
+        """VACUUM: the dead row versions an UPDATE left behind are removed."""
+        with self.datastore.get_connection() as conn:
+            conn.execute(f"VACUUM {table}")
 
     def _insert(
         self, c: Any, table: str, columns: list[str], rows: list[list[Any]], conflict: str = ""
@@ -341,8 +393,12 @@ def _stages_from_row(row: Any) -> Stages:
 
 
 def _customer_row(change: CustomerChange) -> list[Any]:
+    return _stages_row(change) + [change.sealed_key]
+
+
+def _stages_row(change: CustomerChange) -> list[Any]:
     stages = change.stages
-    row: list[Any] = [change.customer_id]
+    row: list[Any] = [change.record_id]
     for j in JOURNEYS:
         p = stages[j]
         row += [p.stage, ts(p.since), p.touchpoint_id, p.touchpoint_type]
@@ -353,17 +409,18 @@ def _customer_row(change: CustomerChange) -> list[Any]:
 def _customer_from_row(row: Any) -> dict[str, Any]:
     stages = _stages_from_row(row)
     return {
-        "customer_id": row["customer_id"],
+        "record_id": row["record_id"],
         "stages": stages,
         "touchpoint_count": row["touchpoint_count"],
+        "sealed_key": row["sealed_key"],
+        "erased_at": parse_ts(row["erased_at"]),
     }
 
 
 def _touchpoint_row(t: dict[str, Any]) -> list[Any]:
     return [
-        t["customer_id"], t["touchpoint_id"], t["type"], t["channel"], ts(t["occurred_at"]),
-        ts(t["recorded_at"]), t["source"], t["actor"], t["campaign"], t["deal_id"],
-        json.dumps(t["properties"], separators=(",", ":"), default=str),
+        t["record_id"], t["touchpoint_id"], t["type"], t["channel"], ts(t["occurred_at"]),
+        ts(t["recorded_at"]), t["source"], t["campaign"], t["deal_id"], t["sealed"],
     ]
 
 
@@ -371,20 +428,19 @@ def _touchpoint_from_row(row: Any) -> dict[str, Any]:
     found = {col: row[col] for col in TOUCHPOINT_COLUMNS}
     found["occurred_at"] = parse_ts(found["occurred_at"])
     found["recorded_at"] = parse_ts(found["recorded_at"])
-    found["properties"] = json.loads(found["properties"])
     return found
 
 
-def _transition_row(customer_id: str, t: Transition) -> list[Any]:
+def _transition_row(record_id: str, t: Transition) -> list[Any]:
     return [
-        customer_id, ts(t.at), t.touchpoint_id, t.journey.value, t.from_stage, t.to_stage,
+        record_id, ts(t.at), t.touchpoint_id, t.journey.value, t.from_stage, t.to_stage,
         json.dumps(list(t.skipped)), int(t.restart), t.touchpoint_type,
     ]
 
 
 def _outbox_row(t: Transition, stages: Stages) -> list[Any]:
     return [
-        t.journey.value, t.from_stage, t.to_stage, json.dumps(list(t.skipped)), int(t.restart),
+        "stage", t.journey.value, t.from_stage, t.to_stage, json.dumps(list(t.skipped)), int(t.restart),
         ts(t.at), t.touchpoint_id, t.touchpoint_type, stages[Journey.awareness].stage,
     ]
 

@@ -75,7 +75,7 @@ def settings(request: pytest.FixtureRequest, tmp_path) -> Settings:
         url = f"sqlite:///{tmp_path / 'journeys.db'}"
     else:
         url = request.getfixturevalue("postgres_schema_url")
-    return Settings(database_url=url, projection_poll_interval=0.01)
+    return Settings(database_url=url, projection_poll_interval=0.01, key_file=str(tmp_path / "journeys.keys"))
 
 
 @pytest.fixture

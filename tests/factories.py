@@ -10,6 +10,13 @@ from journeys.touchpoint import Touchpoint
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 
 
+def rid(system: Any, customer: str) -> str:
+    """The record id the keyring gave a customer key (view rows are keyed by it)."""
+    found = system.keyring.find(customer)
+    assert found is not None, f"no record for {customer!r}"
+    return str(found)
+
+
 def tp(touchpoint_id: str, type_: str, days: float, customer: str = "acme", **extra: Any) -> Touchpoint:
     return Touchpoint(**payload(touchpoint_id, type_, days, customer, **extra))
 

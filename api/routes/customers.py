@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import AfterValidator
 
-from api.auth import READERS, allow
+from api.auth import READERS, allow, authenticate
 from api.deps import SystemDep
 from api.errors import NOT_FOUND, BadQueryError, NotCaughtUpError
-from api.keys import Role
-from api.schemas import HistoryOut, StagesOut, TouchpointOut, TransitionOut
+from api.keys import ApiKey, Role
+from api.schemas import ErasureOut, HistoryOut, StagesOut, TouchpointOut, TransitionOut
 from journeys.application import CustomerNotFoundError
 from journeys.touchpoint import UtcDatetime, check_text
 from projections.system import System
@@ -40,6 +40,14 @@ def caught_up(system: System, min_position: int | None) -> int:
     return system.runner.position
 
 
+def record_of(system: System, customer_key: str) -> str:
+    """The customer's current record id; 404 for keys never seen, or erased."""
+    record_id = system.keyring.find(customer_key)
+    if record_id is None:
+        raise CustomerNotFoundError(customer_key)
+    return str(record_id)
+
+
 @router.get("/{customer_id}/stages", response_model=StagesOut, dependencies=[allow(*READERS)])
 def stages(
     customer_id: CustomerKey,
@@ -51,11 +59,12 @@ def stages(
     position = caught_up(system, min_position)
     if as_of is not None:
         return _replayed(system, customer_id, as_of, position)
-    found = system.view.customer(customer_id)
-    if found is None:
+    record_id = record_of(system, customer_id)
+    found = system.view.customer(record_id)
+    if found is None:  # recorded, but not yet projected
         raise CustomerNotFoundError(customer_id)
-    sent = system.view.sent_message_ids(customer_id)
-    return StagesOut.of(customer_id, found["stages"], system.playbook, sent, position)
+    sent = system.personal.sent_message_ids(record_id)
+    return StagesOut.of(customer_id, record_id, found["stages"], system.playbook, sent, position)
 
 
 def _replayed(system: System, customer_id: str, as_of: datetime, position: int) -> StagesOut:
@@ -63,21 +72,42 @@ def _replayed(system: System, customer_id: str, as_of: datetime, position: int) 
     sent = {
         str(t.properties["message_id"])
         for t in replay.derivation.touchpoints
-        if t.type == "message_sent" and "message_id" in t.properties
+        if t.type == "message_sent" and isinstance(t.properties, dict) and "message_id" in t.properties
     }
-    return StagesOut.of(customer_id, replay.derivation.stages, system.playbook, sent, position, as_of)
+    return StagesOut.of(
+        customer_id, str(replay.record_id), replay.derivation.stages, system.playbook, sent, position, as_of
+    )
 
 
 @router.get("/{customer_id}/history", response_model=HistoryOut, dependencies=[allow(Role.auditor)])
 def history(customer_id: CustomerKey, system: SystemDep, min_position: MinPosition = None) -> HistoryOut:
     """The customer's touchpoints in occurred order, and the stage transitions they caused."""
     position = caught_up(system, min_position)
-    touchpoints = system.view.touchpoints_of(customer_id)
+    return history_of(system, record_of(system, customer_id), customer_id, position)
+
+
+def history_of(system: System, record_id: str, label: str, position: int) -> HistoryOut:
+    touchpoints = system.personal.touchpoints(record_id)
     if not touchpoints:
-        raise CustomerNotFoundError(customer_id)
+        raise CustomerNotFoundError(label)
+    found = system.view.customer(record_id)
     return HistoryOut(
-        customer_id=customer_id,
+        customer_id=touchpoints[0]["customer_id"],
+        record_id=record_id,
+        erased_at=found["erased_at"] if found else None,
         touchpoints=[TouchpointOut(**t) for t in touchpoints],
-        transitions=[TransitionOut(**t) for t in system.view.transitions_of(customer_id)],
+        transitions=[TransitionOut(**t) for t in system.view.transitions_of(record_id)],
         position=position,
+    )
+
+
+@router.delete("/{customer_id}", response_model=ErasureOut, dependencies=[allow()])
+def erase(customer_id: CustomerKey, system: SystemDep, key: Annotated[ApiKey, Depends(authenticate)]) -> ErasureOut:
+    """Erase a customer's personal data everywhere (crypto-shredding); stages and counts stay, anonymous."""
+    record_id = system.erase(customer_id, erased_by=f"api key {key.name}")
+    return ErasureOut(
+        record_id=str(record_id),
+        erased_by=f"api key {key.name}",
+        detail="the customer's data key is destroyed: its personal data cannot be read anywhere, and it no "
+        "longer answers by key; a tombstone goes to the stage-change topic",
     )

@@ -40,15 +40,17 @@ def segment(
         if stage is not None
     }
     rows = system.view.segment(filters, _decode(cursor), limit)
+    keys = system.personal.customer_keys(rows)
     members = [
         SegmentMember(
-            customer_id=r["customer_id"],
+            customer_id=keys[r["record_id"]],
             touchpoint_count=r["touchpoint_count"],
             **{j.value: r["stages"][j].stage for j in Journey},
         )
         for r in rows
+        if r["record_id"] in keys  # an erasure the view has not caught up with yet
     ]
-    next_cursor = _encode(rows[-1]["customer_id"]) if len(rows) == limit else None
+    next_cursor = _encode(rows[-1]["record_id"]) if len(rows) == limit else None
     return SegmentOut(customers=members, next_cursor=next_cursor)
 
 
@@ -76,8 +78,8 @@ def _stage(playbook: Playbook, journey: Journey, stage: str) -> str | None:
     return stage
 
 
-def _encode(customer_id: str) -> str:
-    return base64.urlsafe_b64encode(customer_id.encode()).decode()
+def _encode(record_id: str) -> str:
+    return base64.urlsafe_b64encode(record_id.encode()).decode()
 
 
 def _decode(cursor: str | None) -> str | None:

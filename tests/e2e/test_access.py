@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import time
+from uuid import uuid4
 
 import pytest
 from fastapi.routing import APIRoute
@@ -22,6 +22,8 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("POST", "/touchpoints/batch"): {P, ADM},
     ("GET", "/customers/{customer_id}/stages"): {M, A, ADM},
     ("GET", "/customers/{customer_id}/history"): {A, ADM},
+    ("DELETE", "/customers/{customer_id}"): {ADM},
+    ("GET", "/records/{record_id}/history"): {A, ADM},
     ("GET", "/segments"): {M, A, ADM},
     ("GET", "/segments/summary"): {M, A, ADM},
     ("GET", "/playbook"): {M, A, ADM},
@@ -61,7 +63,7 @@ def api(system: System, keys):
 
 
 def call(client: TestClient, method: str, path: str, key: str | None, **headers: str):
-    url = re.sub(r"\{customer_id\}", "acme", path).replace("{name}", "nobody")
+    url = path.replace("{customer_id}", "acme").replace("{name}", "nobody").replace("{record_id}", str(uuid4()))
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
     return client.request(method, url, json=BODIES.get(path) if method == "POST" else None, headers=headers)

@@ -7,19 +7,19 @@ from typer.testing import CliRunner
 from api.cli import app
 from journeys.touchpoint import Touchpoint
 from projections.system import System
-from tests.factories import b2b_deal
+from tests.factories import b2b_deal, rid
 
 runner = CliRunner()
 
 
 def env_for(settings) -> dict[str, str]:
-    return {"JOURNEYS_DATABASE_URL": settings.database_url, "COLUMNS": "200"}
+    return {"JOURNEYS_DATABASE_URL": settings.database_url, "JOURNEYS_KEY_FILE": settings.key_file, "COLUMNS": "200"}
 
 
 def test_replay_and_rebuild(system: System, settings):
     system.record([Touchpoint(**p) for p in b2b_deal("globex")])
     system.runner.catch_up()
-    before = system.view.customer("globex")
+    before = system.view.customer(rid(system, "globex"))
 
     replay = runner.invoke(app, ["replay", "globex"], env=env_for(settings))
     assert replay.exit_code == 0, replay.output
@@ -34,7 +34,7 @@ def test_replay_and_rebuild(system: System, settings):
 
     rebuilt = runner.invoke(app, ["rebuild-projections"], env=env_for(settings))
     assert rebuilt.exit_code == 0, rebuilt.output
-    assert system.view.customer("globex") == before
+    assert system.view.customer(rid(system, "globex")) == before
 
 
 def test_check_playbook_reports_the_problem(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import _connect
-from tests.factories import payload
+from tests.factories import payload, rid
 
 pytestmark = pytest.mark.postgres
 
@@ -76,6 +76,6 @@ def test_backends_terminated_while_touchpoints_flow(client: TestClient, postgres
         assert time.monotonic() < deadline, health.text
         time.sleep(0.2)
     system = client.app.state.system
-    stored = sum(len(system.view.touchpoints_of(f"c{k}")) for k in range(7))
+    stored = sum(len(system.view.touchpoints_of(rid(system, f"c{k}"))) for k in range(7))
     assert stored == 60  # every touchpoint once: none lost, none doubled
     assert health.json()["components"][1]["name"] == "projection"

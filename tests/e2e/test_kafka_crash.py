@@ -10,7 +10,7 @@ from collections import Counter
 
 from journeys.customer import Customer
 from projections.system import System
-from tests.factories import payload
+from tests.factories import payload, rid
 from tests.kafka_helpers import produce, wait_until
 
 TOPIC = f"{Customer.TouchpointRecorded.__module__}:{Customer.TouchpointRecorded.__qualname__}"
@@ -25,7 +25,7 @@ def stored(system: System) -> Counter:
         page = system.app.recorder.select_notifications(start=start, limit=5000, topics=[TOPIC])
         for n in page:
             event = system.app.mapper.to_domain_event(n)
-            counts[(event.customer_id, event.touchpoint_id)] += 1
+            counts[(str(event.originator_id), event.touchpoint_id)] += 1
         if len(page) < 5000:
             return counts
         start = page[-1].id + 1
@@ -35,6 +35,7 @@ def consumer_process(settings) -> subprocess.Popen:
     env = {
         **os.environ,
         "JOURNEYS_DATABASE_URL": settings.database_url,
+        "JOURNEYS_KEY_FILE": settings.key_file,
         "JOURNEYS_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "JOURNEYS_KAFKA_TOPIC": settings.kafka_topic,
         "JOURNEYS_KAFKA_DEAD_LETTER_TOPIC": settings.kafka_dead_letter_topic,
@@ -75,9 +76,9 @@ def test_sigkill_mid_stream_then_restart(system: System, kafka_settings):
         output = second.communicate(timeout=30)[0].decode()
     assert second.returncode == 0, output
 
-    assert stored(system) == Counter(expected)  # every touchpoint exactly once, none lost
+    assert stored(system) == Counter({(rid(system, c), t): n for (c, t), n in expected.items()})  # every touchpoint exactly once, none lost
     system.runner.catch_up()
     customers = sorted({c for c, _ in expected})
-    live = {c: (system.view.customer(c), system.view.transitions_of(c)) for c in customers}
+    live = {c: (system.view.customer(rid(system, c)), system.view.transitions_of(rid(system, c))) for c in customers}
     system.runner.rebuild()
-    assert {c: (system.view.customer(c), system.view.transitions_of(c)) for c in customers} == live
+    assert {c: (system.view.customer(rid(system, c)), system.view.transitions_of(rid(system, c))) for c in customers} == live

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from uuid import NAMESPACE_URL, uuid5
 
 from journeys.application import JourneysApp
 from journeys.customer import Customer, Outcome
+from journeys.settings import Settings
 from projections.system import System
 from tests.factories import tp
 
@@ -82,10 +85,16 @@ def test_concurrent_publishers_store_each_touchpoint_once(settings):
         check.close()
 
 
-def test_customer_ids_are_uuid5_of_the_publisher_key(system: System):
-    system.record([tp("t1", "email_opened", 0, customer="acme")])
-    customer = system.app.repository.get(Customer.create_id("acme"))
-    assert customer.customer_key == "acme"
+def test_records_have_random_ids_found_by_a_keyed_pseudonym(system: System):
+    system.record([tp("t1", "email_opened", 0, customer="jane@example.com")])
+    record_id = system.keyring.find("jane@example.com")
+    customer = system.app.repository.get(record_id)
+    assert isinstance(customer, Customer) and "jane" not in customer.sealed_key
+    assert record_id != uuid5(NAMESPACE_URL, "jane@example.com")
+    pseudonym = system.keyring.secrets.pseudonym("jane@example.com")
+    assert pseudonym != hashlib.sha256(b"jane@example.com").hexdigest()  # keyed: nobody else can recompute it
+    other = Settings(database_url="sqlite:///:memory:", key_file=system.settings.key_file + ".other").secrets()
+    assert other.pseudonym("jane@example.com") != pseudonym
 
 
 def test_a_source_position_is_stored_with_the_events_and_applies_once(system: System):

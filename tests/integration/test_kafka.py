@@ -9,7 +9,7 @@ from consumers.touchpoints import TouchpointConsumer
 from kafka import KafkaProducer
 from journeys.touchpoint import Touchpoint
 from projections.system import System
-from tests.factories import B2B_DEAL, b2b_deal, payload
+from tests.factories import B2B_DEAL, b2b_deal, payload, rid
 from tests.kafka_helpers import Running, produce, read_all, wait_until
 
 
@@ -37,7 +37,7 @@ def test_plain_and_cloudevents_messages_are_recorded(system: System, kafka_setti
     assert consumer.counts["recorded"] == 3
     assert sorted(stored_ids(system, "acme")) == ["b1", "p1", "s1"]
     system.runner.catch_up()
-    assert system.view.customer("acme")["stages"].positions
+    assert system.view.customer(rid(system, "acme"))["stages"].positions
 
 
 def test_duplicates_and_redelivery_apply_once(system: System, kafka_settings):
@@ -124,7 +124,7 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on(syst
 def test_stage_changes_are_published_once_per_transition(system: System, kafka_settings):
     system.record([Touchpoint(**p) for p in b2b_deal("globex")])
     system.runner.catch_up()
-    transitions = system.view.transitions_of("globex")
+    transitions = system.view.transitions_of(rid(system, "globex"))
     producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap_servers, acks="all")
     publisher = StageChangePublisher(system, producer, kafka_settings.kafka_stage_changes_topic)
     assert publisher.publish_once() == len(transitions)
@@ -134,11 +134,37 @@ def test_stage_changes_are_published_once_per_transition(system: System, kafka_s
     assert len(events) == len(transitions)
     bodies = [json.loads(m.value) for m in events]
     assert len({b["id"] for b in bodies}) == len(bodies)
-    assert all(m.key == b"globex" and dict(m.headers)["content-type"] == b"application/cloudevents+json" for m in events)
+    record = rid(system, "globex").encode()  # keyed by our record id: a tombstone can follow on erasure
+    assert all(m.key == record and dict(m.headers)["content-type"] == b"application/cloudevents+json" for m in events)
+    assert {b["data"]["customer_id"] for b in bodies} == {"globex"}
     signed = next(b for b in bodies if b["data"]["journey"] == "buyer" and b["data"]["to_stage"] == "Purchase")
     assert signed["data"]["cause"] == {"touchpoint_id": "d15", "type": "contract_signed"}
     assert signed["data"]["next_message"]["id"] == "purchase-onboarding"
     assert signed["id"] == change_id({**signed["data"], "touchpoint_id": "d15"})
+
+
+def test_an_erasure_publishes_a_tombstone_and_nothing_personal_after_it(system: System, kafka_settings):
+    system.record([Touchpoint(**p) for p in b2b_deal("jane@example.com")])
+    system.runner.catch_up()
+    record = rid(system, "jane@example.com")
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap_servers, acks="all")
+    publisher = StageChangePublisher(system, producer, kafka_settings.kafka_stage_changes_topic)
+    published = publisher.publish_once()
+    system.record([Touchpoint(**payload("late", "lead_captured", 0.5, "jane@example.com"))])  # adds transitions
+    system.erase("jane@example.com", "test")
+    system.runner.catch_up()
+    publisher.publish_once()
+    producer.close()
+    events = read_all(kafka_settings.kafka_bootstrap_servers, kafka_settings.kafka_stage_changes_topic, published + 2)
+    assert len(events) == published + 2  # the late transitions were erased before publication: not sent
+    tail = [m for m in events if m.value is None or b"customer.erased" in m.value]
+    assert len(tail) == 2
+    erased, tombstone = tail  # one key, so one partition: in this order
+    assert erased.key == tombstone.key == record.encode()
+    body = json.loads(erased.value)
+    assert body["type"] == "com.journeys.customer.erased" and body["data"]["record_id"] == record
+    assert tombstone.value is None
+    assert b"jane" not in erased.value
 
 
 def test_a_late_touchpoint_publishes_only_the_transitions_it_adds(system: System, kafka_settings):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from uuid import uuid4
 
 import pytest
 from pydantic import ValidationError
 
-from journeys.customer import Customer, Outcome, TouchpointConflictError, customer_uuid
+from journeys.crypto import DataKey
+from journeys.customer import Customer, CustomerErasedError, Outcome, TouchpointConflictError, touchpoint_from_event
 from journeys.touchpoint import Touchpoint
 from tests.factories import payload
 
@@ -77,11 +79,26 @@ def test_near_future_is_accepted():
 
 
 def test_customer_records_once_and_refuses_changed_content():
-    first = Touchpoint(**payload("t1", "email_opened", 0))
-    customer = Customer("acme")
-    assert customer.id == customer_uuid("acme")
-    assert customer.record(first) is Outcome.recorded
-    assert customer.record(first) is Outcome.duplicate
+    first = Touchpoint(**payload("t1", "email_opened", 0, actor="Jane Doe"))
+    key, _ = DataKey.generate()
+    record_id = uuid4()
+    customer = Customer.register(record_id, "acme", key)
+    assert customer.id == record_id
+    assert customer.record(first, key) is Outcome.recorded
+    assert customer.record(first, key) is Outcome.duplicate
     with pytest.raises(TouchpointConflictError, match="different content"):
-        customer.record(first.model_copy(update={"channel": "email"}))
-    assert len(customer.collect_events()) == 2  # Registered + one TouchpointRecorded
+        customer.record(first.model_copy(update={"channel": "email"}), key)
+    registered, recorded = customer.collect_events()  # Registered + one TouchpointRecorded
+    assert "acme" not in str(registered.__dict__) and "Jane" not in str(recorded.__dict__)
+    opened = touchpoint_from_event(recorded, key)
+    assert (opened.customer_id, opened.actor, opened.type) == ("acme", "Jane Doe", "email_opened")
+    erased = touchpoint_from_event(recorded, None)
+    assert (erased.customer_id, erased.actor, erased.properties, erased.type) == ("erased", "erased", "erased", "email_opened")
+
+
+def test_an_erased_customer_takes_no_more_touchpoints():
+    key, _ = DataKey.generate()
+    customer = Customer.register(uuid4(), "acme", key)
+    customer.erase("admin")
+    with pytest.raises(CustomerErasedError):
+        customer.record(Touchpoint(**payload("t1", "email_opened", 0)), key)

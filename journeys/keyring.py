@@ -1,0 +1,143 @@
+"""The keyring: which record holds a customer's data, and the data key that opens it.
+
+One row per customer record: a random record id (the Customer aggregate's id),
+the customer's pseudonym (for lookups by key) and its data key, wrapped by the
+master key. Erasure blanks the pseudonym and the wrapped key in one statement:
+the record can no longer be found by key, nor its personal data read, anywhere.
+A later touchpoint with the same key then starts a new record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Protocol, Sequence
+from uuid import UUID, uuid4
+
+from journeys.crypto import DataKey, Secrets
+
+CHUNK = 500
+
+
+class SqlStore(Protocol):
+    """Tables beside the event store, written with '?' parameters (the journey view gives this)."""
+
+    def table(self, name: str) -> str: ...
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]: ...
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> int: ...
+    def execute_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> int: ...
+
+
+@dataclass(frozen=True)
+class Erasure:
+    record_id: UUID
+    erased_at: datetime
+    erased_by: str
+
+
+class Keyring:
+    def __init__(self, store: SqlStore, secrets: Secrets):
+        self.store = store
+        self.secrets = secrets
+        self.table = store.table("customer_keys")
+        store.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table} (record_id TEXT PRIMARY KEY, subject TEXT UNIQUE, "
+            "wrapped_key TEXT, created_at TEXT NOT NULL, erased_at TEXT, erased_by TEXT, "
+            "erasure_recorded INTEGER NOT NULL DEFAULT 0)"
+        )
+
+    def find(self, customer_key: str) -> UUID | None:
+        """The current record of a customer key (None: never seen, or erased)."""
+        rows = self.store.query(
+            f"SELECT record_id FROM {self.table} WHERE subject = ?", [self.secrets.pseudonym(customer_key)]
+        )
+        return UUID(rows[0]["record_id"]) if rows else None
+
+    def resolve(self, customer_keys: Iterable[str]) -> dict[str, tuple[UUID, DataKey]]:
+        """Each key's record and data key, creating both for keys not seen before."""
+        subjects = {self.secrets.pseudonym(k): k for k in set(customer_keys)}
+        found = self._by_subject(list(subjects))
+        missing = [s for s in subjects if s not in found]
+        if missing:
+            now = _ts(datetime.now(timezone.utc))
+            fresh = []
+            for subject in missing:
+                record_id = str(uuid4())
+                _, raw = DataKey.generate()
+                fresh.append([record_id, subject, self.secrets.wrap(raw, record_id), now])
+            # A concurrent writer may create the same customer: its row wins, and both use it.
+            self.store.execute_many(
+                f"INSERT INTO {self.table} (record_id, subject, wrapped_key, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (subject) DO NOTHING",
+                fresh,
+            )
+            found.update(self._by_subject(missing))
+        return {subjects[s]: record for s, record in found.items()}
+
+    def _by_subject(self, subjects: list[str]) -> dict[str, tuple[UUID, DataKey]]:
+        found: dict[str, tuple[UUID, DataKey]] = {}
+        for start in range(0, len(subjects), CHUNK):
+            chunk = subjects[start : start + CHUNK]
+            rows = self.store.query(
+                f"SELECT record_id, subject, wrapped_key FROM {self.table} "
+                f"WHERE subject IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            for row in rows:
+                found[row["subject"]] = (UUID(row["record_id"]), self.secrets.unwrap(row["wrapped_key"], row["record_id"]))
+        return found
+
+    def data_keys(self, record_ids: Iterable[UUID]) -> dict[UUID, DataKey]:
+        """The data keys of records not erased (an erased record is absent)."""
+        ids = [str(i) for i in set(record_ids)]
+        found: dict[UUID, DataKey] = {}
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            rows = self.store.query(
+                f"SELECT record_id, wrapped_key FROM {self.table} "
+                f"WHERE wrapped_key IS NOT NULL AND record_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            for row in rows:
+                found[UUID(row["record_id"])] = self.secrets.unwrap(row["wrapped_key"], row["record_id"])
+        return found
+
+    def erase(self, record_id: UUID, by: str) -> bool:
+        """Destroy a record's data key and its link to the customer key; False if already erased."""
+        changed = self.store.execute(
+            f"UPDATE {self.table} SET subject = NULL, wrapped_key = NULL, erased_at = ?, erased_by = ? "
+            "WHERE record_id = ? AND erased_at IS NULL",
+            [_ts(datetime.now(timezone.utc)), by, str(record_id)],
+        )
+        return changed > 0
+
+    def pending_erasures(self) -> list[Erasure]:
+        """Erased records whose erasure event is not recorded yet (e.g. after a crash in between)."""
+        rows = self.store.query(
+            f"SELECT record_id, erased_at, erased_by FROM {self.table} "
+            "WHERE erased_at IS NOT NULL AND erasure_recorded = 0"
+        )
+        return [Erasure(UUID(r["record_id"]), datetime.fromisoformat(r["erased_at"]), r["erased_by"]) for r in rows]
+
+    def erasure_recorded(self, record_id: UUID) -> None:
+        self.store.execute(f"UPDATE {self.table} SET erasure_recorded = 1 WHERE record_id = ?", [str(record_id)])
+
+    def rewrap(self) -> int:
+        """Wrap every data key under the current master key (after rotating it); how many changed."""
+        current = self.secrets.master_key_id
+        rows = self.store.query(f"SELECT record_id, wrapped_key FROM {self.table} WHERE wrapped_key IS NOT NULL")
+        stale = [r for r in rows if not r["wrapped_key"].startswith(current + ":")]
+        updates = [
+            [self.secrets.wrap(self.secrets.unwrap_raw(r["wrapped_key"], r["record_id"]), r["record_id"]), r["record_id"]]
+            for r in stale
+        ]
+        for start in range(0, len(updates), CHUNK):
+            self.store.execute_many(
+                f"UPDATE {self.table} SET wrapped_key = ? WHERE record_id = ? AND wrapped_key IS NOT NULL",
+                updates[start : start + CHUNK],
+            )
+        return len(updates)
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
