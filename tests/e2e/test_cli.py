@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from io import StringIO
+from unittest import mock
+
 from typer.testing import CliRunner
 
-from api.cli import app
+from api.cli import _first_admin_key, app
+from api.keys import KeyStore
 from journeys.touchpoint import Touchpoint
 from projections.system import System
 from tests.factories import b2b_deal, rid
@@ -44,3 +50,35 @@ def test_check_playbook_reports_the_problem(tmp_path):
     result = runner.invoke(app, ["check-playbook", str(broken)], env={"COLUMNS": "200"})
     assert result.exit_code == 2
     assert "broken.yaml" in result.output and "journeys" in result.output
+
+
+def test_api_keys_from_the_command_line(system: System, settings):
+    env = env_for(settings)
+    created = runner.invoke(app, ["keys", "create", "--role", "marketer", "--name", "campaigns"], env=env)
+    assert created.exit_code == 0, created.output
+    key = created.output.strip().splitlines()[-1]
+    assert key.startswith("jrn_")
+    assert runner.invoke(app, ["keys", "create", "--role", "marketer", "--name", "campaigns"], env=env).exit_code == 1
+    assert runner.invoke(app, ["keys", "create", "--role", "wizard", "--name", "x"], env=env).exit_code == 2
+    listed = runner.invoke(app, ["keys", "list"], env=env)
+    assert "campaigns" in listed.output and "marketer" in listed.output and key not in listed.output
+    store = KeyStore(system.view, cache_seconds=0)
+    assert store.verify(key).name == "campaigns"
+    assert runner.invoke(app, ["keys", "revoke", "campaigns"], env=env).exit_code == 0
+    assert store.verify(key) is None
+    assert runner.invoke(app, ["keys", "revoke", "nobody"], env=env).exit_code == 1
+
+
+def test_serve_creates_and_prints_an_admin_key_on_a_store_without_keys(settings):
+    with mock.patch.dict(os.environ, env_for(settings)):
+        out = StringIO()
+        with contextlib.redirect_stdout(out):
+            _first_admin_key()
+            _first_admin_key()  # the second start finds a key: prints nothing
+    keys = [line for line in out.getvalue().splitlines() if line.startswith("jrn_")]
+    assert len(keys) == 1
+    built = System.build(settings)
+    try:
+        assert KeyStore(built.view).verify(keys[0]).role.value == "admin"
+    finally:
+        built.close()
