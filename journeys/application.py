@@ -76,6 +76,7 @@ class JourneysApp(Application[UUID]):
 
     name = "journeys"
     max_attempts = 8
+    is_snapshotting_enabled = True  # taken every SNAPSHOT_INTERVAL events, see CustomerRepository
 
     keyring: Keyring  # given by the composition root, which owns the database beside the events
 
@@ -84,7 +85,7 @@ class JourneysApp(Application[UUID]):
     ):
         super().__init__(env)
         self.playbook = playbook
-        self.customers = CustomerRepository(self.recorder, self.mapper, cache_size)
+        self.customers = CustomerRepository(self.recorder, self.snapshots, self.mapper, cache_size)
         # Writes serialise in the database anyway (one writer in SQLite, a table lock in
         # eventsourcing's PostgreSQL recorder); in-process they share cached aggregates.
         self._write_lock = threading.Lock()
@@ -113,13 +114,19 @@ class JourneysApp(Application[UUID]):
             for attempt in range(self.max_attempts):
                 records = self.keyring.resolve(t.customer_id for t in touchpoints)
                 customers = self.customers.get_many({record_id for record_id, _ in records.values()})
+                known = self.customers.fingerprints({(records[t.customer_id][0], t.touchpoint_id) for t in touchpoints})
+                versions = {i: c.version for i, c in customers.items()}
                 try:  # commands mutate cached customers: anything failing below evicts them
-                    results = [self._apply(customers, records, tp) for tp in touchpoints]
+                    results = [self._apply(customers, records, known, tp) for tp in touchpoints]
                     if before_save is not None:
                         before_save(results)
                     new_events = [e for c in customers.values() for e in c.collect_events()]
+                    index = [
+                        (str(e.originator_id), e.touchpoint_id, e.fingerprint)
+                        for e in new_events if isinstance(e, Customer.TouchpointRecorded)
+                    ]
                     recordings = (
-                        self.events.put(new_events, tracking=tracking) if (new_events or tracking) else []
+                        self.events.put(new_events, tracking=tracking, index=index) if (new_events or tracking) else []
                     )
                 except (IntegrityError, CustomerErasedError):
                     # A concurrent writer won, or the customer was erased meanwhile (its key
@@ -137,6 +144,7 @@ class JourneysApp(Application[UUID]):
                     self.customers.evict(customers)
                     raise
                 self.customers.keep(customers.values())
+                self.customers.snapshot_if_due(customers.values(), versions)
                 position = max((r.notification.id for r in recordings), default=None)
                 return Recorded(results, position)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -146,19 +154,24 @@ class JourneysApp(Application[UUID]):
         return recorded is not None and recorded >= tracking.notification_id
 
     def _apply(
-        self, customers: dict[UUID, Customer], records: dict[str, tuple[UUID, DataKey]], touchpoint: Touchpoint
+        self,
+        customers: dict[UUID, Customer],
+        records: dict[str, tuple[UUID, DataKey]],
+        known: dict[tuple[UUID, str], str],
+        touchpoint: Touchpoint,
     ) -> Result:
         key = touchpoint.customer_id
         record_id, data_key = records[key]
         customer = customers.get(record_id)
         if customer is None:
             customer = customers[record_id] = Customer.register(record_id, key, data_key)
-        known = self.playbook.knows(touchpoint.type)
+        known_type = self.playbook.knows(touchpoint.type)
         try:
-            outcome = customer.record(touchpoint, data_key)
+            outcome, fingerprint = customer.record(touchpoint, data_key, known.get((record_id, touchpoint.touchpoint_id)))
         except TouchpointConflictError as error:
-            return Result(Outcome.conflict, touchpoint.touchpoint_id, key, known, str(error))
-        return Result(outcome, touchpoint.touchpoint_id, key, known)
+            return Result(Outcome.conflict, touchpoint.touchpoint_id, key, known_type, str(error))
+        known[(record_id, touchpoint.touchpoint_id)] = fingerprint  # a repeat later in the batch
+        return Result(outcome, touchpoint.touchpoint_id, key, known_type)
 
     def replay(self, customer_key: str, as_of: datetime | None = None) -> Replay:
         """An auditor's view: the customer's stored events, folded by the playbook."""

@@ -61,23 +61,27 @@ class Customer(Aggregate):
 
     @event("Registered")
     def __init__(self, record_id: UUID, sealed_key: str):
+        # Small on purpose: a snapshot of it is cheap to load. Which touchpoints are stored
+        # is in the event store's touchpoint index, looked up per batch (see recorders.py).
         self.sealed_key = sealed_key
-        self.fingerprints: dict[str, str] = {}
         self.erased = False
 
     @classmethod
     def register(cls, record_id: UUID, customer_key: str, key: DataKey) -> Customer:
         return cls(record_id=record_id, sealed_key=key.seal(customer_key, key_context(record_id)))
 
-    def record(self, touchpoint: Touchpoint, key: DataKey) -> Outcome:
-        """Record a touchpoint once; the same id again is a duplicate or a conflict."""
+    def record(self, touchpoint: Touchpoint, key: DataKey, known: str | None) -> tuple[Outcome, str]:
+        """Record a touchpoint once; the same id again is a duplicate or a conflict.
+
+        `known` is the fingerprint already stored (or pending) under this touchpoint id;
+        the touchpoint's own fingerprint is returned with the outcome.
+        """
         if self.erased:
             raise CustomerErasedError(str(self.id))
         content = touchpoint.content()
         fingerprint = key.fingerprint(content)
-        known = self.fingerprints.get(touchpoint.touchpoint_id)
         if known == fingerprint:
-            return Outcome.duplicate
+            return Outcome.duplicate, fingerprint
         if known is not None:
             raise TouchpointConflictError(touchpoint.customer_id, touchpoint.touchpoint_id)
         personal = {name: content[name] for name in PERSONAL_FIELDS}
@@ -92,7 +96,7 @@ class Customer(Aggregate):
             sealed=key.seal(personal, touchpoint_context(self.id, touchpoint.touchpoint_id)),
             fingerprint=fingerprint,
         )
-        return Outcome.recorded
+        return Outcome.recorded, fingerprint
 
     @event("TouchpointRecorded")
     def _touchpoint_recorded(
@@ -107,7 +111,7 @@ class Customer(Aggregate):
         sealed: str,
         fingerprint: str,
     ) -> None:
-        self.fingerprints[touchpoint_id] = fingerprint
+        pass  # nothing the aggregate's rules need: the touchpoint index answers for duplicates
 
     def erase(self, erased_by: str) -> None:
         """Record that the data key was destroyed: who asked (an API key's name), nothing personal."""
@@ -117,7 +121,6 @@ class Customer(Aggregate):
     @event("Erased")
     def _erased(self, erased_by: str) -> None:
         self.erased = True
-        self.fingerprints = {}
 
 
 def open_personal(sealed: str | None, record_id: UUID, touchpoint_id: str, key: DataKey | None) -> dict[str, Any]:

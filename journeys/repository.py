@@ -2,7 +2,9 @@
 
 Aggregates are kept in an in-process LRU cache and brought up to date with the
 events stored after their cached version (written by any process), all in one
-query. A failed save must evict what it touched (`evict`), since the cached
+query. A customer not in the cache starts from its latest snapshot (taken every
+SNAPSHOT_INTERVAL events), so a cold load costs the same at 50 or 50,000
+touchpoints. A failed save must evict what it touched (`evict`), since the cached
 objects were mutated by the commands that failed to be stored.
 """
 
@@ -12,27 +14,34 @@ from collections import OrderedDict
 from typing import Any, Iterable
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, Mapper, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.domain import Snapshot
+from eventsourcing.persistence import ApplicationRecorder, EventStore, Mapper, StoredEvent
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
 from journeys.customer import Customer
 
 CHUNK = 500
+SNAPSHOT_INTERVAL = 200
 
 
 class CustomerRepository:
-    def __init__(self, recorder: ApplicationRecorder, mapper: Mapper[UUID], cache_size: int):
+    def __init__(
+        self, recorder: ApplicationRecorder, snapshots: EventStore[UUID] | None, mapper: Mapper[UUID], cache_size: int
+    ):
         self.recorder = recorder
+        self.snapshots = snapshots
         self.mapper = mapper
         self.cache_size = cache_size
         self.cache: OrderedDict[UUID, Customer] = OrderedDict()
 
     def get_many(self, ids: Iterable[UUID]) -> dict[UUID, Customer]:
         """The current state of the customers that exist among `ids`."""
-        wanted = {i: (self.cache[i].version if i in self.cache else 0) for i in ids}
-        found: dict[UUID, Any] = {i: self.cache.get(i) for i in wanted}
+        found: dict[UUID, Any] = {i: self.cache.get(i) for i in ids}
+        for snapshot in self._latest_snapshots([i for i, c in found.items() if c is None]):
+            found[snapshot.originator_id] = snapshot.mutate(None)
+        wanted = {i: (c.version if c is not None else 0) for i, c in found.items()}
         for stored in self._select_after(wanted):
             event = self.mapper.to_domain_event(stored)
             found[event.originator_id] = event.mutate(found[event.originator_id])
@@ -47,6 +56,72 @@ class CustomerRepository:
             self.cache.move_to_end(customer.id)
         while len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
+
+    def snapshot_if_due(self, customers: Iterable[Customer], versions_before: dict[UUID, int]) -> None:
+        """Snapshot the saved customers whose version crossed a multiple of SNAPSHOT_INTERVAL."""
+        if self.snapshots is None:
+            return
+        due = [
+            Snapshot.take(c) for c in customers
+            if c.version // SNAPSHOT_INTERVAL > versions_before.get(c.id, 0) // SNAPSHOT_INTERVAL
+        ]
+        if due:
+            self.snapshots.put(due)
+
+    def fingerprints(self, pairs: Iterable[tuple[UUID, str]]) -> dict[tuple[UUID, str], str]:
+        """The stored fingerprints of these (record, touchpoint id) pairs, from the touchpoint index."""
+        items = [(str(r), t) for r, t in pairs]
+        found: dict[tuple[UUID, str], str] = {}
+        for start in range(0, len(items), CHUNK):
+            for row in self._index_chunk(items[start : start + CHUNK]):
+                found[(UUID(row["record_id"]), row["touchpoint_id"])] = row["fingerprint"]
+        return found
+
+    def _index_chunk(self, items: list[tuple[str, str]]) -> list[Any]:
+        recorder: Any = self.recorder
+        if isinstance(recorder, PostgresApplicationRecorder):
+            statement: Any = SQL(
+                "SELECT i.record_id, i.touchpoint_id, i.fingerprint FROM {table} i "
+                "JOIN unnest(%s::text[], %s::text[]) AS w(r, t) ON i.record_id = w.r AND i.touchpoint_id = w.t"
+            ).format(table=SQL(recorder.index_table))
+            params: list[Any] = [[r for r, _ in items], [t for _, t in items]]
+        else:
+            values = ", ".join(["(?, ?)"] * len(items))
+            statement = (
+                f"WITH w(r, t) AS (VALUES {values}) SELECT i.record_id, i.touchpoint_id, i.fingerprint "
+                f"FROM {recorder.index_table} i JOIN w ON i.record_id = w.r AND i.touchpoint_id = w.t"
+            )
+            params = [x for pair in items for x in pair]
+        with recorder.datastore.transaction(commit=False) as c:
+            c.execute(statement, params)
+            return c.fetchall()
+
+    def _latest_snapshots(self, ids: list[UUID]) -> list[Any]:
+        if self.snapshots is None or not ids:
+            return []
+        recorder: Any = self.snapshots.recorder
+        found = []
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            if isinstance(recorder, PostgresAggregateRecorder):
+                table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
+                statement: Any = SQL(
+                    f"SELECT s.* FROM {table} s WHERE s.originator_id = ANY(%s::uuid[]) AND s.originator_version = "
+                    f"(SELECT MAX(l.originator_version) FROM {table} l WHERE l.originator_id = s.originator_id)"
+                )
+                params: list[Any] = [chunk]
+            else:
+                table = recorder.events_table_name
+                statement = (
+                    f"SELECT s.* FROM {table} s WHERE s.originator_id IN ({', '.join('?' * len(chunk))}) "
+                    f"AND s.originator_version = (SELECT MAX(l.originator_version) FROM {table} l "
+                    "WHERE l.originator_id = s.originator_id)"
+                )
+                params = [i.hex for i in chunk]
+            with recorder.datastore.transaction(commit=False) as c:
+                c.execute(statement, params)
+                found += [self.mapper.to_domain_event(_stored(row)) for row in c.fetchall()]
+        return found
 
     def evict(self, ids: Iterable[UUID]) -> None:
         for i in ids:
@@ -84,12 +159,14 @@ class CustomerRepository:
         with recorder.datastore.transaction(commit=False) as c:
             c.execute(statement, params)
             rows = c.fetchall()
-        return [
-            StoredEvent(
-                originator_id=row["originator_id"] if isinstance(row["originator_id"], UUID) else UUID(row["originator_id"]),
-                originator_version=row["originator_version"],
-                topic=row["topic"],
-                state=bytes(row["state"]),
-            )
-            for row in rows
-        ]
+        return [_stored(row) for row in rows]
+
+
+def _stored(row: Any) -> StoredEvent:
+    originator_id = row["originator_id"]
+    return StoredEvent(
+        originator_id=originator_id if isinstance(originator_id, UUID) else UUID(originator_id),
+        originator_version=row["originator_version"],
+        topic=row["topic"],
+        state=bytes(row["state"]),
+    )

@@ -100,7 +100,11 @@ class Settings(BaseSettings):
             path = unquote(url.path[1:] if url.path.startswith("/") else url.path)
             if path and ":memory:" not in path and "mode=memory" not in path:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=path)
+            env.update(
+                PERSISTENCE_MODULE="eventsourcing.sqlite",
+                SQLITE_DBNAME=path,
+                PROCESS_RECORDER_TOPIC="journeys.recorders:SQLiteJourneysRecorder",
+            )
             return env
         query = parse_qs(url.query)
         env.update(

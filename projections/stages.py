@@ -17,8 +17,8 @@ from eventsourcing.persistence import Tracking
 
 from journeys.customer import Customer
 from journeys.playbook import Playbook
-from journeys.stages import derive, fold, initial_stages, sort_key
-from projections.view import CustomerChange, JourneyViewSQL
+from journeys.stages import fold, in_order, initial_stages, sort_key
+from projections.view import CustomerChange, JourneyViewSQL, parse_ts
 
 
 class StageProjection:
@@ -65,20 +65,19 @@ class StageProjection:
         if stages.last_key is None or sort_key(new[0]) > stages.last_key:
             derivation = fold(stages, new, self.playbook)
             return CustomerChange(
-                record_id, sealed_key, derivation.stages, count + len(new), derivation.transitions, False,
+                record_id, sealed_key, derivation.stages, count + len(new), derivation.transitions, None,
                 derivation.transitions if self.outbox else [],
             )
-        stored = [_Stored(row) for row in self.view.touchpoints_of(record_id)]
-        derivation = derive([*stored, *new], self.playbook)
-        before = {_identity(t) for t in self.view.transitions_of(record_id)} if self.outbox else set()
-        fresh = [t for t in derivation.transitions if _identity(t.__dict__) not in before]
+        # A late touchpoint: fold again from the stages just before it occurred, over the
+        # touchpoints from then on; what came earlier cannot change.
+        at = new[0].occurred_at
+        before = self.view.stages_before(record_id, at, initial_stages(self.playbook))
+        later = [_Stored(row) for row in self.view.touchpoints_from(record_id, at)]
+        derivation = fold(before, in_order([*later, *new]), self.playbook)
+        seen = {_identity(t) for t in self.view.transitions_of(record_id, since=at)} if self.outbox else set()
+        fresh = [t for t in derivation.transitions if _identity(t.__dict__) not in seen]
         return CustomerChange(
-            record_id,
-            sealed_key,
-            derivation.stages,
-            len(derivation.touchpoints),
-            derivation.transitions,
-            True,
+            record_id, sealed_key, derivation.stages, count + len(new), derivation.transitions, at,
             fresh if self.outbox else [],
         )
 
@@ -109,4 +108,5 @@ class _Stored:
     def __init__(self, row: dict[str, Any]):
         self.touchpoint_id = row["touchpoint_id"]
         self.type = row["type"]
-        self.occurred_at = row["occurred_at"]
+        occurred = row["occurred_at"]
+        self.occurred_at = parse_ts(occurred) if isinstance(occurred, str) else occurred

@@ -66,7 +66,7 @@ class CustomerChange:
     stages: Stages
     touchpoint_count: int
     transitions: list[Transition]
-    replace_history: bool
+    replace_from: datetime | None  # re-derived from this occurred time on; None: only appended
     new_transitions: list[Transition]  # not in the history before: to be published
 
 
@@ -163,6 +163,46 @@ class JourneyViewSQL:
                 found[row["record_id"]] = (_stages_from_row(row), row["touchpoint_count"])
         return found
 
+    def stages_before(self, record_id: str, at: datetime, playbook_initial: Stages) -> Stages:
+        """The record's stages just before `at`: what folding its touchpoints up to then gave.
+
+        Read from the stage history (each journey's last transition before `at`), so a late
+        touchpoint re-derives from there instead of from the record's first touchpoint.
+        """
+        touchpoints, transitions = self._table("touchpoints"), self._table("transitions")
+        last = self._query(
+            f"SELECT occurred_at, touchpoint_id FROM {touchpoints} WHERE record_id = ? AND occurred_at = "
+            f"(SELECT MAX(occurred_at) FROM {touchpoints} WHERE record_id = ? AND occurred_at < ?)",
+            [record_id, record_id, ts(at)],
+        )
+        if not last:
+            return playbook_initial  # nothing before `at`: derive from the start
+        first = self._query(f"SELECT MIN(occurred_at) AS first FROM {touchpoints} WHERE record_id = ?", [record_id])
+        first_seen = parse_ts(first[0]["first"])
+        positions = {}
+        for journey in JOURNEYS:
+            rows = self._query(
+                f"SELECT * FROM {transitions} WHERE record_id = ? AND journey = ? AND occurred_at = "
+                f"(SELECT MAX(occurred_at) FROM {transitions} WHERE record_id = ? AND journey = ? AND occurred_at < ?)",
+                [record_id, journey.value, record_id, journey.value, ts(at)],
+            )
+            if rows:
+                t = _transition_from_row(max(rows, key=lambda r: r["touchpoint_id"]))
+                positions[journey] = Position(t["to_stage"], t["at"], t["touchpoint_id"], t["touchpoint_type"])
+            else:
+                initial = playbook_initial[journey].stage
+                positions[journey] = Position(initial, first_seen if initial is not None else None)
+        last_key = (parse_ts(last[0]["occurred_at"]), max(r["touchpoint_id"] for r in last))
+        return Stages(positions, first_seen, last_key)
+
+    def touchpoints_from(self, record_id: str, at: datetime) -> list[dict[str, Any]]:
+        """What the derivation reads of the record's touchpoints that occurred at or after `at`."""
+        return self._query(
+            f"SELECT touchpoint_id, type, occurred_at FROM {self._table('touchpoints')} "
+            "WHERE record_id = ? AND occurred_at >= ?",
+            [record_id, ts(at)],
+        )
+
     def touchpoints_of(self, record_id: str) -> list[dict[str, Any]]:
         """A customer's touchpoints in occurred order."""
         rows = self._query(
@@ -190,13 +230,12 @@ class JourneyViewSQL:
                 c, "touchpoints", TOUCHPOINT_COLUMNS, [_touchpoint_row(t) for t in touchpoints],
                 "ON CONFLICT (record_id, touchpoint_id) DO NOTHING",
             )
-            replaced = [ch.record_id for ch in changes if ch.replace_history]
-            for chunk in _chunks(replaced):
-                c.execute(
-                    f"DELETE FROM {self._table('transitions')} "
-                    f"WHERE record_id IN ({self._marks(len(chunk))})",
-                    chunk,
-                )
+            for ch in changes:
+                if ch.replace_from is not None:
+                    c.execute(
+                        self._sql(f"DELETE FROM {self._table('transitions')} WHERE record_id = ? AND occurred_at >= ?"),
+                        [ch.record_id, ts(ch.replace_from)],
+                    )
             rows = [_transition_row(ch.record_id, t) for ch in changes for t in ch.transitions]
             self._insert(c, "transitions", TRANSITION_COLUMNS, rows)
             outbox = [
@@ -275,11 +314,12 @@ class JourneyViewSQL:
         )
         return [dict(touchpoint_id=row["touchpoint_id"], sealed=row["sealed"]) for row in rows]
 
-    def transitions_of(self, record_id: str) -> list[dict[str, Any]]:
+    def transitions_of(self, record_id: str, since: datetime | None = None) -> list[dict[str, Any]]:
+        """A record's stage history in occurred order (from `since` on, if given)."""
         rows = self._query(
-            f"SELECT * FROM {self._table('transitions')} WHERE record_id = ? "
+            f"SELECT * FROM {self._table('transitions')} WHERE record_id = ? AND occurred_at >= ? "
             "ORDER BY occurred_at, touchpoint_id",
-            [record_id],
+            [record_id, ts(since) or ""],
         )
         order = {j.value: i for i, j in enumerate(JOURNEYS)}
         found = [_transition_from_row(row) for row in rows]

@@ -84,10 +84,11 @@ def test_customer_records_once_and_refuses_changed_content():
     record_id = uuid4()
     customer = Customer.register(record_id, "acme", key)
     assert customer.id == record_id
-    assert customer.record(first, key) is Outcome.recorded
-    assert customer.record(first, key) is Outcome.duplicate
+    outcome, fingerprint = customer.record(first, key, None)
+    assert outcome is Outcome.recorded
+    assert customer.record(first, key, fingerprint) == (Outcome.duplicate, fingerprint)
     with pytest.raises(TouchpointConflictError, match="different content"):
-        customer.record(first.model_copy(update={"channel": "email"}), key)
+        customer.record(first.model_copy(update={"channel": "email"}), key, fingerprint)
     registered, recorded = customer.collect_events()  # Registered + one TouchpointRecorded
     assert "acme" not in str(registered.__dict__) and "Jane" not in str(recorded.__dict__)
     opened = touchpoint_from_event(recorded, key)
@@ -101,4 +102,4 @@ def test_an_erased_customer_takes_no_more_touchpoints():
     customer = Customer.register(uuid4(), "acme", key)
     customer.erase("admin")
     with pytest.raises(CustomerErasedError):
-        customer.record(Touchpoint(**payload("t1", "email_opened", 0)), key)
+        customer.record(Touchpoint(**payload("t1", "email_opened", 0)), key, None)
