@@ -110,10 +110,10 @@ def test_segments_and_summary(system: System):
     assert summary[Journey.buyer] == {None: 11, "Evaluation": 1}
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     data=st.lists(
-        st.tuples(st.integers(0, 2), st.sampled_from(TYPES), st.integers(0, 12)), min_size=1, max_size=40
+        st.tuples(st.integers(0, 1), st.sampled_from(TYPES), st.integers(0, 5)), min_size=1, max_size=60
     ),
     seed=st.integers(0, 2**32),
 )
