@@ -5,7 +5,12 @@ backend on a free loopback port, posts BATCHES batches of BATCH_SIZE touchpoints
 spread over CUSTOMERS customers, and reports the median batch latency, the write
 rate, and how long the projections took to be current afterwards.
 
-    .venv/bin/python bench/batch_throughput.py [--batches 40] [--batch-size 1000] [--customers 5000]
+With --baseline REV, the same load also runs against the code of an earlier
+commit (checked out in a temporary git worktree, served by the same Python), so
+both figures come from one run: e.g. the last commit before personal data was
+encrypted.
+
+    .venv/bin/python bench/batch_throughput.py [--batches 40] [--batch-size 1000] [--customers 5000] [--baseline REV]
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -52,15 +58,36 @@ def batches(n: int, size: int, customers: int, run: str):
         ]
 
 
-def run(label: str, database_url: str, args) -> dict[str, float]:
+def admin_key(server: subprocess.Popen) -> str:
+    """The admin key `journeys serve` prints when it starts on a store without keys."""
+    found: list[str] = []
+
+    def read() -> None:
+        for line in server.stdout:  # type: ignore[union-attr]
+            if line.startswith("jrn_") and not found:
+                found.append(line.strip())
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + 60
+    while not found:
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise RuntimeError("the server printed no admin key")
+        time.sleep(0.05)
+    return found[0]
+
+
+def run(label: str, database_url: str, args, code: str | None = None) -> dict[str, float]:
     port = free_port()
-    env = {**os.environ, "JOURNEYS_DATABASE_URL": database_url, "JOURNEYS_PORT": str(port)}
+    keys = tempfile.mkdtemp()
+    env = {**os.environ, "JOURNEYS_DATABASE_URL": database_url, "JOURNEYS_PORT": str(port),
+           "JOURNEYS_KEY_FILE": f"{keys}/journeys.keys", "PYTHONPATH": code or os.getcwd()}
     server = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "api.cli", "serve"], env=env, cwd=code,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+        headers = {"Authorization": f"Bearer {admin_key(server)}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120, headers=headers) as client:
             for _ in range(200):
                 try:
                     if client.get("/health").status_code == 200:
@@ -97,21 +124,41 @@ def run(label: str, database_url: str, args) -> dict[str, float]:
     return result
 
 
+def both_backends(args, code: str | None = None, tag: str = "") -> dict[str, dict[str, float]]:
+    found = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        found["sqlite"] = run(f"sqlite{tag}", f"sqlite:///{tmp}/bench.db", args, code)
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    try:
+        found["postgresql"] = run(f"postgresql{tag}", f"{POSTGRES}?schema={schema}", args, code)
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--customers", type=int, default=5000)
+    parser.add_argument("--baseline", help="also run the code of this git revision, for comparison")
     args = parser.parse_args()
+    now = both_backends(args)
+    print(f"postgresql/sqlite write-rate ratio: {now['postgresql']['write_rate'] / now['sqlite']['write_rate']:.2f}")
+    if not args.baseline:
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        sqlite = run("sqlite", f"sqlite:///{tmp}/bench.db", args)
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    try:
-        pg = run("postgresql", f"{POSTGRES}?schema={schema}", args)
-    finally:
-        with psycopg.connect(POSTGRES, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    print(f"postgresql/sqlite write-rate ratio: {pg['write_rate'] / sqlite['write_rate']:.2f}")
+        tree = f"{tmp}/baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", tree, args.baseline], check=True, capture_output=True)
+        try:
+            before = both_backends(args, tree, f"@{args.baseline[:10]}")
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", tree], check=True, capture_output=True)
+    for backend in ("sqlite", "postgresql"):
+        for metric in ("write_rate", "end_to_end_rate"):
+            ratio = now[backend][metric] / before[backend][metric]
+            print(f"{backend:10s} {metric:16s} now/baseline: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ class StageProjection:
         # touchpoints from then on; what came earlier cannot change.
         at = new[0].occurred_at
         before = self.view.stages_before(record_id, at, initial_stages(self.playbook))
-        later = [_Stored(row) for row in self.view.touchpoints_from(record_id, at)]
+        later = [StoredTouchpoint(row) for row in self.view.touchpoints_from(record_id, at)]
         derivation = fold(before, in_order([*later, *new]), self.playbook)
         seen = {_identity(t) for t in self.view.transitions_of(record_id, since=at)} if self.outbox else set()
         fresh = [t for t in derivation.transitions if _identity(t.__dict__) not in seen]
@@ -100,7 +100,7 @@ def _identity(transition: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-class _Stored:
+class StoredTouchpoint:
     """A touchpoint row of the view, as the derivation reads it."""
 
     __slots__ = ("touchpoint_id", "type", "occurred_at")

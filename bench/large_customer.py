@@ -1,0 +1,113 @@
+"""A customer with 50,000 touchpoints: a cold append and a late touchpoint cost what a small one does.
+
+For each backend: stores N touchpoints of one customer and projects them, then
+measures (medians of REPEAT runs, in one run of this script):
+- cold append: one more touchpoint with the writer's cache emptied (snapshot + the
+  events after it + one index look-up), against loading the whole history as it
+  was done before snapshots;
+- late touchpoint: the projection of a touchpoint that occurred a minute before
+  the latest one (re-derived from the stages just before it), against a full
+  re-derivation of the customer's touchpoints.
+
+    .venv/bin/python bench/large_customer.py [--touchpoints 50000] [--repeat 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+
+from journeys.settings import Settings
+from journeys.stages import derive
+from journeys.touchpoint import Touchpoint
+from projections.stages import StoredTouchpoint
+from projections.system import System
+
+POSTGRES = os.environ.get("JOURNEYS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+TYPES = ["website_visited", "email_opened", "ad_clicked", "reply_received", "meeting_held"]
+T0 = datetime(2020, 1, 1, tzinfo=timezone.utc)
+
+
+def touchpoint(n: int, minutes: float, type_: str | None = None) -> Touchpoint:
+    return Touchpoint(
+        touchpoint_id=f"t{n:07d}", customer_id="big@example.com", type=type_ or TYPES[n % len(TYPES)],
+        channel="web", occurred_at=T0 + timedelta(minutes=minutes), source="bench", properties={"n": n},
+    )
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def measure(label: str, settings: Settings, n: int, repeat: int) -> None:
+    system = System.build(settings)
+    try:
+        started = time.perf_counter()
+        for start in range(0, n, 1000):
+            system.record([touchpoint(i, i) for i in range(start, min(n, start + 1000))])
+        system.runner.catch_up()
+        filled = time.perf_counter() - started
+        record_id = system.keyring.find("big@example.com")
+        repository = system.app.customers
+
+        cold, full_load = [], []
+        for r in range(repeat):
+            repository.cache.clear()
+            t = time.perf_counter()
+            system.app.record([touchpoint(n + r, n + r)])
+            cold.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            aggregate = None
+            for stored in repository._select_after({record_id: 0}):  # the whole history, as before snapshots
+                aggregate = system.app.mapper.to_domain_event(stored).mutate(aggregate)
+            full_load.append(time.perf_counter() - t)
+        system.runner.catch_up()
+
+        late, full_derive = [], []
+        latest = n + repeat
+        for r in range(repeat):
+            system.app.record([touchpoint(latest + 1 + r, latest + r - 0.5, "demo_delivered")])
+            t = time.perf_counter()
+            system.runner.run_once()
+            late.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            rows = system.view.touchpoints_from(str(record_id), T0)  # from the start, as before
+            derive([StoredTouchpoint(row) for row in rows], system.playbook)
+            full_derive.append(time.perf_counter() - t)
+        count = system.view.customer(str(record_id))["touchpoint_count"]
+    finally:
+        system.close()
+    print(
+        f"{label:10s} {count} touchpoints (filled in {filled:.0f} s)\n"
+        f"  cold append:     {median_ms(cold):7.1f} ms  (whole history loaded: {median_ms(full_load):7.1f} ms, "
+        f"{statistics.median(full_load) / statistics.median(cold):.0f}x)\n"
+        f"  late touchpoint: {median_ms(late):7.1f} ms  (full re-derivation alone: {median_ms(full_derive):7.1f} ms, "
+        f"{statistics.median(full_derive) / statistics.median(late):.0f}x)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--touchpoints", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        measure("sqlite", Settings(database_url=f"sqlite:///{tmp}/bench.db", key_file=f"{tmp}/keys"), args.touchpoints, args.repeat)
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        try:
+            measure("postgresql", Settings(database_url=f"{POSTGRES}?schema={schema}", key_file=f"{tmp}/keys"),
+                    args.touchpoints, args.repeat)
+        finally:
+            with psycopg.connect(POSTGRES, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+if __name__ == "__main__":
+    main()
