@@ -47,14 +47,12 @@ def _error(description: str) -> dict[str, Any]:
 
 # Answers any route may give, documented in the OpenAPI document.
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("the body is not valid JSON, or a header is malformed"),
     401: _error("no API key, or an unknown or revoked one"),
     403: _error("the API key's role may not do this"),
     429: _error("the API key's rate limit is reached; see Retry-After"),
-    503: _error("the database or the read model is unavailable or behind; see Retry-After"),
-}
-WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _error("the body is not valid JSON, or a header is malformed"),
     413: _error("the request body is over the size limit"),
+    503: _error("the database or the read model is unavailable or behind; see Retry-After"),
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error("no such customer")}
 

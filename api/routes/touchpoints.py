@@ -9,7 +9,6 @@ from pydantic import ValidationError
 
 from api.auth import allow
 from api.deps import SystemDep
-from api.errors import WRITE_RESPONSES
 from api.keys import Role
 from api.schemas import BatchOut, FieldError, TouchpointResult
 from journeys.application import Result
@@ -17,7 +16,7 @@ from journeys.customer import Outcome
 from journeys.touchpoint import Touchpoint
 
 router = APIRouter(
-    prefix="/touchpoints", tags=["touchpoints"], dependencies=[allow(Role.publisher)], responses=WRITE_RESPONSES
+    prefix="/touchpoints", tags=["touchpoints"], dependencies=[allow(Role.publisher)]
 )
 
 MAX_BATCH = 1000

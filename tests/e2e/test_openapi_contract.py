@@ -1,0 +1,46 @@
+"""Schemathesis over the OpenAPI document, on SQLite and PostgreSQL, with an admin key.
+
+Every operation gets generated valid and invalid requests (a bounded number each):
+no answer may be a 5xx, and every answer must match what the document says.
+(Driven from a plain test: schemathesis' pytest plugin does not run on pytest 9.)
+"""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from schemathesis.generation.modes import GenerationMode
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
+
+from api.keys import Role
+from tests.factories import b2b_deal
+
+EXAMPLES = 25
+# Checked: no 5xx; status codes, content types, headers and bodies as documented.
+# Not checked: positive_data_acceptance (the document cannot say every rule of a valid
+# touchpoint, e.g. occurred_at at most 24 h ahead; such a refusal is a documented 422), and
+# negative_data_rejection (it counts a request as invalid for its mutated Authorization
+# header, which the key given here replaces, or for a query parameter it then leaves out).
+NOT_CHECKED = [positive_data_acceptance, negative_data_rejection]
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
+def test_no_server_error_and_every_answer_as_documented(client: TestClient, keys, mode: GenerationMode):
+    written = client.post("/touchpoints/batch", json=b2b_deal("globex"))  # something to find
+    client.get("/customers/globex/stages", params={"min_position": written.json()["position"]})
+    headers = {"Authorization": f"Bearer {keys.create('contract-test', Role.admin)}"}
+    schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 12
+    for operation in operations:
+        if operation.method.upper() == "DELETE" and operation.path == "/customers/{customer_id}":
+            continue  # erasure is tested on its own; here it would erase what the others read
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def check(case):
+            case.call_and_validate(headers=headers, excluded_checks=NOT_CHECKED)
+
+        check()
