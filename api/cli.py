@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from datetime import datetime
@@ -50,7 +51,12 @@ def serve(
     settings = Settings()
     _playbook(settings.playbook)  # a broken playbook stops start-up here, clearly
     _first_admin_key()
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+    # Uvicorn's access log would print request paths, which may hold customer keys: ours logs
+    # route templates instead (api/access_log.py).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        create_app(settings), host=host or settings.host, port=port or settings.port, access_log=False,
+    )
 
 
 def _key_store(system):

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from api import errors
+from api.access_log import AccessLogMiddleware
 from api.auth import RateLimiter
 from api.keys import KeyStore
 from api.limits import BodyLimitMiddleware
@@ -49,4 +50,5 @@ def create_app(settings: Settings | None = None, system: System | None = None) -
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLogMiddleware)  # outermost: it sees every answer, 413s included
     return app

@@ -172,3 +172,17 @@ def test_docs_pages_load_only_same_origin_assets(client: TestClient):
             assert asset.startswith("/") and not asset.startswith("//"), f"{page} loads {asset} from elsewhere"
             assert client.get(asset).status_code == 200, asset
         assert "cdn" not in html.text.lower() and "fonts.googleapis" not in html.text
+
+
+def test_logs_name_routes_not_the_customer_keys_in_paths(client: TestClient, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    client.post("/touchpoints", json=good(1, "jane@example.com", actor="Jane Doe"))
+    answer = client.get("/customers/jane@example.com/stages")
+    assert answer.headers["x-request-id"]
+    client.get("/customers/nobody@example.com/history")
+    ours = [r for r in caplog.records if not r.name.startswith("httpx")]  # the test's own client logs URLs
+    text = "\n".join(r.getMessage() for r in ours)
+    assert "GET /customers/{customer_id}/stages" in text
+    assert "jane" not in text.lower() and "nobody@" not in text
