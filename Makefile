@@ -17,6 +17,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/batch_throughput.py
 	$(BIN)/python bench/kafka_throughput.py
 	$(BIN)/python bench/segment_query.py
+	$(BIN)/python bench/large_customer.py
 
 install: $(VENV)/.installed
 

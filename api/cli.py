@@ -32,10 +32,16 @@ def _playbook(path: str):
 
 
 def _system():
-    from projections.system import System
+    """The system from the settings, or exit 2 saying why the store or the keys cannot be used."""
+    from journeys.crypto import SecretsError
+    from projections.system import StoreFormatError, System
 
     settings = Settings()
-    return System.build(settings, _playbook(settings.playbook))
+    try:
+        return System.build(settings, _playbook(settings.playbook))
+    except (StoreFormatError, SecretsError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -69,6 +69,7 @@ def raw_rate(bootstrap: str, topic: str, n: int) -> float:
 
 def end_to_end(bootstrap: str, topic: str, n: int, database_url: str) -> tuple[float, float]:
     env = {**os.environ, "JOURNEYS_DATABASE_URL": database_url, "JOURNEYS_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+           "JOURNEYS_KEY_FILE": f"{tempfile.gettempdir()}/kafka-bench-{uuid.uuid4().hex[:6]}.keys",
            "JOURNEYS_KAFKA_TOPIC": topic, "JOURNEYS_KAFKA_GROUP_ID": f"bench-{uuid.uuid4().hex[:6]}",
            "JOURNEYS_KAFKA_DEAD_LETTER_TOPIC": f"{topic}.dlq", "JOURNEYS_RUN_PROJECTIONS": "false"}
     cli = [sys.executable, "-m", "api.cli"]

@@ -43,9 +43,9 @@ def fill(system: System, n: int) -> None:
                 options = stages[journey] if journey is not Journey.awareness else stages[journey][1:]
                 stage = options[(i // (k + 1)) % len(options)]
                 row += [stage, now if stage else None, f"t{i}" if stage else None, "x" if stage else None]
-            rows.append(row + [now, now, f"t{i}", 1])
+            rows.append(row + [now, now, f"t{i}", 1, None])  # record id as cust-N; no sealed key needed here
         with view.datastore.transaction(commit=True) as c:
-            view._insert(c, "customers", CUSTOMER_COLUMNS, rows, "ON CONFLICT (customer_id) DO NOTHING")
+            view._insert(c, "customers", CUSTOMER_COLUMNS, rows, "ON CONFLICT (record_id) DO NOTHING")
     if not system.settings.is_sqlite:
         with view.datastore.transaction(commit=True) as c:
             c.execute(f"ANALYZE {view._table('customers')}")
@@ -61,7 +61,7 @@ def median_ms(action, runs: int = 15) -> float:
 
 
 def measure(label: str, url: str, n: int) -> None:
-    system = System.build(Settings(database_url=url))
+    system = System.build(Settings(database_url=url, key_file=f"{tempfile.gettempdir()}/segment-bench.keys"))
     try:
         t = time.perf_counter()
         fill(system, n)

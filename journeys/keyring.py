@@ -9,6 +9,8 @@ A later touchpoint with the same key then starts a new record.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Protocol, Sequence
@@ -36,9 +38,15 @@ class Erasure:
 
 
 class Keyring:
-    def __init__(self, store: SqlStore, secrets: Secrets):
+    def __init__(self, store: SqlStore, secrets: Secrets, cache_size: int = 10_000):
         self.store = store
         self.secrets = secrets
+        # Unwrapped data keys by their wrapped form, to spare an AES unwrap per customer per
+        # batch. Only a row read from the database just now is ever looked up here, so an
+        # erased record's key (its row blanked) is never used again, by any process.
+        self.cache_size = cache_size
+        self._unwrapped: OrderedDict[str, DataKey] = OrderedDict()
+        self._lock = threading.Lock()
         self.table = store.table("customer_keys")
         store.execute(
             f"CREATE TABLE IF NOT EXISTS {self.table} (record_id TEXT PRIMARY KEY, subject TEXT UNIQUE, "
@@ -75,35 +83,42 @@ class Keyring:
         return {subjects[s]: record for s, record in found.items()}
 
     def _by_subject(self, subjects: list[str]) -> dict[str, tuple[UUID, DataKey]]:
-        found: dict[str, tuple[UUID, DataKey]] = {}
-        for start in range(0, len(subjects), CHUNK):
-            chunk = subjects[start : start + CHUNK]
-            rows = self.store.query(
-                f"SELECT record_id, subject, wrapped_key FROM {self.table} "
-                f"WHERE subject IN ({', '.join('?' * len(chunk))})",
-                chunk,
-            )
-            for row in rows:
-                found[row["subject"]] = (UUID(row["record_id"]), self.secrets.unwrap(row["wrapped_key"], row["record_id"]))
-        return found
+        return {row["subject"]: (UUID(row["record_id"]), self._unwrap(row)) for row in self._rows_where_in("subject", subjects)}
 
     def data_keys(self, record_ids: Iterable[UUID]) -> dict[UUID, DataKey]:
         """The data keys of records not erased (an erased record is absent)."""
-        ids = [str(i) for i in set(record_ids)]
-        found: dict[UUID, DataKey] = {}
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
-            rows = self.store.query(
-                f"SELECT record_id, wrapped_key FROM {self.table} "
-                f"WHERE wrapped_key IS NOT NULL AND record_id IN ({', '.join('?' * len(chunk))})",
+        return {UUID(row["record_id"]): self._unwrap(row) for row in self._rows_where_in("record_id", [str(i) for i in set(record_ids)])}
+
+    def _unwrap(self, row: Any) -> DataKey:
+        wrapped = row["wrapped_key"]
+        with self._lock:
+            key = self._unwrapped.get(wrapped)
+            if key is not None:
+                self._unwrapped.move_to_end(wrapped)
+                return key
+        key = self.secrets.unwrap(wrapped, row["record_id"])
+        with self._lock:
+            self._unwrapped[wrapped] = key
+            while len(self._unwrapped) > self.cache_size:
+                self._unwrapped.popitem(last=False)
+        return key
+
+    def _rows_where_in(self, column: str, values: list[str]) -> list[Any]:
+        """The rows not erased whose `column` is one of `values`, a chunk of them per query."""
+        rows: list[Any] = []
+        for start in range(0, len(values), CHUNK):
+            chunk = values[start : start + CHUNK]
+            rows += self.store.query(
+                f"SELECT record_id, subject, wrapped_key FROM {self.table} "
+                f"WHERE wrapped_key IS NOT NULL AND {column} IN ({', '.join('?' * len(chunk))})",
                 chunk,
             )
-            for row in rows:
-                found[UUID(row["record_id"])] = self.secrets.unwrap(row["wrapped_key"], row["record_id"])
-        return found
+        return rows
 
     def erase(self, record_id: UUID, by: str) -> bool:
         """Destroy a record's data key and its link to the customer key; False if already erased."""
+        with self._lock:
+            self._unwrapped.clear()  # nothing of it stays in this process either
         changed = self.store.execute(
             f"UPDATE {self.table} SET subject = NULL, wrapped_key = NULL, erased_at = ?, erased_by = ? "
             "WHERE record_id = ? AND erased_at IS NULL",

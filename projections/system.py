@@ -51,7 +51,7 @@ class System:
         factory = InfrastructureFactory.construct(Environment(StageProjection.name, env))
         view = factory.tracking_recorder(view_class)
         check_store_format(view, app)
-        keyring = app.keyring = Keyring(view, settings.secrets())
+        keyring = app.keyring = Keyring(view, settings.secrets(), settings.aggregate_cache_size)
         runner = ProjectionRunner(
             app,
             StageProjection(view, playbook, lambda record_id: _sealed_key(app, record_id)),

@@ -82,3 +82,10 @@ def test_serve_creates_and_prints_an_admin_key_on_a_store_without_keys(settings)
         assert KeyStore(built.view).verify(keys[0]).role.value == "admin"
     finally:
         built.close()
+
+
+def test_a_broken_master_key_stops_the_command_with_a_clear_message(settings):
+    env = {**env_for(settings), "JOURNEYS_MASTER_KEY": "too-short", "JOURNEYS_PSEUDONYM_KEY": "too-short"}
+    result = runner.invoke(app, ["keys", "list"], env=env)
+    assert result.exit_code == 2
+    assert "JOURNEYS_MASTER_KEY" in result.output and "Traceback" not in result.output

@@ -18,6 +18,19 @@ TYPES = ["ad_clicked", "lead_captured", "inquiry_received", "meeting_held", "dem
          "deal_lost", "quote_requested", "contract_signed", "customer_churned", "mystery_signal"]
 
 
+def deliver_shuffled(system: System, touchpoints: list, rng: random.Random, repeats: int, largest_batch: int) -> None:
+    """Deliver in random order and batches, some twice, projecting now and then; then catch up."""
+    arrival = touchpoints + rng.sample(touchpoints, repeats)
+    rng.shuffle(arrival)
+    while arrival:
+        size = rng.randint(1, largest_batch)
+        system.record(arrival[:size])
+        arrival = arrival[size:]
+        if rng.random() < 0.5:
+            system.runner.run_once()
+    system.runner.catch_up()
+
+
 def view_state(system: System, customer: str):
     row = system.view.customer(rid(system, customer))
     return row["stages"].positions, system.view.transitions_of(rid(system, customer))
@@ -38,15 +51,7 @@ def test_shuffled_batches_with_duplicates_equal_the_derivation(system: System):
         tp(f"t{n:03d}", rng.choice(TYPES), rng.randint(0, 50), customer=rng.choice(customers))
         for n in range(150)
     ]
-    arrival = touchpoints + rng.sample(touchpoints, 30)
-    rng.shuffle(arrival)
-    while arrival:
-        size = rng.randint(1, 25)
-        system.record(arrival[:size])
-        arrival = arrival[size:]
-        if rng.random() < 0.5:
-            system.runner.run_once()
-    system.runner.catch_up()
+    deliver_shuffled(system, touchpoints, rng, repeats=30, largest_batch=25)
     for customer in customers:
         mine = [t for t in touchpoints if t.customer_id == customer]
         assert view_state(system, customer) == derived_state(system, mine)
@@ -121,18 +126,10 @@ def test_any_arrival_order_and_batching_gives_the_derivation(tmp_path_factory, d
     """Late touchpoints re-derive from the stages before them; the view still equals derive()."""
     rng = random.Random(seed)
     touchpoints = [tp(f"t{n:02d}", type_, day / 2, customer=f"c{c}") for n, (c, type_, day) in enumerate(data)]
-    arrival = touchpoints + rng.sample(touchpoints, min(5, len(touchpoints)))
-    rng.shuffle(arrival)
     path = tmp_path_factory.mktemp("prop")
     built = System.build(Settings(database_url=f"sqlite:///{path}/j.db", key_file=str(path / "k")))
     try:
-        while arrival:
-            size = rng.randint(1, 6)
-            built.record(arrival[:size])
-            arrival = arrival[size:]
-            if rng.random() < 0.6:
-                built.runner.run_once()
-        built.runner.catch_up()
+        deliver_shuffled(built, touchpoints, rng, repeats=min(5, len(touchpoints)), largest_batch=6)
         for customer in {t.customer_id for t in touchpoints}:
             mine = [t for t in touchpoints if t.customer_id == customer]
             assert view_state(built, customer) == derived_state(built, mine)
