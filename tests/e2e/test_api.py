@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
-import pytest
 from fastapi.testclient import TestClient
 
-from api.main import create_app
-from projections.system import System
 from tests.factories import B2B_DEAL, b2b_deal, payload
 
 
