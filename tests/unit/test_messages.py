@@ -51,3 +51,19 @@ def test_what_cannot_be_a_touchpoint_says_why(value, headers, kind, reason):
         parse(value, headers, None, 1024 if kind == "oversize" else LIMIT)
     assert error.value.kind == kind
     assert reason in error.value.reason
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "not_json"),  # deeper than json can recurse
+        (json.dumps({**payload("t1", "email_opened", 0), "actor": "x\x00y"}).encode(), "invalid"),
+        (json.dumps({**payload("t1", "email_opened", 0), "properties": {"k": "\ud800"}}).encode(), "invalid"),
+        (json.dumps({**payload("t1", "email_opened", 0), "occurred_at": "0001-01-01T00:00:00+14:00"}).encode(), "invalid"),
+        (b"\xff\xfe not utf-8", "not_json"),
+    ],
+)
+def test_hostile_messages_become_dead_letters_with_a_reason(value: bytes, kind: str):
+    with pytest.raises(InvalidMessage) as error:
+        parse(value, {}, b"acme", 10 * LIMIT)
+    assert error.value.kind == kind and error.value.reason
