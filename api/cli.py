@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from journeys.application import CustomerNotFoundError
-from journeys.playbook import Journey, PlaybookError, load_playbook
+from journeys.playbook import PlaybookError, load_playbook
 from journeys.settings import Settings
 
 app = typer.Typer(help="Event-sourced buyer/seller/marketer journey tracker.", no_args_is_help=True)
@@ -290,9 +290,11 @@ def _print_replay(result, playbook, as_of: datetime | None) -> None:
     title = f"Customer {result.customer_id}" + (f" as of {as_of.isoformat()}" if as_of else "")
     caused = {}
     for t in result.derivation.transitions:
-        label = f"{t.journey.value}: {t.from_stage or '-'} -> {t.to_stage or 'restart'}"
+        label = f"{t.journey}: {t.from_stage or '-'} -> {t.to_stage or 'restart'}"
         if t.skipped:
             label += f" (skipped {', '.join(t.skipped)})"
+        if t.defects:
+            label += f" [defect: {'; '.join(t.defects)}]"
         caused.setdefault(t.touchpoint_id, []).append(label)
     table = Table(title=title)
     for column in ("occurred (UTC)", "recorded (UTC)", "type", "channel", "source", "touchpoint", "stage changes"):
@@ -304,7 +306,7 @@ def _print_replay(result, playbook, as_of: datetime | None) -> None:
         )
     console.print(table)
     stages = result.derivation.stages
-    for journey in Journey:
+    for journey in stages.positions:
         position = stages[journey]
         since = f" since {position.since:%Y-%m-%d %H:%M}" if position.since else ""
         cause = f" ({position.touchpoint_type} {position.touchpoint_id})" if position.touchpoint_id else ""

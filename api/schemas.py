@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from journeys.customer import Outcome
-from journeys.playbook import Journey, Message, Playbook
-from journeys.stages import Position, Stages, Transition
+from journeys.playbook import Journey, Message, Playbook, Scope
+from journeys.stages import Stages, Transition
 
 
 class FieldError(BaseModel):
@@ -39,27 +39,45 @@ class CauseOut(BaseModel):
     type: str
 
 
+class CriterionOut(BaseModel):
+    name: str
+    since: datetime
+    touchpoint_id: str
+
+
 class StageOut(BaseModel):
-    journey: Journey
+    journey: str
     title: str
     stage: str | None
     since: datetime | None
     cause: CauseOut | None
+    criteria: list[CriterionOut] | None = Field(
+        None, description="for journeys with required criteria: those confirmed since the last restart"
+    )
+    defects: list[str] = Field(default_factory=list, description="process defects since the last restart")
 
     @classmethod
-    def of(cls, journey: Journey, position: Position, playbook: Playbook) -> StageOut:
+    def of(cls, journey: str, stages: Stages, playbook: Playbook) -> StageOut:
+        position = stages[journey]
         cause = (
             CauseOut(touchpoint_id=position.touchpoint_id, type=position.touchpoint_type or "")
             if position.touchpoint_id
             else None
         )
+        model = playbook.journeys[journey]
         return cls(
             journey=journey,
-            title=playbook.journeys[journey].title,
+            title=model.title,
             stage=position.stage,
             since=position.since,
             cause=cause,
+            criteria=[CriterionOut(**c.__dict__) for c in stages.met.get(journey, ())] if model.requires else None,
+            defects=list(stages.defects.get(journey, ())),
         )
+
+    @classmethod
+    def all_of(cls, stages: Stages, playbook: Playbook) -> dict[str, StageOut]:
+        return {j: cls.of(j, stages, playbook) for j in stages.positions}
 
 
 class StagesOut(BaseModel):
@@ -69,6 +87,7 @@ class StagesOut(BaseModel):
     buyer: StageOut
     seller: StageOut
     awareness: StageOut
+    journeys: dict[str, StageOut] = Field(description="every journey the playbook keeps per customer")
     next_message: Message | None
     position: int
 
@@ -83,7 +102,7 @@ class StagesOut(BaseModel):
         position: int,
         as_of: datetime | None = None,
     ) -> StagesOut:
-        out = {j.value: StageOut.of(j, stages[j], playbook) for j in Journey}
+        out = StageOut.all_of(stages, playbook)
         awareness = stages[Journey.awareness].stage
         return cls(
             customer_id=customer_id,
@@ -91,7 +110,8 @@ class StagesOut(BaseModel):
             as_of=as_of,
             next_message=playbook.next_message(awareness, sent),
             position=position,
-            **out,
+            journeys=out,
+            **{j.value: out[j.value] for j in Journey},
         )
 
 
@@ -109,7 +129,7 @@ class TouchpointOut(BaseModel):
 
 
 class TransitionOut(BaseModel):
-    journey: Journey
+    journey: str
     from_stage: str | None
     to_stage: str | None
     skipped: list[str]
@@ -117,6 +137,7 @@ class TransitionOut(BaseModel):
     at: datetime
     touchpoint_id: str
     touchpoint_type: str
+    defects: list[str] = Field(default_factory=list, description="stages passed without their required criteria")
 
     @classmethod
     def of(cls, t: Transition) -> TransitionOut:
@@ -143,11 +164,22 @@ class SegmentMember(BaseModel):
     buyer: str | None
     seller: str | None
     awareness: str | None
+    stages: dict[str, str | None] = Field(description="the customer's stage in every customer journey")
+    touchpoint_count: int
+
+
+class InstanceMember(BaseModel):
+    id: str = Field(description="the account, deal or case id")
+    stages: dict[str, str | None]
     touchpoint_count: int
 
 
 class SegmentOut(BaseModel):
-    customers: list[SegmentMember]
+    scope: Scope = Scope.customer
+    customers: list[SegmentMember] = Field(description="the members, when the journeys asked about are kept per customer")
+    instances: list[InstanceMember] = Field(
+        default_factory=list, description="the members, when they are kept per account, deal or case"
+    )
     next_cursor: str | None
 
 

@@ -24,7 +24,7 @@ from eventsourcing.persistence import Tracking
 from kafka import KafkaProducer
 
 from journeys.errors import describe
-from journeys.playbook import Playbook
+from journeys.playbook import Playbook, Scope
 from projections.system import System
 from projections.view import ts
 
@@ -38,37 +38,45 @@ ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:journeys:stage-change")
 
 def change_id(change: dict[str, Any]) -> str:
     """Stable id: the customer, the touchpoint that caused it, the journey, from and to."""
-    parts = [change["record_id"], change["touchpoint_id"], change["journey"],
+    parts = [_key_of(change), change["touchpoint_id"], change["journey"],
              change["from_stage"] or "", change["to_stage"] or ""]
     return str(uuid5(ID_NAMESPACE, "\x1f".join(parts)))
+
+
+def _key_of(change: dict[str, Any]) -> str:
+    """The message key: the record id for customers, 'scope:id' for accounts, deals and cases."""
+    return change["subject"] if change["scope"] == Scope.customer.value else f"{change['scope']}:{change['subject']}"
 
 
 def erased_cloudevent(change: dict[str, Any]) -> dict[str, Any]:
     return {
         "specversion": "1.0",
-        "id": str(uuid5(ID_NAMESPACE, f"erased\x1f{change['record_id']}")),
+        "id": str(uuid5(ID_NAMESPACE, f"erased\x1f{change['subject']}")),
         "source": "journeys/erasure",
         "type": ERASED_TYPE,
-        "subject": change["record_id"],
+        "subject": change["subject"],
         "time": ts(change["at"]),
         "datacontenttype": "application/json",
-        "data": {"record_id": change["record_id"], "erased_at": ts(change["at"])},
+        "data": {"record_id": change["subject"], "erased_at": ts(change["at"])},
     }
 
 
-def cloudevent(change: dict[str, Any], customer_key: str, playbook: Playbook, sent: set[str]) -> dict[str, Any]:
-    message = playbook.next_message(change["awareness_stage"], sent)
+def cloudevent(change: dict[str, Any], customer_key: str | None, playbook: Playbook, sent: set[str]) -> dict[str, Any]:
+    message = playbook.next_message(change["awareness_stage"], sent) if customer_key else None
+    customer = change["scope"] == Scope.customer.value
     return {
         "specversion": "1.0",
         "id": change_id(change),
         "source": "journeys/stage-projection",
         "type": EVENT_TYPE,
-        "subject": change["record_id"],
+        "subject": _key_of(change),
         "time": ts(change["at"]),
         "datacontenttype": "application/json",
         "data": {
+            "scope": change["scope"],
+            "subject": change["subject"],  # the record id of a customer, else the account, deal or case id
             "customer_id": customer_key,
-            "record_id": change["record_id"],
+            "record_id": change["subject"] if customer else None,
             "journey": change["journey"],
             "from_stage": change["from_stage"],
             "to_stage": change["to_stage"],
@@ -76,6 +84,7 @@ def cloudevent(change: dict[str, Any], customer_key: str, playbook: Playbook, se
             "restart": change["restart"],
             "at": ts(change["at"]),
             "cause": {"touchpoint_id": change["touchpoint_id"], "type": change["touchpoint_type"]},
+            "defects": change["defects"],
             "awareness_stage": change["awareness_stage"],
             "next_message": message.model_dump() if message else None,
         },
@@ -100,25 +109,30 @@ class StageChangePublisher:
         changes = self.system.view.stage_changes_after(self.position, self.batch_size)
         if not changes:
             return 0
-        records = {c["record_id"] for c in changes}
+        records = {c["subject"] for c in changes if c["scope"] == Scope.customer.value}
         rows = [row for r in records if (row := self.system.view.customer(r)) is not None]
         keys = self.system.personal.customer_keys(rows)  # erased records have none
         sent: dict[str, set[str]] = {}
         futures = []
         headers = [("content-type", b"application/cloudevents+json")]
         for change in changes:
-            record = change["record_id"]
+            key = _key_of(change).encode()
             if change["kind"] == "erased":
                 value = json.dumps(erased_cloudevent(change)).encode()
-                futures.append(self.producer.send(self.topic, key=record.encode(), value=value, headers=headers))
-                futures.append(self.producer.send(self.topic, key=record.encode(), value=None))  # tombstone
+                futures.append(self.producer.send(self.topic, key=key, value=value, headers=headers))
+                futures.append(self.producer.send(self.topic, key=key, value=None))  # tombstone
+                continue
+            record = change["subject"]
+            if change["scope"] != Scope.customer.value:
+                value = json.dumps(cloudevent(change, None, self.system.playbook, set())).encode()
+                futures.append(self.producer.send(self.topic, key=key, value=value, headers=headers))
                 continue
             if record not in keys:
                 continue  # erased before it was published: nothing to say about it
             if record not in sent:
                 sent[record] = self.system.personal.sent_message_ids(record)
             value = json.dumps(cloudevent(change, keys[record], self.system.playbook, sent[record])).encode()
-            futures.append(self.producer.send(self.topic, key=record.encode(), value=value, headers=headers))
+            futures.append(self.producer.send(self.topic, key=key, value=value, headers=headers))
         self.producer.flush()
         for future in futures:
             future.get(30)  # raises if Kafka did not take it: the position does not move

@@ -1,11 +1,12 @@
-"""The playbook: stage models, the evidence for each stage, and the message catalogue."""
+"""The playbook: journeys (stage models, each kept per customer, account, deal or case), the
+evidence for each stage, the qualification criteria and the message catalogue."""
 
 from __future__ import annotations
 
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -14,9 +15,29 @@ RESTART = "restart"
 
 
 class Journey(str, Enum):
+    """The three journeys every playbook keeps per customer (a playbook may add any others)."""
+
     buyer = "buyer"
     seller = "seller"
     awareness = "awareness"
+
+
+class Scope(str, Enum):
+    """What a journey is kept for: the touchpoint key that names its instance."""
+
+    customer = "customer"
+    account = "account"
+    deal = "deal"
+    case = "case"
+
+    @property
+    def key(self) -> str:
+        return f"{self.value}_id"
+
+
+JourneyName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=50)]
+CRITERIA = ["vision", "budget", "authority", "need", "timeframe"]  # VBANT (seeds 002, 004)
+BUYING_ROLES = ["user", "influencer", "buyer", "decider", "gatekeeper"]  # the buying centre (seed 003)
 
 
 class StageModel(BaseModel):
@@ -25,6 +46,12 @@ class StageModel(BaseModel):
     title: str
     stages: list[str] = Field(min_length=1)
     initial: str | None = None
+    scope: Scope = Scope.customer
+    # Criteria that must all be confirmed before a stage counts as reached (e.g. Qualifying).
+    requires: dict[str, list[str]] = Field(default_factory=dict)
+    # Take the evidence of another journey with the same stages (e.g. the seller's pipeline
+    # kept per deal moves on the seller's evidence), instead of repeating it.
+    evidence_from: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> StageModel:
@@ -34,6 +61,9 @@ class StageModel(BaseModel):
             raise ValueError(f"{RESTART!r} is reserved and cannot be a stage")
         if self.initial is not None and self.initial not in self.stages:
             raise ValueError(f"initial stage {self.initial!r} is not one of {self.stages}")
+        for stage in self.requires:
+            if stage not in self.stages:
+                raise ValueError(f"requires: {stage!r} is not one of {self.stages}")
         return self
 
     def index(self, stage: str | None) -> int:
@@ -53,24 +83,46 @@ class Playbook(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    journeys: dict[Journey, StageModel]
-    evidence: dict[str, dict[Journey, str]]
+    journeys: dict[JourneyName, StageModel]
+    evidence: dict[str, dict[str, str]]
     messages: dict[str, list[Message]] = Field(default_factory=dict)
+    criteria: list[str] = Field(default_factory=lambda: list(CRITERIA))
+    buying_roles: list[str] = Field(default_factory=lambda: list(BUYING_ROLES))
 
     @model_validator(mode="after")
     def _check(self) -> Playbook:
-        missing = [j.value for j in Journey if j not in self.journeys]
+        missing = [j.value for j in Journey if j.value not in self.journeys]
         if missing:
             raise ValueError(f"journeys: missing {missing}")
+        wrong_scope = [j.value for j in Journey if self.journeys[j.value].scope is not Scope.customer]
+        if wrong_scope:
+            raise ValueError(f"journeys: {wrong_scope} are kept per customer (scope: customer)")
+        for name, model in self.journeys.items():
+            source = self.journeys.get(model.evidence_from or name)
+            if source is None or source.evidence_from is not None:
+                raise ValueError(
+                    f"journeys.{name}.evidence_from: {model.evidence_from!r} is not a journey with evidence of its own"
+                )
+            if source.stages != model.stages:
+                raise ValueError(f"journeys.{name}.evidence_from: {model.evidence_from!r} has other stages")
+            for stage, needed in model.requires.items():
+                unknown = [c for c in needed if c not in self.criteria]
+                if unknown:
+                    raise ValueError(f"journeys.{name}.requires.{stage}: {unknown} are not criteria {self.criteria}")
         for touchpoint_type, stages in self.evidence.items():
             for journey, stage in stages.items():
-                model = self.journeys[journey]
+                model = self.journeys.get(journey)
+                if model is None:
+                    raise ValueError(
+                        f"evidence.{touchpoint_type}.{journey}: no journey is named {journey!r} "
+                        f"(journeys: {list(self.journeys)})"
+                    )
                 if stage != RESTART and stage not in model.stages:
                     raise ValueError(
-                        f"evidence.{touchpoint_type}.{journey.value}: {stage!r} is not a "
-                        f"stage of the {journey.value} journey {model.stages} nor {RESTART!r}"
+                        f"evidence.{touchpoint_type}.{journey}: {stage!r} is not a "
+                        f"stage of the {journey} journey {model.stages} nor {RESTART!r}"
                     )
-        awareness = self.journeys[Journey.awareness].stages
+        awareness = self.journeys[Journey.awareness.value].stages
         ids: set[str] = set()
         for stage, messages in self.messages.items():
             if stage not in awareness:
@@ -81,9 +133,19 @@ class Playbook(BaseModel):
                 ids.add(message.id)
         return self
 
-    def stage_for(self, touchpoint_type: str, journey: Journey) -> str | None:
+    def stage_for(self, touchpoint_type: str, journey: str) -> str | None:
         """The stage (or 'restart') a touchpoint type is evidence of in a journey."""
-        return self.evidence.get(touchpoint_type, {}).get(journey)
+        source = self.journeys[journey].evidence_from or journey
+        return self.evidence.get(touchpoint_type, {}).get(source)
+
+    def journeys_of(self, scope: Scope) -> list[str]:
+        """The journeys kept per instance of a scope, in the playbook's order."""
+        return [name for name, model in self.journeys.items() if model.scope is scope]
+
+    @property
+    def scopes(self) -> list[Scope]:
+        """The scopes some journey is kept for (customer always)."""
+        return [s for s in Scope if self.journeys_of(s)]
 
     def knows(self, touchpoint_type: str) -> bool:
         return touchpoint_type in self.evidence

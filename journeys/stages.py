@@ -1,4 +1,7 @@
-"""Stage derivation: a pure function from a customer's touchpoints and a playbook.
+"""Stage derivation: a pure function from an instance's touchpoints and a playbook.
+
+An instance is a customer, an account, a deal or a case (the journey's scope);
+its touchpoints are those that carry its key, from however many contacts.
 
 The same code serves the live projection (folding touchpoints in one by one),
 a rebuild and an auditor's replay, so they cannot disagree.
@@ -8,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Iterable, Protocol, Sequence
+from typing import Any, Iterable, Protocol, Sequence
 
-from journeys.playbook import RESTART, Journey, Playbook
+from journeys.playbook import RESTART, Playbook, Scope, StageModel
 
 
 class TouchpointLike(Protocol):
@@ -24,9 +27,14 @@ def sort_key(touchpoint: TouchpointLike) -> tuple[datetime, str]:
     return (touchpoint.occurred_at, touchpoint.touchpoint_id)
 
 
+def criteria_of(touchpoint: TouchpointLike) -> tuple[str, ...]:
+    """The qualification criteria a touchpoint confirmed (none for most)."""
+    return tuple(getattr(touchpoint, "criteria", None) or ())
+
+
 @dataclass(frozen=True)
 class Position:
-    """Where a customer stands in one journey, since when and why."""
+    """Where an instance (a customer, account, deal or case) stands in one journey, since when and why."""
 
     stage: str | None = None
     since: datetime | None = None
@@ -35,10 +43,19 @@ class Position:
 
 
 @dataclass(frozen=True)
-class Transition:
-    """The moment a customer entered a stage (or restarted), with its cause."""
+class Criterion:
+    """A qualification criterion (VBANT) confirmed, since when and by which touchpoint."""
 
-    journey: Journey
+    name: str
+    since: datetime
+    touchpoint_id: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The moment an instance entered a stage (or restarted), with its cause."""
+
+    journey: str
     from_stage: str | None
     to_stage: str | None
     skipped: tuple[str, ...]
@@ -46,23 +63,32 @@ class Transition:
     at: datetime
     touchpoint_id: str
     touchpoint_type: str
+    # Process defects: stages passed whose required criteria were not confirmed
+    # (e.g. presenting to a customer not yet qualified). Allowed, and shown.
+    defects: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Stages:
-    """A customer's position in all three journeys, and the last touchpoint folded in."""
+    """An instance's position in each journey of its scope, and the last touchpoint folded in.
 
-    positions: dict[Journey, Position]
+    `met` holds, per journey with required criteria, the criteria confirmed since the
+    journey last restarted; `defects` the process defects since then.
+    """
+
+    positions: dict[str, Position]
     first_seen: datetime | None = None
     last_key: tuple[datetime, str] | None = None
+    met: dict[str, tuple[Criterion, ...]] = field(default_factory=dict)
+    defects: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def __getitem__(self, journey: Journey) -> Position:
+    def __getitem__(self, journey: str) -> Position:
         return self.positions[journey]
 
 
-def initial_stages(playbook: Playbook) -> Stages:
+def initial_stages(playbook: Playbook, scope: Scope = Scope.customer) -> Stages:
     return Stages(
-        positions={j: Position(stage=playbook.journeys[j].initial) for j in Journey}
+        positions={j: Position(stage=playbook.journeys[j].initial) for j in playbook.journeys_of(scope)}
     )
 
 
@@ -71,26 +97,31 @@ def advance(
 ) -> tuple[Stages, list[Transition]]:
     """Fold one touchpoint, later in occurred order than all before it, into the stages."""
     positions = dict(stages.positions)
+    met = dict(stages.met)
+    defects = dict(stages.defects)
     transitions: list[Transition] = []
     first_seen = stages.first_seen or touchpoint.occurred_at
-    for journey in Journey:
+    confirmed = criteria_of(touchpoint)
+    for journey in positions:
         model = playbook.journeys[journey]
         current = positions[journey]
         if current.since is None and current.stage is not None:
             # The initial stage (Unaware) holds from the moment the customer is known.
             current = positions[journey] = replace(current, since=first_seen)
-        evidence = playbook.stage_for(touchpoint.type, journey)
-        if evidence is None:
+        if model.requires and confirmed:
+            known = {c.name for c in met.get(journey, ())}
+            fresh = [Criterion(c, touchpoint.occurred_at, touchpoint.touchpoint_id) for c in confirmed if c not in known]
+            met[journey] = (*met.get(journey, ()), *fresh)
+        target, skipped, flagged = _target(model, current.stage, playbook.stage_for(touchpoint.type, journey), met.get(journey, ()))
+        if target is _STAY:
             continue
-        if evidence == RESTART:
-            target, skipped = model.initial, ()
-            if target == current.stage:
-                continue
-        else:
-            if model.index(evidence) <= model.index(current.stage):
-                continue
-            target = evidence
-            skipped = tuple(model.stages[model.index(current.stage) + 1 : model.index(evidence)])
+        restart = target is _RESTART
+        if restart:
+            target = model.initial
+            met.pop(journey, None)
+            defects.pop(journey, None)
+        elif flagged:
+            defects[journey] = (*defects.get(journey, ()), *flagged)
         positions[journey] = Position(
             stage=target,
             since=touchpoint.occurred_at,
@@ -103,13 +134,46 @@ def advance(
                 from_stage=current.stage,
                 to_stage=target,
                 skipped=skipped,
-                restart=evidence == RESTART,
+                restart=restart,
                 at=touchpoint.occurred_at,
                 touchpoint_id=touchpoint.touchpoint_id,
                 touchpoint_type=touchpoint.type,
+                defects=flagged,
             )
         )
-    return Stages(positions, first_seen, sort_key(touchpoint)), transitions
+    return Stages(positions, first_seen, sort_key(touchpoint), met, defects), transitions
+
+
+_STAY = object()
+_RESTART = object()
+
+
+def _target(
+    model: StageModel, current: str | None, evidence: str | None, met: tuple[Criterion, ...]
+) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
+    """Where a journey goes on this touchpoint: (stage or _STAY or _RESTART, skipped, defects)."""
+    if evidence == RESTART:
+        return (_STAY if model.initial == current else _RESTART), (), ()
+    confirmed = {c.name for c in met}
+    # The furthest stage whose required criteria are all confirmed now (reached by the
+    # confirmation itself), and the evidenced stage unless it waits for criteria.
+    candidates = [
+        stage for stage, needed in model.requires.items()
+        if set(needed) <= confirmed and model.index(stage) > model.index(current)
+    ]
+    if evidence is not None and set(model.requires.get(evidence, ())) <= confirmed:
+        candidates.append(evidence)
+    candidates = [c for c in candidates if model.index(c) > model.index(current)]
+    if not candidates:
+        return _STAY, (), ()
+    target = max(candidates, key=model.index)
+    skipped = tuple(model.stages[model.index(current) + 1 : model.index(target)])
+    flagged = tuple(
+        f"{stage} skipped: {', '.join(c for c in model.requires[stage] if c not in confirmed)} not confirmed"
+        for stage in skipped
+        if stage in model.requires and not set(model.requires[stage]) <= confirmed
+    )
+    return target, skipped, flagged
 
 
 @dataclass(frozen=True)
@@ -131,12 +195,13 @@ def derive(
     touchpoints: Iterable[TouchpointLike],
     playbook: Playbook,
     as_of: datetime | None = None,
+    scope: Scope = Scope.customer,
 ) -> Derivation:
-    """Stages and stage history from a customer's touchpoints, in any arrival order."""
+    """Stages and stage history of one instance of a scope from its touchpoints, in any arrival order."""
     ordered = [
         t for t in in_order(touchpoints) if as_of is None or t.occurred_at <= as_of
     ]
-    return fold(initial_stages(playbook), ordered, playbook)
+    return fold(initial_stages(playbook, scope), ordered, playbook)
 
 
 def fold(

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     field_validator,
+    model_validator,
 )
 
 MAX_PROPERTIES_BYTES = 32 * 1024
@@ -75,6 +76,8 @@ def _utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_utc)]
 Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
 Id = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
+Role = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=50)]
+Criterion = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=50)]
 
 
 class Touchpoint(BaseModel):
@@ -91,7 +94,24 @@ class Touchpoint(BaseModel):
     actor: Text | None = None
     campaign: Text | None = None
     deal_id: Text | None = None
+    account_id: Text | None = Field(None, description="the account (company) in whose buying centre the contact is")
+    case_id: Text | None = Field(None, description="the case (e.g. a complaint) this touchpoint is part of")
+    buying_role: Role | None = Field(None, description="the contact's role in the buying centre, e.g. decider")
+    criteria: list[Criterion] = Field(
+        default_factory=list, max_length=20,
+        description="qualification criteria this touchpoint confirmed (VBANT); properties.criteria works too",
+    )
     properties: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _criteria_from_properties(cls, data: Any) -> Any:
+        """Publishers often put the criteria in the properties; they are read from there too."""
+        if isinstance(data, dict) and not data.get("criteria"):
+            found = (data.get("properties") or {}).get("criteria") if isinstance(data.get("properties"), dict) else None
+            if isinstance(found, list) and all(isinstance(c, str) for c in found):
+                return {**data, "criteria": found}
+        return data
 
     @field_validator("occurred_at")
     @classmethod

@@ -50,11 +50,12 @@ class System:
         view_class = SQLiteJourneyView if settings.is_sqlite else PostgresJourneyView
         factory = InfrastructureFactory.construct(Environment(StageProjection.name, env))
         view = factory.tracking_recorder(view_class)
+        view.playbook = playbook
         check_store_format(view, app)
         keyring = app.keyring = Keyring(view, settings.secrets(), settings.aggregate_cache_size)
         runner = ProjectionRunner(
             app,
-            StageProjection(view, playbook, lambda record_id: _sealed_key(app, record_id)),
+            StageProjection(view, playbook),
             batch_size=settings.projection_batch_size,
             poll_interval=settings.projection_poll_interval,
         )
@@ -80,12 +81,6 @@ class System:
         self.runner.stop()
         self.app.close()
         self.view.datastore.close()
-
-
-def _sealed_key(app: JourneysApp, record_id: UUID) -> str | None:
-    for event in app.events.get(record_id, lte=1):
-        return event.sealed_key  # type: ignore[attr-defined]
-    return None
 
 
 def check_store_format(view: JourneyViewSQL, app: JourneysApp) -> None:

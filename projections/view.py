@@ -1,4 +1,9 @@
-"""The journey view: stages, stage history and touchpoints of every customer.
+"""The journey view: every instance's stages and stage history, and every touchpoint.
+
+An instance ("subject") is a customer record, an account, a deal or a case: the
+scope of the journeys kept for it. Positions are one row per journey and
+subject, so a playbook may declare any journeys; segments are index range scans
+on (journey, stage, subject).
 
 One set of SQL serves SQLite and PostgreSQL; each dialect class only says how
 to name tables and mark parameters. The view is an eventsourcing
@@ -18,24 +23,26 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
-from journeys.playbook import Journey
-from journeys.stages import Position, Stages, Transition
+from journeys.playbook import Journey, Playbook, Scope
+from journeys.stages import Criterion, Position, Stages, Transition, initial_stages
 
-JOURNEYS = tuple(Journey)
-STAGE_COLUMNS = [f"{j.value}_{c}" for j in JOURNEYS for c in ("stage", "since", "cause_id", "cause_type")]
-CUSTOMER_COLUMNS = [
-    "record_id", *STAGE_COLUMNS, "first_seen", "last_occurred_at", "last_touchpoint_id", "touchpoint_count",
-    "sealed_key",
-]
 # Personal data only sealed: `sealed` holds the touchpoint's customer key, actor and properties.
 TOUCHPOINT_COLUMNS = [
-    "record_id", "touchpoint_id", "type", "channel", "occurred_at", "recorded_at",
-    "source", "campaign", "deal_id", "sealed",
+    "record_id", "touchpoint_id", "type", "channel", "occurred_at", "recorded_at", "source", "campaign",
+    "deal_id", "account_id", "case_id", "buying_role", "criteria", "sealed",
 ]
+SUBJECT_COLUMNS = ["scope", "subject", "first_seen", "last_occurred_at", "last_touchpoint_id", "touchpoint_count"]
+POSITION_COLUMNS = ["scope", "subject", "journey", "stage", "since", "cause_id", "cause_type", "met", "defects"]
 TRANSITION_COLUMNS = [
-    "record_id", "occurred_at", "touchpoint_id", "journey", "from_stage", "to_stage",
-    "skipped", "is_restart", "touchpoint_type",
+    "scope", "subject", "journey", "occurred_at", "touchpoint_id", "from_stage", "to_stage", "skipped",
+    "is_restart", "touchpoint_type", "defects", "record_id",
 ]
+OUTBOX_COLUMNS = [
+    "scope", "subject", "kind", "journey", "from_stage", "to_stage", "skipped", "is_restart", "occurred_at",
+    "touchpoint_id", "touchpoint_type", "awareness_stage", "defects",
+]
+# Which touchpoint column names the instance of each scope.
+SUBJECT_COLUMN = {Scope.customer: "record_id", Scope.account: "account_id", Scope.deal: "deal_id", Scope.case: "case_id"}
 CHUNK = 500
 INTEGER_COLUMNS = {"touchpoint_count": "integer", "is_restart": "integer"}
 
@@ -51,21 +58,16 @@ def parse_ts(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
-OUTBOX_COLUMNS = [
-    "record_id", "kind", "journey", "from_stage", "to_stage", "skipped", "is_restart", "occurred_at",
-    "touchpoint_id", "touchpoint_type", "awareness_stage",
-]
-
-
 @dataclass(frozen=True)
-class CustomerChange:
-    """What one batch did to one customer: its new stages and its stage history."""
+class SubjectChange:
+    """What one batch did to one instance: its new stages and its stage history."""
 
-    record_id: str
-    sealed_key: str | None
+    scope: Scope
+    subject: str
     stages: Stages
     touchpoint_count: int
-    transitions: list[Transition]
+    transitions: list[Transition]  # with the record (contact) whose touchpoint caused each
+    causes: dict[str, str]  # touchpoint id -> record id, for the transitions
     replace_from: datetime | None  # re-derived from this occurred time on; None: only appended
     new_transitions: list[Transition]  # not in the history before: to be published
 
@@ -76,6 +78,7 @@ class JourneyViewSQL:
     param = "?"
     serial_key = "INTEGER PRIMARY KEY AUTOINCREMENT"
     datastore: Any
+    playbook: Playbook  # set by the composition root: which journeys each scope has
 
     def _table(self, name: str) -> str:
         return f"jv_{name}"
@@ -89,31 +92,31 @@ class JourneyViewSQL:
     _insert_tracking: Any
 
     def _view_ddl(self) -> list[Any]:
-        customers, touchpoints, transitions = (
-            self._table("customers"), self._table("touchpoints"), self._table("transitions")
-        )
-        stage_cols = ", ".join(f"{c} TEXT" for c in STAGE_COLUMNS)
+        t = self._table
         statements = [
-            f"CREATE TABLE IF NOT EXISTS {customers} (record_id TEXT PRIMARY KEY, {stage_cols}, "
-            "first_seen TEXT, last_occurred_at TEXT, last_touchpoint_id TEXT, touchpoint_count INTEGER, "
-            "sealed_key TEXT, erased_at TEXT)",
-            f"CREATE TABLE IF NOT EXISTS {touchpoints} (record_id TEXT, touchpoint_id TEXT, type TEXT, "
-            "channel TEXT, occurred_at TEXT, recorded_at TEXT, source TEXT, campaign TEXT, "
-            "deal_id TEXT, sealed TEXT, PRIMARY KEY (record_id, touchpoint_id))",
-            f"CREATE TABLE IF NOT EXISTS {transitions} (record_id TEXT, occurred_at TEXT, "
-            "touchpoint_id TEXT, journey TEXT, from_stage TEXT, to_stage TEXT, skipped TEXT, "
-            "is_restart INTEGER, touchpoint_type TEXT, "
-            "PRIMARY KEY (record_id, occurred_at, touchpoint_id, journey))",
-            f"CREATE TABLE IF NOT EXISTS {self._table('stage_changes')} (seq {self.serial_key}, "
-            "record_id TEXT, kind TEXT, journey TEXT, from_stage TEXT, to_stage TEXT, skipped TEXT, "
-            "is_restart INTEGER, occurred_at TEXT, touchpoint_id TEXT, touchpoint_type TEXT, "
-            "awareness_stage TEXT)",
-            f"CREATE INDEX IF NOT EXISTS jv_touchpoints_occurred ON {touchpoints} "
+            f"CREATE TABLE IF NOT EXISTS {t('customers')} (record_id TEXT PRIMARY KEY, sealed_key TEXT, erased_at TEXT)",
+            f"CREATE TABLE IF NOT EXISTS {t('subjects')} (scope TEXT, subject TEXT, first_seen TEXT, "
+            "last_occurred_at TEXT, last_touchpoint_id TEXT, touchpoint_count INTEGER, PRIMARY KEY (scope, subject))",
+            f"CREATE TABLE IF NOT EXISTS {t('positions')} (scope TEXT, subject TEXT, journey TEXT, stage TEXT, "
+            "since TEXT, cause_id TEXT, cause_type TEXT, met TEXT, defects TEXT, PRIMARY KEY (journey, subject))",
+            f"CREATE TABLE IF NOT EXISTS {t('touchpoints')} (record_id TEXT, touchpoint_id TEXT, type TEXT, "
+            "channel TEXT, occurred_at TEXT, recorded_at TEXT, source TEXT, campaign TEXT, deal_id TEXT, "
+            "account_id TEXT, case_id TEXT, buying_role TEXT, criteria TEXT, sealed TEXT, "
+            "PRIMARY KEY (record_id, touchpoint_id))",
+            f"CREATE TABLE IF NOT EXISTS {t('transitions')} (scope TEXT, subject TEXT, journey TEXT, "
+            "occurred_at TEXT, touchpoint_id TEXT, from_stage TEXT, to_stage TEXT, skipped TEXT, "
+            "is_restart INTEGER, touchpoint_type TEXT, defects TEXT, record_id TEXT, "
+            "PRIMARY KEY (scope, subject, occurred_at, touchpoint_id, journey))",
+            f"CREATE TABLE IF NOT EXISTS {t('stage_changes')} (seq {self.serial_key}, scope TEXT, subject TEXT, "
+            "kind TEXT, journey TEXT, from_stage TEXT, to_stage TEXT, skipped TEXT, is_restart INTEGER, "
+            "occurred_at TEXT, touchpoint_id TEXT, touchpoint_type TEXT, awareness_stage TEXT, defects TEXT)",
+            f"CREATE INDEX IF NOT EXISTS jv_positions_stage ON {t('positions')} (journey, stage, subject)",
+            f"CREATE INDEX IF NOT EXISTS jv_touchpoints_occurred ON {t('touchpoints')} "
             "(record_id, occurred_at, touchpoint_id)",
         ]
         statements += [
-            f"CREATE INDEX IF NOT EXISTS jv_customers_{j.value} ON {customers} ({j.value}_stage, record_id)"
-            for j in JOURNEYS
+            f"CREATE INDEX IF NOT EXISTS jv_touchpoints_{column} ON {t('touchpoints')} ({column}, occurred_at)"
+            for column in ("deal_id", "account_id", "case_id")
         ]
         return [self._ddl(s) for s in statements]
 
@@ -152,73 +155,138 @@ class JourneyViewSQL:
                 changed += max(getattr(c, "sqlite_cursor", c).rowcount, 0)
         return changed
 
-    # -- writes -----------------------------------------------------------------
+    # -- the projection's reads ----------------------------------------------------------
 
-    def load_stages(self, record_ids: Sequence[str]) -> dict[str, tuple[Stages, int]]:
-        """Current stages and touchpoint count of the given customers."""
+    def load_states(self, scope: Scope, subjects: Sequence[str]) -> dict[str, tuple[Stages, int]]:
+        """Current stages and touchpoint count of the given instances of a scope."""
         found: dict[str, tuple[Stages, int]] = {}
-        for chunk in _chunks(list(record_ids)):
+        for chunk in _chunks(list(subjects)):
             marks = ", ".join("?" * len(chunk))
-            for row in self._query(f"SELECT * FROM {self._table('customers')} WHERE record_id IN ({marks})", chunk):
-                found[row["record_id"]] = (_stages_from_row(row), row["touchpoint_count"])
+            rows = self._query(
+                f"SELECT * FROM {self._table('subjects')} WHERE scope = ? AND subject IN ({marks})", [scope.value, *chunk]
+            )
+            positions = self._positions([r["subject"] for r in rows], scope)
+            for row in rows:
+                stages = self._stages(scope, positions.get(row["subject"], []), row)
+                found[row["subject"]] = (stages, row["touchpoint_count"])
         return found
 
-    def stages_before(self, record_id: str, at: datetime, playbook_initial: Stages) -> Stages:
-        """The record's stages just before `at`: what folding its touchpoints up to then gave.
-
-        Read from the stage history (each journey's last transition before `at`), so a late
-        touchpoint re-derives from there instead of from the record's first touchpoint.
-        """
-        touchpoints, transitions = self._table("touchpoints"), self._table("transitions")
-        last = self._query(
-            f"SELECT occurred_at, touchpoint_id FROM {touchpoints} WHERE record_id = ? AND occurred_at = "
-            f"(SELECT MAX(occurred_at) FROM {touchpoints} WHERE record_id = ? AND occurred_at < ?)",
-            [record_id, record_id, ts(at)],
-        )
-        if not last:
-            return playbook_initial  # nothing before `at`: derive from the start
-        first = self._query(f"SELECT MIN(occurred_at) AS first FROM {touchpoints} WHERE record_id = ?", [record_id])
-        first_seen = parse_ts(first[0]["first"])
-        positions = {}
-        for journey in JOURNEYS:
+    def _positions(self, subjects: list[str], scope: Scope) -> dict[str, list[Any]]:
+        found: dict[str, list[Any]] = {}
+        for chunk in _chunks(subjects):
+            marks = ", ".join("?" * len(chunk))
             rows = self._query(
-                f"SELECT * FROM {transitions} WHERE record_id = ? AND journey = ? AND occurred_at = "
-                f"(SELECT MAX(occurred_at) FROM {transitions} WHERE record_id = ? AND journey = ? AND occurred_at < ?)",
-                [record_id, journey.value, record_id, journey.value, ts(at)],
+                f"SELECT * FROM {self._table('positions')} WHERE scope = ? AND subject IN ({marks})", [scope.value, *chunk]
             )
-            if rows:
-                t = _transition_from_row(max(rows, key=lambda r: r["touchpoint_id"]))
+            for row in rows:
+                found.setdefault(row["subject"], []).append(row)
+        return found
+
+    def _stages(self, scope: Scope, positions: list[Any], subject_row: Any | None) -> Stages:
+        initial = initial_stages(self.playbook, scope)
+        by_journey = {row["journey"]: row for row in positions}
+        placed = {j: _position(by_journey[j]) if j in by_journey else initial[j] for j in initial.positions}
+        met = {
+            j: tuple(Criterion(n, datetime.fromisoformat(s), t) for n, s, t in json.loads(row["met"]))
+            for j, row in by_journey.items() if row["met"] and j in placed
+        }
+        defects = {j: tuple(json.loads(row["defects"])) for j, row in by_journey.items() if row["defects"] and j in placed}
+        if subject_row is None:
+            return Stages(placed, met=met, defects=defects)
+        last = parse_ts(subject_row["last_occurred_at"])
+        last_key = None if last is None else (last, subject_row["last_touchpoint_id"])
+        return Stages(placed, parse_ts(subject_row["first_seen"]), last_key, met, defects)
+
+    def stages_before(self, scope: Scope, subject: str, at: datetime) -> Stages:
+        """The instance's stages just before `at`: what folding its touchpoints up to then gave.
+
+        Read from the stage history (each journey's last transition before `at`, and the
+        criteria and defects since its last restart), so a late touchpoint re-derives from
+        there instead of from the instance's first touchpoint.
+        """
+        column, touchpoints = SUBJECT_COLUMN[scope], self._table("touchpoints")
+        last = self._query(
+            f"SELECT occurred_at, touchpoint_id FROM {touchpoints} WHERE {column} = ? AND occurred_at = "
+            f"(SELECT MAX(occurred_at) FROM {touchpoints} WHERE {column} = ? AND occurred_at < ?)",
+            [subject, subject, ts(at)],
+        )
+        initial = initial_stages(self.playbook, scope)
+        if not last:
+            return initial  # nothing before `at`: derive from the start
+        first = self._query(f"SELECT MIN(occurred_at) AS first FROM {touchpoints} WHERE {column} = ?", [subject])
+        first_seen = parse_ts(first[0]["first"])
+        positions, met, defects = {}, {}, {}
+        for journey in initial.positions:
+            history = self._since_last_restart(scope, subject, journey, at)
+            if history:
+                t = history[-1]
                 positions[journey] = Position(t["to_stage"], t["at"], t["touchpoint_id"], t["touchpoint_type"])
+                flagged = tuple(d for x in history if not x["restart"] for d in x["defects"])
+                if flagged:
+                    defects[journey] = flagged
             else:
-                initial = playbook_initial[journey].stage
-                positions[journey] = Position(initial, first_seen if initial is not None else None)
+                stage = initial[journey].stage
+                positions[journey] = Position(stage, first_seen if stage is not None else None)
+            if self.playbook.journeys[journey].requires:
+                since = (history[0]["at"], history[0]["touchpoint_id"]) if history and history[0]["restart"] else None
+                confirmed = self._criteria_between(scope, subject, since, at)
+                if confirmed:
+                    met[journey] = confirmed
         last_key = (parse_ts(last[0]["occurred_at"]), max(r["touchpoint_id"] for r in last))
-        return Stages(positions, first_seen, last_key)
+        return Stages(positions, first_seen, last_key, met, defects)
 
-    def touchpoints_from(self, record_id: str, at: datetime) -> list[dict[str, Any]]:
-        """What the derivation reads of the record's touchpoints that occurred at or after `at`."""
-        return self._query(
-            f"SELECT touchpoint_id, type, occurred_at FROM {self._table('touchpoints')} "
-            "WHERE record_id = ? AND occurred_at >= ?",
-            [record_id, ts(at)],
-        )
-
-    def touchpoints_of(self, record_id: str) -> list[dict[str, Any]]:
-        """A customer's touchpoints in occurred order."""
+    def _since_last_restart(self, scope: Scope, subject: str, journey: str, at: datetime) -> list[dict[str, Any]]:
+        """A journey's transitions before `at`, from its last restart on, in occurred order."""
+        transitions = self._table("transitions")
         rows = self._query(
-            f"SELECT * FROM {self._table('touchpoints')} WHERE record_id = ? "
-            "ORDER BY occurred_at, touchpoint_id",
-            [record_id],
+            f"SELECT * FROM {transitions} WHERE scope = ? AND subject = ? AND journey = ? AND occurred_at < ? "
+            f"AND occurred_at >= COALESCE((SELECT MAX(occurred_at) FROM {transitions} WHERE scope = ? AND subject = ? "
+            "AND journey = ? AND is_restart = 1 AND occurred_at < ?), '')",
+            [scope.value, subject, journey, ts(at), scope.value, subject, journey, ts(at)],
         )
-        return [_touchpoint_from_row(row) for row in rows]
+        found = sorted((_transition_from_row(r) for r in rows), key=lambda t: (t["at"], t["touchpoint_id"]))
+        restarts = [i for i, t in enumerate(found) if t["restart"]]
+        return found[restarts[-1]:] if restarts else found
+
+    def _criteria_between(
+        self, scope: Scope, subject: str, after: tuple[datetime, str] | None, before: datetime
+    ) -> tuple[Criterion, ...]:
+        """The criteria first confirmed after `after` (a restart) and before `before`, in order."""
+        rows = self._query(
+            f"SELECT touchpoint_id, occurred_at, criteria FROM {self._table('touchpoints')} "
+            f"WHERE {SUBJECT_COLUMN[scope]} = ? AND criteria IS NOT NULL AND occurred_at >= ? AND occurred_at < ?",
+            [subject, ts(after[0]) if after else "", ts(before)],
+        )
+        confirmations = sorted(
+            (parse_ts(r["occurred_at"]), r["touchpoint_id"], json.loads(r["criteria"])) for r in rows
+        )
+        met: dict[str, Criterion] = {}
+        for occurred_at, touchpoint_id, names in confirmations:
+            if after is not None and (occurred_at, touchpoint_id) <= after:
+                continue
+            for name in names:
+                met.setdefault(name, Criterion(name, occurred_at, touchpoint_id))
+        return tuple(met.values())
+
+    def touchpoints_from(self, scope: Scope, subject: str, at: datetime) -> list[dict[str, Any]]:
+        """What the derivation reads of an instance's touchpoints that occurred at or after `at`."""
+        rows = self._query(
+            f"SELECT touchpoint_id, type, occurred_at, criteria, record_id FROM {self._table('touchpoints')} "
+            f"WHERE {SUBJECT_COLUMN[scope]} = ? AND occurred_at >= ?",
+            [subject, ts(at)],
+        )
+        return [{**dict(row), "criteria": json.loads(row["criteria"]) if row["criteria"] else None} for row in rows]
+
+    # -- writes -----------------------------------------------------------------
 
     def write(
         self,
         touchpoints: Sequence[dict[str, Any]],
-        changes: Iterable[CustomerChange],
+        changes: Iterable[SubjectChange],
         tracking: Tracking,
+        registered: dict[str, str] | None = None,
         erasures: Sequence[tuple[str, datetime]] = (),
-        publish_erasures: bool = True,
+        publish: bool = True,
     ) -> None:
         """Store one processed batch and the position it reached, atomically."""
         changes = list(changes)
@@ -230,40 +298,49 @@ class JourneyViewSQL:
                 c, "touchpoints", TOUCHPOINT_COLUMNS, [_touchpoint_row(t) for t in touchpoints],
                 "ON CONFLICT (record_id, touchpoint_id) DO NOTHING",
             )
+            self._insert(
+                c, "customers", ["record_id", "sealed_key"], [[r, k] for r, k in (registered or {}).items()],
+                "ON CONFLICT (record_id) DO NOTHING",
+            )
             for ch in changes:
                 if ch.replace_from is not None:
                     c.execute(
-                        self._sql(f"DELETE FROM {self._table('transitions')} WHERE record_id = ? AND occurred_at >= ?"),
-                        [ch.record_id, ts(ch.replace_from)],
+                        self._sql(
+                            f"DELETE FROM {self._table('transitions')} WHERE scope = ? AND subject = ? AND occurred_at >= ?"
+                        ),
+                        [ch.scope.value, ch.subject, ts(ch.replace_from)],
                     )
-            rows = [_transition_row(ch.record_id, t) for ch in changes for t in ch.transitions]
+            rows = [_transition_row(ch, t) for ch in changes for t in ch.transitions]
             self._insert(c, "transitions", TRANSITION_COLUMNS, rows)
-            outbox = [
-                [ch.record_id, *_outbox_row(t, ch.stages)]
-                for ch in changes
-                for t in ch.new_transitions
-            ]
+            outbox = [_outbox_row(ch, t) for ch in changes for t in ch.new_transitions] if publish else []
             self._insert(c, "stage_changes", OUTBOX_COLUMNS, outbox)
-            updates = ", ".join(f"{col} = excluded.{col}" for col in CUSTOMER_COLUMNS[1:-1])
-            self._insert(
-                c, "customers", CUSTOMER_COLUMNS, [_customer_row(ch) for ch in changes],
-                f"ON CONFLICT (record_id) DO UPDATE SET {updates}, "
-                f"sealed_key = COALESCE(excluded.sealed_key, jv_customers.sealed_key)",
-            )
-            self._erase(c, erasures, publish_erasures)
+            self._upsert(c, "subjects", SUBJECT_COLUMNS, [_subject_row(ch) for ch in changes], "scope, subject")
+            positions = [_position_row(ch, j) for ch in changes for j in ch.stages.positions]
+            self._upsert(c, "positions", POSITION_COLUMNS, positions, "journey, subject")
+            self._erase(c, erasures, publish)
+
+    def _upsert(self, c: Any, table: str, columns: list[str], rows: list[list[Any]], key: str) -> None:
+        keys = {k.strip() for k in key.split(",")}
+        updates = ", ".join(f"{col} = excluded.{col}" for col in columns if col not in keys)
+        self._insert(c, table, columns, rows, f"ON CONFLICT ({key}) DO UPDATE SET {updates}")
 
     def _erase(self, c: Any, erasures: Sequence[tuple[str, datetime]], publish: bool) -> None:
         """Blank what personal data (sealed) the view holds of erased records; keep their stages."""
         for record_id, at in erasures:
             c.execute(
-                self._sql(f"UPDATE {self._table('customers')} SET sealed_key = NULL, erased_at = ? WHERE record_id = ?"),
-                [ts(at), record_id],
+                self._sql(
+                    f"INSERT INTO {self._table('customers')} (record_id, sealed_key, erased_at) VALUES (?, NULL, ?) "
+                    "ON CONFLICT (record_id) DO UPDATE SET sealed_key = NULL, erased_at = excluded.erased_at"
+                ),
+                [record_id, ts(at)],
             )
             c.execute(self._sql(f"UPDATE {self._table('touchpoints')} SET sealed = NULL WHERE record_id = ?"), [record_id])
             if publish:
                 c.execute(
-                    self._sql(f"INSERT INTO {self._table('stage_changes')} (record_id, kind, occurred_at) VALUES (?, ?, ?)"),
-                    [record_id, "erased", ts(at)],
+                    self._sql(
+                        f"INSERT INTO {self._table('stage_changes')} (scope, subject, kind, occurred_at) VALUES (?, ?, ?, ?)"
+                    ),
+                    [Scope.customer.value, record_id, "erased", ts(at)],
                 )
 
     def _insert(
@@ -278,13 +355,13 @@ class JourneyViewSQL:
             )
 
     def stage_changes_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
-        """The outbox of stage transitions, in the order they were derived."""
+        """The outbox of stage transitions (and erasures), in the order they were derived."""
         rows = self._query(
             f"SELECT * FROM {self._table('stage_changes')} WHERE seq > ? ORDER BY seq LIMIT ?", [seq, limit]
         )
         return [
             {**(_transition_from_row(row) if row["kind"] != "erased" else {"at": parse_ts(row["occurred_at"])}),
-             "seq": row["seq"], "record_id": row["record_id"], "kind": row["kind"],
+             "seq": row["seq"], "scope": row["scope"], "subject": row["subject"], "kind": row["kind"],
              "awareness_stage": row["awareness_stage"]}
             for row in rows
         ]
@@ -292,7 +369,7 @@ class JourneyViewSQL:
     def reset(self, application_name: str) -> None:
         """Forget the stages and history (not the outbox), to rebuild them from the events."""
         with self.datastore.transaction(commit=True) as c:
-            for name in ("customers", "touchpoints", "transitions"):
+            for name in ("customers", "subjects", "positions", "touchpoints", "transitions"):
                 c.execute(f"DELETE FROM {self._table(name)}")
             c.execute(
                 self._sql(f"DELETE FROM {self._tracking_table()} WHERE application_name = ?"),
@@ -302,8 +379,39 @@ class JourneyViewSQL:
     # -- queries ----------------------------------------------------------------
 
     def customer(self, record_id: str) -> dict[str, Any] | None:
-        rows = self._query(f"SELECT * FROM {self._table('customers')} WHERE record_id = ?", [record_id])
-        return _customer_from_row(rows[0]) if rows else None
+        """A customer record: its stages, touchpoint count, sealed key and erasure."""
+        return self.subject(Scope.customer, record_id)
+
+    def subject(self, scope: Scope, subject: str) -> dict[str, Any] | None:
+        rows = self._query(
+            f"SELECT * FROM {self._table('subjects')} WHERE scope = ? AND subject = ?", [scope.value, subject]
+        )
+        if not rows:
+            return None
+        return self._members(scope, rows)[0]
+
+    def _members(self, scope: Scope, rows: list[Any]) -> list[dict[str, Any]]:
+        """Subject rows with their stages (and, for customers, sealed key and erasure)."""
+        subjects = [r["subject"] for r in rows]
+        positions = self._positions(subjects, scope)
+        facts: dict[str, Any] = {}
+        if scope is Scope.customer:
+            for chunk in _chunks(subjects):
+                marks = ", ".join("?" * len(chunk))
+                for row in self._query(f"SELECT * FROM {self._table('customers')} WHERE record_id IN ({marks})", chunk):
+                    facts[row["record_id"]] = row
+        out = []
+        for row in rows:
+            fact = facts.get(row["subject"])
+            out.append({
+                "record_id": row["subject"],
+                "subject": row["subject"],
+                "stages": self._stages(scope, positions.get(row["subject"], []), row),
+                "touchpoint_count": row["touchpoint_count"],
+                "sealed_key": fact["sealed_key"] if fact else None,
+                "erased_at": parse_ts(fact["erased_at"]) if fact else None,
+            })
+        return out
 
     def sent_messages(self, record_id: str) -> list[dict[str, Any]]:
         """The record's message_sent touchpoints (their message ids are in the sealed properties)."""
@@ -314,47 +422,86 @@ class JourneyViewSQL:
         )
         return [dict(touchpoint_id=row["touchpoint_id"], sealed=row["sealed"]) for row in rows]
 
-    def transitions_of(self, record_id: str, since: datetime | None = None) -> list[dict[str, Any]]:
-        """A record's stage history in occurred order (from `since` on, if given)."""
+    def touchpoints_of(self, record_id: str) -> list[dict[str, Any]]:
+        """A customer record's touchpoints in occurred order."""
+        return self.touchpoints_where("record_id", record_id)
+
+    def touchpoints_where(self, column: str, value: str) -> list[dict[str, Any]]:
+        """The touchpoints carrying a key (record, deal, account or case), in occurred order."""
+        if column not in SUBJECT_COLUMN.values():
+            raise ValueError(f"not a subject column: {column}")
         rows = self._query(
-            f"SELECT * FROM {self._table('transitions')} WHERE record_id = ? AND occurred_at >= ? "
-            "ORDER BY occurred_at, touchpoint_id",
-            [record_id, ts(since) or ""],
+            f"SELECT * FROM {self._table('touchpoints')} WHERE {column} = ? ORDER BY occurred_at, touchpoint_id",
+            [value],
         )
-        order = {j.value: i for i, j in enumerate(JOURNEYS)}
+        return sorted((_touchpoint_from_row(row) for row in rows), key=lambda t: (t["occurred_at"], t["touchpoint_id"]))
+
+    def transitions_of(
+        self, subject: str, since: datetime | None = None, scope: Scope = Scope.customer
+    ) -> list[dict[str, Any]]:
+        """An instance's stage history in occurred order (from `since` on, if given)."""
+        rows = self._query(
+            f"SELECT * FROM {self._table('transitions')} WHERE scope = ? AND subject = ? AND occurred_at >= ? "
+            "ORDER BY occurred_at, touchpoint_id",
+            [scope.value, subject, ts(since) or ""],
+        )
+        order = {j: i for i, j in enumerate(self.playbook.journeys)}
         found = [_transition_from_row(row) for row in rows]
-        return sorted(found, key=lambda t: (t["at"], t["touchpoint_id"], order[t["journey"]]))
+        return sorted(found, key=lambda t: (t["at"], t["touchpoint_id"], order.get(t["journey"], len(order))))
 
     def segment(
-        self, filters: dict[Journey, str | None], after: str | None, limit: int
+        self, filters: dict[str, str | None], after: str | None, limit: int, scope: Scope = Scope.customer
     ) -> list[dict[str, Any]]:
-        """Customers in the given stages (None: journey not started), in key order."""
-        where, params = [], []
-        for journey, stage in filters.items():
-            if stage is None:
-                where.append(f"{journey.value}_stage IS NULL")
-            else:
-                where.append(f"{journey.value}_stage = ?")
-                params.append(stage)
-        where.append("erased_at IS NULL")
+        """Instances of a scope in the given stages (None: journey not started), in subject order."""
+        positions, subjects = self._table("positions"), self._table("subjects")
+        joins, where, params = [], [], []
+        items = list(filters.items())
+        if items:
+            base = f"{positions} p0"
+            for n, (journey, stage) in enumerate(items):
+                condition = f"p{n}.journey = ? AND " + (f"p{n}.stage IS NULL" if stage is None else f"p{n}.stage = ?")
+                values = [journey] + ([] if stage is None else [stage])
+                if n == 0:
+                    where.append(condition)
+                    params_where = values
+                else:
+                    joins.append(f"JOIN {positions} p{n} ON p{n}.subject = p0.subject AND {condition}")
+                    params += values
+            params += params_where
+            key = "p0.subject"
+        else:
+            base = f"{subjects} p0"
+            where.append("p0.scope = ?")
+            params.append(scope.value)
+            key = "p0.subject"
+        if scope is Scope.customer:
+            joins.append(f"JOIN {self._table('customers')} c ON c.record_id = {key} AND c.erased_at IS NULL")
         if after is not None:
-            where.append("record_id > ?")
+            where.append(f"{key} > ?")
             params.append(after)
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
-        rows = self._query(
-            f"SELECT * FROM {self._table('customers')} {clause}ORDER BY record_id LIMIT ?",
+        found = self._query(
+            f"SELECT {key} AS subject FROM {base} {' '.join(joins)} WHERE {' AND '.join(where)} "
+            f"ORDER BY {key} LIMIT ?",
             [*params, limit],
         )
-        return [_customer_from_row(row) for row in rows]
+        if not found:
+            return []
+        marks = ", ".join("?" * len(found))
+        rows = self._query(
+            f"SELECT * FROM {subjects} WHERE scope = ? AND subject IN ({marks})",
+            [scope.value, *[r["subject"] for r in found]],
+        )
+        members = {m["subject"]: m for m in self._members(scope, rows)}
+        return [members[r["subject"]] for r in found if r["subject"] in members]
 
-    def summary(self) -> dict[Journey, dict[str | None, int]]:
-        counts: dict[Journey, dict[str | None, int]] = {}
-        for journey in JOURNEYS:
-            column = f"{journey.value}_stage"
-            rows = self._query(
-                f"SELECT {column} AS stage, COUNT(*) AS n FROM {self._table('customers')} GROUP BY {column}"
-            )
-            counts[journey] = {row["stage"]: row["n"] for row in rows}
+    def summary(self) -> dict[str, dict[str | None, int]]:
+        """How many instances are in each stage of each journey (None: not started)."""
+        rows = self._query(
+            f"SELECT p.journey, p.stage, COUNT(*) AS n FROM {self._table('positions')} p GROUP BY p.journey, p.stage"
+        )
+        counts: dict[str, dict[str | None, int]] = {j: {} for j in self.playbook.journeys}
+        for row in rows:
+            counts.setdefault(row["journey"], {})[row["stage"]] = row["n"]
         return counts
 
 
@@ -417,50 +564,33 @@ def _chunks(items: list[Any]) -> Iterator[list[Any]]:
         yield items[start : start + CHUNK]
 
 
-def _stages_from_row(row: Any) -> Stages:
-    positions = {
-        j: Position(
-            stage=row[f"{j.value}_stage"],
-            since=parse_ts(row[f"{j.value}_since"]),
-            touchpoint_id=row[f"{j.value}_cause_id"],
-            touchpoint_type=row[f"{j.value}_cause_type"],
-        )
-        for j in JOURNEYS
-    }
-    last = parse_ts(row["last_occurred_at"])
-    last_key = None if last is None else (last, row["last_touchpoint_id"])
-    return Stages(positions, parse_ts(row["first_seen"]), last_key)
+def _position(row: Any) -> Position:
+    return Position(row["stage"], parse_ts(row["since"]), row["cause_id"], row["cause_type"])
 
 
-def _customer_row(change: CustomerChange) -> list[Any]:
-    return _stages_row(change) + [change.sealed_key]
-
-
-def _stages_row(change: CustomerChange) -> list[Any]:
+def _subject_row(change: SubjectChange) -> list[Any]:
     stages = change.stages
-    row: list[Any] = [change.record_id]
-    for j in JOURNEYS:
-        p = stages[j]
-        row += [p.stage, ts(p.since), p.touchpoint_id, p.touchpoint_type]
     last_at, last_id = stages.last_key or (None, None)
-    return row + [ts(stages.first_seen), ts(last_at), last_id, change.touchpoint_count]
+    return [change.scope.value, change.subject, ts(stages.first_seen), ts(last_at), last_id, change.touchpoint_count]
 
 
-def _customer_from_row(row: Any) -> dict[str, Any]:
-    stages = _stages_from_row(row)
-    return {
-        "record_id": row["record_id"],
-        "stages": stages,
-        "touchpoint_count": row["touchpoint_count"],
-        "sealed_key": row["sealed_key"],
-        "erased_at": parse_ts(row["erased_at"]),
-    }
+def _position_row(change: SubjectChange, journey: str) -> list[Any]:
+    p = change.stages[journey]
+    met = change.stages.met.get(journey)
+    defects = change.stages.defects.get(journey)
+    return [
+        change.scope.value, change.subject, journey, p.stage, ts(p.since), p.touchpoint_id, p.touchpoint_type,
+        json.dumps([[c.name, ts(c.since), c.touchpoint_id] for c in met]) if met else None,
+        json.dumps(list(defects)) if defects else None,
+    ]
 
 
 def _touchpoint_row(t: dict[str, Any]) -> list[Any]:
+    criteria = t.get("criteria")
     return [
-        t["record_id"], t["touchpoint_id"], t["type"], t["channel"], ts(t["occurred_at"]),
-        ts(t["recorded_at"]), t["source"], t["campaign"], t["deal_id"], t["sealed"],
+        t["record_id"], t["touchpoint_id"], t["type"], t["channel"], ts(t["occurred_at"]), ts(t["recorded_at"]),
+        t["source"], t["campaign"], t["deal_id"], t.get("account_id"), t.get("case_id"), t.get("buying_role"),
+        json.dumps(list(criteria)) if criteria else None, t["sealed"],
     ]
 
 
@@ -468,20 +598,24 @@ def _touchpoint_from_row(row: Any) -> dict[str, Any]:
     found = {col: row[col] for col in TOUCHPOINT_COLUMNS}
     found["occurred_at"] = parse_ts(found["occurred_at"])
     found["recorded_at"] = parse_ts(found["recorded_at"])
+    found["criteria"] = json.loads(found["criteria"]) if found["criteria"] else []
     return found
 
 
-def _transition_row(record_id: str, t: Transition) -> list[Any]:
+def _transition_row(change: SubjectChange, t: Transition) -> list[Any]:
     return [
-        record_id, ts(t.at), t.touchpoint_id, t.journey.value, t.from_stage, t.to_stage,
+        change.scope.value, change.subject, t.journey, ts(t.at), t.touchpoint_id, t.from_stage, t.to_stage,
         json.dumps(list(t.skipped)), int(t.restart), t.touchpoint_type,
+        json.dumps(list(t.defects)) if t.defects else None, change.causes.get(t.touchpoint_id),
     ]
 
 
-def _outbox_row(t: Transition, stages: Stages) -> list[Any]:
+def _outbox_row(change: SubjectChange, t: Transition) -> list[Any]:
+    awareness = change.stages.positions.get(Journey.awareness.value)
     return [
-        "stage", t.journey.value, t.from_stage, t.to_stage, json.dumps(list(t.skipped)), int(t.restart),
-        ts(t.at), t.touchpoint_id, t.touchpoint_type, stages[Journey.awareness].stage,
+        change.scope.value, change.subject, "stage", t.journey, t.from_stage, t.to_stage,
+        json.dumps(list(t.skipped)), int(t.restart), ts(t.at), t.touchpoint_id, t.touchpoint_type,
+        awareness.stage if awareness else None, json.dumps(list(t.defects)) if t.defects else None,
     ]
 
 
@@ -495,4 +629,8 @@ def _transition_from_row(row: Any) -> dict[str, Any]:
         "at": parse_ts(row["occurred_at"]),
         "touchpoint_id": row["touchpoint_id"],
         "touchpoint_type": row["touchpoint_type"],
+        "defects": json.loads(row["defects"]) if row["defects"] else [],
+        "record_id": row["record_id"] if "record_id" in row.keys() else None,
     }
+
+

@@ -141,7 +141,9 @@ def test_segments_paginate_and_validate(client: TestClient):
 
 def test_playbook_health_and_openapi(client: TestClient):
     playbook = client.get("/playbook").json()
-    assert playbook["evidence"]["contract_signed"] == {"buyer": "Purchase", "seller": "Closing", "awareness": "Purchase"}
+    assert playbook["evidence"]["contract_signed"] == {
+        "buyer": "Purchase", "seller": "Closing", "awareness": "Purchase", "lead_funnel": "Convert",
+    }
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["projection_lag"] == 0
     spec = client.get("/openapi.json").json()

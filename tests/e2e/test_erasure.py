@@ -96,7 +96,7 @@ def test_personal_data_is_never_stored_in_clear_and_erasure_forgets_it(client: T
     other = client.get("/customers/other@example.com/history").json()
     assert other["touchpoints"][0]["actor"] == "Olga" and other["touchpoints"][0]["properties"] == {"phone": "+1 555 0100"}
     changes = system.view.stage_changes_after(0, 1000)
-    assert changes[-1]["kind"] == "erased" and changes[-1]["record_id"] == record_id  # the tombstone, queued
+    assert changes[-1]["kind"] == "erased" and changes[-1]["subject"] == record_id  # the tombstone, queued
     assert_nothing_in_clear(settings)
 
     # The same key again starts a new record, with nothing of the old one.

@@ -177,6 +177,7 @@ def test_a_late_touchpoint_publishes_only_the_transitions_it_adds(system: System
     assert {(c["journey"], c["from_stage"], c["to_stage"]) for c in added} == {
         ("seller", None, "Prospecting"), ("seller", "Prospecting", "Presenting"),
         ("awareness", "Unaware", "Aware"), ("awareness", "Aware", "Evaluating"),
+        ("lead_funnel", None, "Identify"),  # the default playbook's lead funnel moves too
     }
 
 

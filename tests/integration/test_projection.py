@@ -33,15 +33,18 @@ def deliver_shuffled(system: System, touchpoints: list, rng: random.Random, repe
 
 def view_state(system: System, customer: str):
     row = system.view.customer(rid(system, customer))
-    return row["stages"].positions, system.view.transitions_of(rid(system, customer))
+    stages = row["stages"]
+    return stages.positions, stages.met, stages.defects, system.view.transitions_of(rid(system, customer))
 
 
 def derived_state(system: System, touchpoints: list[Touchpoint]):
     d = derive(touchpoints, system.playbook)
+    record = rid(system, touchpoints[0].customer_id)
     transitions = [
-        {**t.__dict__, "journey": t.journey.value, "skipped": list(t.skipped)} for t in d.transitions
+        {**t.__dict__, "skipped": list(t.skipped), "defects": list(t.defects), "record_id": record}
+        for t in d.transitions
     ]
-    return d.stages.positions, transitions
+    return d.stages.positions, d.stages.met, d.stages.defects, transitions
 
 
 def test_shuffled_batches_with_duplicates_equal_the_derivation(system: System):
