@@ -27,6 +27,10 @@ class ErrorOut(BaseModel):
     detail: str
 
 
+class NotFoundError(Exception):
+    """Nothing is recorded under the id asked for."""
+
+
 class NotCaughtUpError(Exception):
     """The read model has not yet reached the position the client asked for."""
 
@@ -41,20 +45,20 @@ class BadQueryError(Exception):
         self.location = location
 
 
-def _error(description: str) -> dict[str, Any]:
+def error_response(description: str) -> dict[str, Any]:
     return {"model": ErrorOut, "description": description}
 
 
 # Answers any route may give, documented in the OpenAPI document.
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _error("the body is not valid JSON, or a header is malformed"),
-    401: _error("no API key, or an unknown or revoked one"),
-    403: _error("the API key's role may not do this"),
-    429: _error("the API key's rate limit is reached; see Retry-After"),
-    413: _error("the request body is over the size limit"),
-    503: _error("the database or the read model is unavailable or behind; see Retry-After"),
+    400: error_response("the body is not valid JSON, or a header is malformed"),
+    401: error_response("no API key, or an unknown or revoked one"),
+    403: error_response("the API key's role may not do this"),
+    429: error_response("the API key's rate limit is reached; see Retry-After"),
+    413: error_response("the request body is over the size limit"),
+    503: error_response("the database or the read model is unavailable or behind; see Retry-After"),
 }
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error("no such customer")}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: error_response("no such customer")}
 
 
 def _json(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
@@ -98,6 +102,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(CustomerNotFoundError)
     async def _not_found(_: Request, error: CustomerNotFoundError) -> JSONResponse:
         return _json(404, str(error), customer_id=error.customer_key)
+
+    @app.exception_handler(NotFoundError)
+    async def _nothing(_: Request, error: NotFoundError) -> JSONResponse:
+        return _json(404, str(error))
 
     @app.exception_handler(ConcurrencyError)
     async def _contended(_: Request, error: ConcurrencyError) -> JSONResponse:

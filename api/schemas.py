@@ -159,6 +159,26 @@ class ErasureOut(BaseModel):
     detail: str
 
 
+class ContactOut(BaseModel):
+    customer_id: str = Field(description="the customer key, or 'erased'")
+    record_id: str
+    buying_role: str | None = Field(description="the latest role a touchpoint gave the contact here")
+    touchpoints: int = Field(description="the contact's touchpoints carrying this key")
+    stages: dict[str, str | None] = Field(description="the contact's own stages in the customer journeys")
+
+
+class InstanceOut(BaseModel):
+    id: str
+    scope: Scope
+    journeys: dict[str, StageOut]
+    touchpoint_count: int
+    contacts: list[ContactOut]
+    missing_roles: list[str] | None = Field(None, description="accounts: buying-centre roles no contact has yet")
+    warnings: list[str] = Field(default_factory=list)
+    transitions: list[TransitionOut]
+    position: int
+
+
 class SegmentMember(BaseModel):
     customer_id: str
     buyer: str | None

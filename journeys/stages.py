@@ -110,7 +110,10 @@ def advance(
             current = positions[journey] = replace(current, since=first_seen)
         if model.requires and confirmed:
             known = {c.name for c in met.get(journey, ())}
-            fresh = [Criterion(c, touchpoint.occurred_at, touchpoint.touchpoint_id) for c in confirmed if c not in known]
+            fresh = [
+                Criterion(c, touchpoint.occurred_at, touchpoint.touchpoint_id)
+                for c in dict.fromkeys(confirmed) if c not in known  # each once, in the order given
+            ]
             met[journey] = (*met.get(journey, ()), *fresh)
         target, skipped, flagged = _target(model, current.stage, playbook.stage_for(touchpoint.type, journey), met.get(journey, ()))
         if target is _STAY:

@@ -24,6 +24,9 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/customers/{customer_id}/history"): {A, ADM},
     ("DELETE", "/customers/{customer_id}"): {ADM},
     ("GET", "/records/{record_id}/history"): {A, ADM},
+    ("GET", "/accounts/{account_id}"): {M, A, ADM},
+    ("GET", "/deals/{deal_id}"): {M, A, ADM},
+    ("GET", "/cases/{case_id}"): {M, A, ADM},
     ("GET", "/segments"): {M, A, ADM},
     ("GET", "/segments/summary"): {M, A, ADM},
     ("GET", "/playbook"): {M, A, ADM},
@@ -63,7 +66,7 @@ def api(system: System, keys):
 
 
 def call(client: TestClient, method: str, path: str, key: str | None, **headers: str):
-    url = path.replace("{customer_id}", "acme").replace("{name}", "nobody").replace("{record_id}", str(uuid4()))
+    url = path.replace("{customer_id}", "acme").replace("{account_id}", "A1").replace("{deal_id}", "D1").replace("{case_id}", "C1").replace("{name}", "nobody").replace("{record_id}", str(uuid4()))
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
     return client.request(method, url, json=BODIES.get(path) if method == "POST" else None, headers=headers)

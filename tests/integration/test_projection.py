@@ -7,7 +7,7 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from journeys.playbook import Journey
+from journeys.playbook import Journey, Scope
 from journeys.stages import derive
 from journeys.touchpoint import Touchpoint
 from journeys.settings import Settings
@@ -136,5 +136,44 @@ def test_any_arrival_order_and_batching_gives_the_derivation(tmp_path_factory, d
         for customer in {t.customer_id for t in touchpoints}:
             mine = [t for t in touchpoints if t.customer_id == customer]
             assert view_state(built, customer) == derived_state(built, mine)
+    finally:
+        built.close()
+
+
+DEAL_TYPES = ["lead_captured", "meeting_held", "qualification_assessed", "demo_delivered", "deal_lost",
+              "contract_signed", "email_opened", "complaint_filed"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 1), st.sampled_from(DEAL_TYPES), st.integers(0, 5),
+                  st.lists(st.sampled_from(["budget", "authority", "need"]), max_size=2)),
+        min_size=1, max_size=50,
+    ),
+    seed=st.integers(0, 2**32),
+)
+def test_a_deal_spread_over_contacts_gives_its_derivation_in_any_order(tmp_path_factory, data, seed):
+    """Deals (and their criteria) in any arrival order and batching, duplicates included, equal derive()."""
+    rng = random.Random(seed)
+    touchpoints = [
+        tp(f"t{n:02d}", type_, day / 2, customer=f"contact-{c}", deal_id=f"D-{d}", criteria=criteria)
+        for n, (c, d, type_, day, criteria) in enumerate(data)
+    ]
+    path = tmp_path_factory.mktemp("deals")
+    built = System.build(Settings(database_url=f"sqlite:///{path}/j.db", key_file=str(path / "k")))
+    try:
+        deliver_shuffled(built, touchpoints, rng, repeats=min(5, len(touchpoints)), largest_batch=6)
+        for deal in {t.deal_id for t in touchpoints}:
+            mine = [t for t in touchpoints if t.deal_id == deal]
+            expected = derive(mine, built.playbook, scope=Scope.deal)
+            found = built.view.subject(Scope.deal, deal)
+            assert found["stages"].positions == expected.stages.positions
+            assert found["stages"].met == expected.stages.met and found["stages"].defects == expected.stages.defects
+            stored = built.view.transitions_of(deal, scope=Scope.deal)
+            assert [(t["journey"], t["to_stage"], t["touchpoint_id"], t["defects"]) for t in stored] == [
+                (t.journey, t.to_stage, t.touchpoint_id, list(t.defects)) for t in expected.transitions
+            ]
+            assert found["touchpoint_count"] == len(mine)
     finally:
         built.close()

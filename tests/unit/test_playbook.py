@@ -67,3 +67,34 @@ def test_not_yaml_and_missing_file(tmp_path):
         load_playbook(file)
     with pytest.raises(PlaybookError, match="cannot read playbook"):
         load_playbook(tmp_path / "absent.yaml")
+
+
+def test_the_default_playbook_keeps_the_seeds_processes_at_their_scopes():
+    playbook = load_playbook()
+    scopes = {name: model.scope.value for name, model in playbook.journeys.items()}
+    assert scopes == {
+        "buyer": "customer", "seller": "customer", "awareness": "customer", "lead_funnel": "customer",
+        "complaints": "case", "account_buying": "account", "deal_pipeline": "deal",
+    }
+    assert playbook.stage_for("demo_delivered", "deal_pipeline") == "Presenting"  # the seller's evidence
+    assert playbook.journeys["deal_pipeline"].requires == {"Qualifying": ["budget", "authority", "need"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("  demo_delivered: {buyer: Evaluation", "  demo_delivered: {buyr: Evaluation"), "no journey is named 'buyr'"),
+        (("    evidence_from: seller", "    evidence_from: buyer"), "has other stages"),
+        (("      Qualifying: [budget, authority, need]", "      Qualifying: [budget, money]"), "['money'] are not criteria"),
+        (("    scope: case", "    scope: planet"), "journeys.complaints.scope"),
+        (("      Qualifying: [budget", "      Qualifyin: [budget"), "'Qualifyin' is not one of"),
+    ],
+)
+def test_check_playbook_explains_journey_mistakes(tmp_path, change, message):
+    file = tmp_path / "team.yaml"
+    text = DEFAULT.read_text()
+    assert change[0] in text
+    file.write_text(text.replace(change[0], change[1]))
+    with pytest.raises(PlaybookError) as error:
+        load_playbook(file)
+    assert message in str(error.value), str(error.value)

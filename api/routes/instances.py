@@ -1,0 +1,92 @@
+"""Accounts, deals and cases: their stages in the journeys kept for them, and the contacts involved."""
+
+from __future__ import annotations
+
+
+from fastapi import APIRouter
+
+from api.auth import READERS, allow
+from api.deps import SystemDep
+from api.errors import NotFoundError, error_response
+from api.routes.customers import CustomerKey, MinPosition, caught_up
+from api.schemas import ContactOut, InstanceOut, StageOut, TransitionOut
+from journeys.playbook import Scope
+from projections.system import System
+
+router = APIRouter(tags=["accounts, deals and cases"], responses={404: error_response("nothing has been recorded for it")})
+
+InstanceId = CustomerKey  # the same rules: 1 to 200 characters a store can hold
+
+
+@router.get("/accounts/{account_id}", response_model=InstanceOut, dependencies=[allow(*READERS)])
+def account(account_id: InstanceId, system: SystemDep, min_position: MinPosition = None) -> InstanceOut:
+    """An account's stages, its buying centre (contacts, their roles and stages) and the roles not engaged yet."""
+    return instance(system, Scope.account, account_id, min_position)
+
+
+@router.get("/deals/{deal_id}", response_model=InstanceOut, dependencies=[allow(*READERS)])
+def deal(deal_id: InstanceId, system: SystemDep, min_position: MinPosition = None) -> InstanceOut:
+    """A deal's stages (with its qualification criteria and process defects) and the contacts involved."""
+    return instance(system, Scope.deal, deal_id, min_position)
+
+
+@router.get("/cases/{case_id}", response_model=InstanceOut, dependencies=[allow(*READERS)])
+def case(case_id: InstanceId, system: SystemDep, min_position: MinPosition = None) -> InstanceOut:
+    """A case's stages (e.g. a complaint from receipt to evaluation) and the contacts involved."""
+    return instance(system, Scope.case, case_id, min_position)
+
+
+def instance(system: System, scope: Scope, key: str, min_position: int | None) -> InstanceOut:
+    position = caught_up(system, min_position)
+    found = system.view.subject(scope, key) if system.playbook.journeys_of(scope) else None
+    if found is None:
+        raise NotFoundError(f"no touchpoint with {scope.key} {key!r} has been recorded")
+    contacts = _contacts(system, scope, key)
+    out = InstanceOut(
+        id=key,
+        scope=scope,
+        journeys=StageOut.all_of(found["stages"], system.playbook),
+        touchpoint_count=found["touchpoint_count"],
+        contacts=contacts,
+        transitions=[TransitionOut(**t) for t in system.view.transitions_of(key, scope=scope)],
+        position=position,
+    )
+    if scope is Scope.account:
+        engaged = {c.buying_role for c in contacts if c.buying_role}
+        out.missing_roles = [r for r in system.playbook.buying_roles if r not in engaged]
+        out.warnings = _warnings(out, system)
+    return out
+
+
+def _contacts(system: System, scope: Scope, key: str) -> list[ContactOut]:
+    """The customers whose touchpoints carry the key, with their latest role and their stages."""
+    roles: dict[str, str | None] = {}
+    counts: dict[str, int] = {}
+    for t in system.view.touchpoints_where(scope.key, key):  # occurred order: the latest role wins
+        counts[t["record_id"]] = counts.get(t["record_id"], 0) + 1
+        roles[t["record_id"]] = t["buying_role"] or roles.get(t["record_id"])
+    rows = [row for record in counts if (row := system.view.customer(record)) is not None]
+    names = system.personal.customer_keys(rows)
+    return [
+        ContactOut(
+            customer_id=names.get(row["record_id"], "erased"),
+            record_id=row["record_id"],
+            buying_role=roles[row["record_id"]],
+            touchpoints=counts[row["record_id"]],
+            stages={j: p.stage for j, p in row["stages"].positions.items()},
+        )
+        for row in rows
+    ]
+
+
+def _warnings(out: InstanceOut, system: System) -> list[str]:
+    """Roles not engaged although the account is late in a journey (from its second-to-last stage on)."""
+    warnings: list[str] = []
+    for name, stage in out.journeys.items():
+        stages = system.playbook.journeys[name].stages
+        if stage.stage is not None and stages.index(stage.stage) >= len(stages) - 2:
+            warnings += [f"no {role} engaged while the account is in {stage.stage}" for role in out.missing_roles
+                         if role in ("decider", "buyer")]
+    return warnings
+
+
