@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 
+from journeys.playbook import Scope
 from journeys.settings import Settings
 from journeys.stages import derive
 from journeys.touchpoint import Touchpoint
@@ -78,7 +79,7 @@ def measure(label: str, settings: Settings, n: int, repeat: int) -> None:
             system.runner.run_once()
             late.append(time.perf_counter() - t)
             t = time.perf_counter()
-            rows = system.view.touchpoints_from(str(record_id), T0)  # from the start, as before
+            rows = system.view.touchpoints_from(Scope.customer, str(record_id), T0)  # from the start, as before
             derive([StoredTouchpoint(row) for row in rows], system.playbook)
             full_derive.append(time.perf_counter() - t)
         count = system.view.customer(str(record_id))["touchpoint_count"]

@@ -23,32 +23,39 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from journeys.playbook import Journey  # noqa: E402
+from journeys.playbook import Scope  # noqa: E402
 from journeys.settings import Settings  # noqa: E402
 from projections.system import System  # noqa: E402
-from projections.view import CUSTOMER_COLUMNS  # noqa: E402
+from projections.view import POSITION_COLUMNS, SUBJECT_COLUMNS  # noqa: E402
 
 POSTGRES = os.environ.get("JOURNEYS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def fill(system: System, n: int) -> None:
-    stages = {j: [None, *system.playbook.journeys[j].stages] for j in Journey}
+    """n customers, each with a subject row and a position in every customer journey."""
+    journeys = system.playbook.journeys_of(Scope.customer)
     now = datetime(2026, 1, 1, tzinfo=timezone.utc).isoformat()
     view = system.view
     for start in range(0, n, 20_000):
-        rows = []
+        customers, subjects, positions = [], [], []
         for i in range(start, min(n, start + 20_000)):
-            row = [f"cust-{i:08d}"]
-            for k, journey in enumerate(Journey):
-                options = stages[journey] if journey is not Journey.awareness else stages[journey][1:]
+            record = f"cust-{i:08d}"  # a record id; no sealed key is needed to query segments
+            customers.append([record, None])
+            subjects.append(["customer", record, now, now, f"t{i}", 1])
+            for k, journey in enumerate(journeys):
+                model = system.playbook.journeys[journey]
+                options = ([] if model.initial else [None]) + list(model.stages)
                 stage = options[(i // (k + 1)) % len(options)]
-                row += [stage, now if stage else None, f"t{i}" if stage else None, "x" if stage else None]
-            rows.append(row + [now, now, f"t{i}", 1, None])  # record id as cust-N; no sealed key needed here
+                positions.append(["customer", record, journey, stage, now if stage else None,
+                                  f"t{i}" if stage else None, "x" if stage else None, None, None])
         with view.datastore.transaction(commit=True) as c:
-            view._insert(c, "customers", CUSTOMER_COLUMNS, rows, "ON CONFLICT (record_id) DO NOTHING")
+            view._insert(c, "customers", ["record_id", "sealed_key"], customers)
+            view._insert(c, "subjects", SUBJECT_COLUMNS, subjects)
+            view._insert(c, "positions", POSITION_COLUMNS, positions)
     if not system.settings.is_sqlite:
         with view.datastore.transaction(commit=True) as c:
-            c.execute(f"ANALYZE {view._table('customers')}")
+            for table in ("customers", "subjects", "positions"):
+                c.execute(f"ANALYZE {view._table(table)}")
 
 
 def median_ms(action, runs: int = 15) -> float:
@@ -68,11 +75,11 @@ def measure(label: str, url: str, n: int) -> None:
         filled = time.perf_counter() - t
         view = system.view
         middle = f"cust-{n // 2:08d}"
-        first = median_ms(lambda: view.segment({Journey.awareness: "Interested"}, None, 100))
-        deep = median_ms(lambda: view.segment({Journey.awareness: "Interested"}, middle, 100))
-        both = median_ms(lambda: view.segment({Journey.awareness: "Evaluating", Journey.seller: "Presenting"}, None, 100))
+        first = median_ms(lambda: view.segment({"awareness": "Interested"}, None, 100))
+        deep = median_ms(lambda: view.segment({"awareness": "Interested"}, middle, 100))
+        both = median_ms(lambda: view.segment({"awareness": "Evaluating", "seller": "Presenting"}, None, 100))
         summary = median_ms(lambda: view.summary(), runs=5)
-        assert len(view.segment({Journey.awareness: "Interested"}, middle, 100)) == 100
+        assert len(view.segment({"awareness": "Interested"}, middle, 100)) == 100
         print(f"{label:10s} {n} customers (filled in {filled:.0f}s): segment first page {first:.1f} ms, "
               f"deep page {deep:.1f} ms, two-journey segment {both:.1f} ms, summary {summary:.0f} ms")
     finally:

@@ -173,10 +173,12 @@ class JourneyViewSQL:
 
     def _positions(self, subjects: list[str], scope: Scope) -> dict[str, list[Any]]:
         found: dict[str, list[Any]] = {}
+        journeys = self.playbook.journeys_of(scope)  # (journey, subject) is the key: its index serves this
         for chunk in _chunks(subjects):
-            marks = ", ".join("?" * len(chunk))
             rows = self._query(
-                f"SELECT * FROM {self._table('positions')} WHERE scope = ? AND subject IN ({marks})", [scope.value, *chunk]
+                f"SELECT * FROM {self._table('positions')} WHERE journey IN ({', '.join('?' * len(journeys))}) "
+                f"AND subject IN ({', '.join('?' * len(chunk))})",
+                [*journeys, *chunk],
             )
             for row in rows:
                 found.setdefault(row["subject"], []).append(row)
@@ -476,23 +478,20 @@ class JourneyViewSQL:
             key = "p0.subject"
         if scope is Scope.customer:
             joins.append(f"JOIN {self._table('customers')} c ON c.record_id = {key} AND c.erased_at IS NULL")
+        if items:  # the subject rows themselves, in the same query
+            joins.append(f"JOIN {subjects} s ON s.scope = ? AND s.subject = {key}")
+            params = [*params[: len(params) - len(params_where)], scope.value, *params_where]
+            columns = "s.*"
+        else:
+            columns = "p0.*"
         if after is not None:
             where.append(f"{key} > ?")
             params.append(after)
-        found = self._query(
-            f"SELECT {key} AS subject FROM {base} {' '.join(joins)} WHERE {' AND '.join(where)} "
-            f"ORDER BY {key} LIMIT ?",
+        rows = self._query(
+            f"SELECT {columns} FROM {base} {' '.join(joins)} WHERE {' AND '.join(where)} ORDER BY {key} LIMIT ?",
             [*params, limit],
         )
-        if not found:
-            return []
-        marks = ", ".join("?" * len(found))
-        rows = self._query(
-            f"SELECT * FROM {subjects} WHERE scope = ? AND subject IN ({marks})",
-            [scope.value, *[r["subject"] for r in found]],
-        )
-        members = {m["subject"]: m for m in self._members(scope, rows)}
-        return [members[r["subject"]] for r in found if r["subject"] in members]
+        return self._members(scope, rows) if rows else []
 
     def summary(self) -> dict[str, dict[str | None, int]]:
         """How many instances are in each stage of each journey (None: not started)."""
