@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 RESTART = "restart"
 
@@ -88,6 +88,7 @@ class Playbook(BaseModel):
     messages: dict[str, list[Message]] = Field(default_factory=dict)
     criteria: list[str] = Field(default_factory=lambda: list(CRITERIA))
     buying_roles: list[str] = Field(default_factory=lambda: list(BUYING_ROLES))
+    _by_scope: dict[Scope, list[str]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> Playbook:
@@ -140,7 +141,10 @@ class Playbook(BaseModel):
 
     def journeys_of(self, scope: Scope) -> list[str]:
         """The journeys kept per instance of a scope, in the playbook's order."""
-        return [name for name, model in self.journeys.items() if model.scope is scope]
+        return self._by_scope[scope]
+
+    def model_post_init(self, _: Any) -> None:
+        self._by_scope = {s: [n for n, m in self.journeys.items() if m.scope is s] for s in Scope}
 
     @property
     def scopes(self) -> list[Scope]:

@@ -157,6 +157,10 @@ def _target(
     """Where a journey goes on this touchpoint: (stage or _STAY or _RESTART, skipped, defects)."""
     if evidence == RESTART:
         return (_STAY if model.initial == current else _RESTART), (), ()
+    if not model.requires:  # the common case: evidence alone moves the journey, only forward
+        if evidence is None or model.index(evidence) <= model.index(current):
+            return _STAY, (), ()
+        return evidence, tuple(model.stages[model.index(current) + 1 : model.index(evidence)]), ()
     confirmed = {c.name for c in met}
     # The furthest stage whose required criteria are all confirmed now (reached by the
     # confirmation itself), and the evidenced stage unless it waits for criteria.

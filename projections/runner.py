@@ -54,7 +54,7 @@ class ProjectionRunner:
         events = [self.app.mapper.to_domain_event(n) for n in notifications]
         tracking = Tracking(self.app.name, notifications[-1].id)
         try:
-            self.projection.process(events, tracking)
+            self.projection.process(events, tracking, after=start - 1)
         except IntegrityError:
             # Another runner recorded this position first; carry on from where it got.
             log.info("position %s was already processed by another runner", tracking.notification_id)
@@ -71,6 +71,7 @@ class ProjectionRunner:
     def rebuild(self) -> int:
         """Forget the view and derive it again from every stored event."""
         self.projection.view.reset(self.app.name)
+        self.projection.forget()
         self.projection.outbox = False
         try:
             return self.catch_up()

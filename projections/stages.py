@@ -12,14 +12,14 @@ needs a data key.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any, Sequence
 
 from eventsourcing.persistence import Tracking
 
 from journeys.customer import Customer
 from journeys.playbook import Playbook, Scope
-from journeys.stages import fold, in_order, initial_stages, sort_key
+from journeys.stages import Stages, fold, in_order, initial_stages, sort_key
 from projections.view import JourneyViewSQL, SubjectChange, parse_ts
 
 
@@ -28,15 +28,38 @@ class StageProjection:
 
     name = "journey_stages"
 
-    def __init__(self, view: JourneyViewSQL, playbook: Playbook):
+    def __init__(self, view: JourneyViewSQL, playbook: Playbook, cache_size: int = 50_000):
         self.view = view
         self.playbook = playbook
         # New transitions go to the view's outbox for publication; a rebuild re-derives
         # transitions that were published already, so it turns this off.
         self.outbox = True
+        # The states this projection wrote last, so the next batch need not read them back.
+        # Valid only while the view's position is the one this projection wrote: a batch
+        # that starts anywhere else (another runner went on, a rebuild) starts afresh.
+        self.cache_size = cache_size
+        self._states: OrderedDict[tuple[Scope, str], tuple[Stages, int]] = OrderedDict()
+        self._written_up_to: int | None = None
 
-    def process(self, events: Sequence[Any], tracking: Tracking) -> None:
-        """Apply a batch of events and record `tracking` with them in one transaction."""
+    def forget(self) -> None:
+        self._states.clear()
+        self._written_up_to = None
+
+    def process(self, events: Sequence[Any], tracking: Tracking, after: int | None = None) -> None:
+        """Apply a batch of events and record `tracking` with them in one transaction.
+
+        `after` is the view's position the batch follows (the cache is used only if it is ours).
+        """
+        if after is None or after != self._written_up_to:
+            self.forget()
+        try:
+            self._process(events, tracking)
+        except BaseException:
+            self.forget()
+            raise
+        self._written_up_to = tracking.notification_id
+
+    def _process(self, events: Sequence[Any], tracking: Tracking) -> None:
         recorded, registered, erasures = [], {}, []
         for e in events:
             if isinstance(e, Customer.TouchpointRecorded):
@@ -52,10 +75,22 @@ class StageProjection:
                 subject = subject_of(e, scope)
                 if subject is not None:
                     by_subject[subject].append(e)
-            current = self.view.load_states(scope, list(by_subject))
+            current = self._current(scope, list(by_subject))
             changes += [self._change(scope, s, new, current.get(s)) for s, new in by_subject.items()]
         rows = [_row(e) for e in recorded]
         self.view.write(rows, changes, tracking, registered, erasures, publish=self.outbox)
+        for change in changes:
+            self._states[(change.scope, change.subject)] = (change.stages, change.touchpoint_count)
+            self._states.move_to_end((change.scope, change.subject))
+        while len(self._states) > self.cache_size:
+            self._states.popitem(last=False)
+
+    def _current(self, scope: Scope, subjects: list[str]) -> dict[str, tuple[Stages, int]]:
+        found = {s: self._states[(scope, s)] for s in subjects if (scope, s) in self._states}
+        missing = [s for s in subjects if s not in found]
+        if missing:
+            found.update(self.view.load_states(scope, missing))
+        return found
 
     def _change(self, scope: Scope, subject: str, new: list[Any], current: Any) -> SubjectChange:
         new.sort(key=sort_key)
@@ -65,7 +100,7 @@ class StageProjection:
             derivation = fold(stages, new, self.playbook)
             return SubjectChange(
                 scope, subject, derivation.stages, count + len(new), derivation.transitions, causes, None,
-                derivation.transitions if self.outbox else [],
+                derivation.transitions if self.outbox else [], _changed(current, derivation.stages),
             )
         # A late touchpoint: fold again from the stages just before it occurred, over the
         # touchpoints from then on; what came earlier cannot change.
@@ -78,8 +113,21 @@ class StageProjection:
         fresh = [t for t in derivation.transitions if _identity(t.__dict__) not in seen]
         return SubjectChange(
             scope, subject, derivation.stages, count + len(new), derivation.transitions, causes, at,
-            fresh if self.outbox else [],
+            fresh if self.outbox else [], _changed(current, derivation.stages),
         )
+
+
+def _changed(current: Any, stages: Stages) -> tuple[str, ...]:
+    """The journeys whose stored row must be written: all for a new instance, else those that moved."""
+    if current is None:
+        return tuple(stages.positions)
+    before = current[0]
+    return tuple(
+        j for j in stages.positions
+        if stages[j] != before.positions.get(j)
+        or stages.met.get(j) != before.met.get(j)
+        or stages.defects.get(j) != before.defects.get(j)
+    )
 
 
 def subject_of(event: Any, scope: Scope) -> str | None:

@@ -51,7 +51,9 @@ def ts(value: datetime | None) -> str | None:
     """Timestamps as fixed-width UTC text, so text order is time order in both dialects."""
     if value is None:
         return None
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    return value.isoformat(timespec="microseconds")
 
 
 def parse_ts(value: str | None) -> datetime | None:
@@ -70,6 +72,7 @@ class SubjectChange:
     causes: dict[str, str]  # touchpoint id -> record id, for the transitions
     replace_from: datetime | None  # re-derived from this occurred time on; None: only appended
     new_transitions: list[Transition]  # not in the history before: to be published
+    changed: tuple[str, ...]  # the journeys whose position (or criteria, defects) differ from the stored
 
 
 class JourneyViewSQL:
@@ -184,15 +187,26 @@ class JourneyViewSQL:
                 found.setdefault(row["subject"], []).append(row)
         return found
 
+    def _initial(self, scope: Scope) -> Stages:
+        """A scope's initial stages, made once per playbook (never mutated: folds copy)."""
+        cache = self.__dict__.setdefault("_initial_stages", {})
+        key = (id(self.playbook), scope)
+        if key not in cache:
+            cache[key] = initial_stages(self.playbook, scope)
+        return cache[key]
+
     def _stages(self, scope: Scope, positions: list[Any], subject_row: Any | None) -> Stages:
-        initial = initial_stages(self.playbook, scope)
-        by_journey = {row["journey"]: row for row in positions}
-        placed = {j: _position(by_journey[j]) if j in by_journey else initial[j] for j in initial.positions}
-        met = {
-            j: tuple(Criterion(n, datetime.fromisoformat(s), t) for n, s, t in json.loads(row["met"]))
-            for j, row in by_journey.items() if row["met"] and j in placed
-        }
-        defects = {j: tuple(json.loads(row["defects"])) for j, row in by_journey.items() if row["defects"] and j in placed}
+        placed = dict(self._initial(scope).positions)
+        met, defects = {}, {}
+        for row in positions:
+            journey = row["journey"]
+            if journey not in placed:
+                continue  # a journey the playbook no longer has
+            placed[journey] = _position(row)
+            if row["met"]:
+                met[journey] = tuple(Criterion(n, datetime.fromisoformat(s), t) for n, s, t in json.loads(row["met"]))
+            if row["defects"]:
+                defects[journey] = tuple(json.loads(row["defects"]))
         if subject_row is None:
             return Stages(placed, met=met, defects=defects)
         last = parse_ts(subject_row["last_occurred_at"])
@@ -212,7 +226,7 @@ class JourneyViewSQL:
             f"(SELECT MAX(occurred_at) FROM {touchpoints} WHERE {column} = ? AND occurred_at < ?)",
             [subject, subject, ts(at)],
         )
-        initial = initial_stages(self.playbook, scope)
+        initial = self._initial(scope)
         if not last:
             return initial  # nothing before `at`: derive from the start
         first = self._query(f"SELECT MIN(occurred_at) AS first FROM {touchpoints} WHERE {column} = ?", [subject])
@@ -317,7 +331,7 @@ class JourneyViewSQL:
             outbox = [_outbox_row(ch, t) for ch in changes for t in ch.new_transitions] if publish else []
             self._insert(c, "stage_changes", OUTBOX_COLUMNS, outbox)
             self._upsert(c, "subjects", SUBJECT_COLUMNS, [_subject_row(ch) for ch in changes], "scope, subject")
-            positions = [_position_row(ch, j) for ch in changes for j in ch.stages.positions]
+            positions = [_position_row(ch, j) for ch in changes for j in ch.changed]
             self._upsert(c, "positions", POSITION_COLUMNS, positions, "journey, subject")
             self._erase(c, erasures, publish)
 
