@@ -52,7 +52,7 @@ class StageOut(BaseModel):
     since: datetime | None
     cause: CauseOut | None
     criteria: list[CriterionOut] | None = Field(
-        None, description="for journeys with required criteria: those confirmed since the last restart"
+        None, description="for journeys with required or expected criteria: those confirmed since the last restart"
     )
     defects: list[str] = Field(default_factory=list, description="process defects since the last restart")
 
@@ -71,7 +71,7 @@ class StageOut(BaseModel):
             stage=position.stage,
             since=position.since,
             cause=cause,
-            criteria=[CriterionOut(**c.__dict__) for c in stages.met.get(journey, ())] if model.requires else None,
+            criteria=[CriterionOut(**c.__dict__) for c in stages.met.get(journey, ())] if model.qualification else None,
             defects=list(stages.defects.get(journey, ())),
         )
 
@@ -137,7 +137,7 @@ class TransitionOut(BaseModel):
     at: datetime
     touchpoint_id: str
     touchpoint_type: str
-    defects: list[str] = Field(default_factory=list, description="stages passed without their required criteria")
+    defects: list[str] = Field(default_factory=list, description="stages skipped or passed without their required or expected criteria")
 
     @classmethod
     def of(cls, t: Transition) -> TransitionOut:

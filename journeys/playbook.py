@@ -49,6 +49,10 @@ class StageModel(BaseModel):
     scope: Scope = Scope.customer
     # Criteria that must all be confirmed before a stage counts as reached (e.g. Qualifying).
     requires: dict[str, list[str]] = Field(default_factory=dict)
+    # Criteria expected before a stage is passed: the stage is reached on evidence alone, but
+    # moving beyond it before they are all confirmed is a process defect (presenting to a
+    # customer not yet qualified). Allowed, and shown.
+    expects: dict[str, list[str]] = Field(default_factory=dict)
     # Take the evidence of another journey with the same stages (e.g. the seller's pipeline
     # kept per deal moves on the seller's evidence), instead of repeating it.
     evidence_from: str | None = None
@@ -61,10 +65,19 @@ class StageModel(BaseModel):
             raise ValueError(f"{RESTART!r} is reserved and cannot be a stage")
         if self.initial is not None and self.initial not in self.stages:
             raise ValueError(f"initial stage {self.initial!r} is not one of {self.stages}")
-        for stage in self.requires:
-            if stage not in self.stages:
-                raise ValueError(f"requires: {stage!r} is not one of {self.stages}")
+        for key, rules in (("requires", self.requires), ("expects", self.expects)):
+            for stage in rules:
+                if stage not in self.stages:
+                    raise ValueError(f"{key}: {stage!r} is not one of {self.stages}")
+        both = set(self.requires) & set(self.expects)
+        if both:
+            raise ValueError(f"expects: {sorted(both)} are already in requires")
         return self
+
+    @property
+    def qualification(self) -> dict[str, list[str]]:
+        """The criteria each stage needs, required or expected."""
+        return {**self.expects, **self.requires}
 
     def index(self, stage: str | None) -> int:
         """Position of a stage; -1 for 'not started'."""
@@ -106,10 +119,11 @@ class Playbook(BaseModel):
                 )
             if source.stages != model.stages:
                 raise ValueError(f"journeys.{name}.evidence_from: {model.evidence_from!r} has other stages")
-            for stage, needed in model.requires.items():
-                unknown = [c for c in needed if c not in self.criteria]
-                if unknown:
-                    raise ValueError(f"journeys.{name}.requires.{stage}: {unknown} are not criteria {self.criteria}")
+            for key, rules in (("requires", model.requires), ("expects", model.expects)):
+                for stage, needed in rules.items():
+                    unknown = [c for c in needed if c not in self.criteria]
+                    if unknown:
+                        raise ValueError(f"journeys.{name}.{key}.{stage}: {unknown} are not criteria {self.criteria}")
         for touchpoint_type, stages in self.evidence.items():
             for journey, stage in stages.items():
                 model = self.journeys.get(journey)

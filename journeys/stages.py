@@ -72,7 +72,7 @@ class Transition:
 class Stages:
     """An instance's position in each journey of its scope, and the last touchpoint folded in.
 
-    `met` holds, per journey with required criteria, the criteria confirmed since the
+    `met` holds, per journey with required or expected criteria, the criteria confirmed since the
     journey last restarted; `defects` the process defects since then.
     """
 
@@ -108,7 +108,7 @@ def advance(
         if current.since is None and current.stage is not None:
             # The initial stage (Unaware) holds from the moment the customer is known.
             current = positions[journey] = replace(current, since=first_seen)
-        if model.requires and confirmed:
+        if confirmed and (model.requires or model.expects):
             known = {c.name for c in met.get(journey, ())}
             fresh = [
                 Criterion(c, touchpoint.occurred_at, touchpoint.touchpoint_id)
@@ -157,7 +157,7 @@ def _target(
     """Where a journey goes on this touchpoint: (stage or _STAY or _RESTART, skipped, defects)."""
     if evidence == RESTART:
         return (_STAY if model.initial == current else _RESTART), (), ()
-    if not model.requires:  # the common case: evidence alone moves the journey, only forward
+    if not model.requires and not model.expects:  # the common case: evidence alone moves it, only forward
         if evidence is None or model.index(evidence) <= model.index(current):
             return _STAY, (), ()
         return evidence, tuple(model.stages[model.index(current) + 1 : model.index(evidence)]), ()
@@ -174,11 +174,14 @@ def _target(
     if not candidates:
         return _STAY, (), ()
     target = max(candidates, key=model.index)
-    skipped = tuple(model.stages[model.index(current) + 1 : model.index(target)])
+    start, end = model.index(current), model.index(target)
+    skipped = tuple(model.stages[start + 1 : end])
+    # A defect for each stage left behind (skipped, or reached and passed) without its criteria.
     flagged = tuple(
-        f"{stage} skipped: {', '.join(c for c in model.requires[stage] if c not in confirmed)} not confirmed"
-        for stage in skipped
-        if stage in model.requires and not set(model.requires[stage]) <= confirmed
+        f"{stage} {'skipped' if model.index(stage) > start else 'passed'}: "
+        f"{', '.join(c for c in needed if c not in confirmed)} not confirmed"
+        for stage, needed in model.qualification.items()
+        if start <= model.index(stage) < end and not set(needed) <= confirmed
     )
     return target, skipped, flagged
 

@@ -243,7 +243,7 @@ class JourneyViewSQL:
             else:
                 stage = initial[journey].stage
                 positions[journey] = Position(stage, first_seen if stage is not None else None)
-            if self.playbook.journeys[journey].requires:
+            if self.playbook.journeys[journey].qualification:
                 since = (history[0]["at"], history[0]["touchpoint_id"]) if history and history[0]["restart"] else None
                 confirmed = self._criteria_between(scope, subject, since, at)
                 if confirmed:

@@ -41,6 +41,10 @@ def test_one_contact_in_two_deals_at_different_seller_stages(client: TestClient)
     assert presenting["skipped"] == ["Building Rapport", "Qualifying"] and presenting["defects"]
     assert [c["customer_id"] for c in first["contacts"]] == [pat] == [c["customer_id"] for c in second["contacts"]]
     assert first["contacts"][0]["stages"]["seller"] == "Presenting"  # the contact's own stage spans both deals
+    # The contact's own seller journey expects the same criteria: reached on evidence, flagged.
+    seller = client.get(f"/customers/{pat}/stages").json()["seller"]
+    assert seller["stage"] == "Presenting" and seller["criteria"] == []
+    assert seller["defects"] == ["Qualifying skipped: budget, authority, need not confirmed"]
     assert client.get("/deals/D-404").status_code == 404
 
 
@@ -109,7 +113,36 @@ def test_vbant_criteria_accumulate_over_several_touchpoints(client: TestClient):
     assert {c["name"]: c["touchpoint_id"] for c in deal["criteria"]} == {
         "budget": "q1", "authority": "q2", "timeframe": "q2", "need": "q3",
     }
-    # The customer's own seller journey has no requirements in the default playbook: unchanged behaviour.
+    # The customer's own seller journey expects the criteria but does not wait for them:
+    # qualification_assessed is evidence of Qualifying, as before; criteria are shown.
     stages = client.get(f"/customers/{who}/stages").json()
-    assert stages["seller"]["stage"] == "Qualifying" and stages["seller"]["criteria"] is None
+    assert stages["seller"]["stage"] == "Qualifying" and stages["seller"]["cause"]["touchpoint_id"] == "q1"
+    assert {c["name"]: c["touchpoint_id"] for c in stages["seller"]["criteria"]} == {
+        "budget": "q1", "authority": "q2", "timeframe": "q2", "need": "q3",
+    }
+    assert stages["buyer"]["criteria"] is None  # journeys with no criteria do not list them
     assert set(stages["journeys"]) == {"buyer", "seller", "awareness", "lead_funnel"}
+
+
+def test_presenting_to_a_customer_not_yet_qualified_is_allowed_and_flagged(client: TestClient):
+    who = "eve@prospect.example"
+    position = post(client, [
+        payload("e1", "needs_assessment_held", 0, who, criteria=["budget"]),
+        payload("e2", "demo_delivered", 1, who),
+    ])
+    seller = get(client, f"/customers/{who}/stages", position)["seller"]
+    assert seller["stage"] == "Presenting"
+    assert seller["defects"] == ["Qualifying passed: authority, need not confirmed"]
+    history = client.get(f"/customers/{who}/history").json()
+    presenting = next(t for t in history["transitions"] if t["journey"] == "seller" and t["to_stage"] == "Presenting")
+    assert presenting["defects"] == ["Qualifying passed: authority, need not confirmed"]
+    # Once qualified, presenting again is no defect; a restart clears the journey's criteria and defects.
+    position = post(client, [payload("e3", "deal_lost", 2, who)])
+    seller = get(client, f"/customers/{who}/stages", position)["seller"]
+    assert seller["stage"] is None and seller["defects"] == [] and seller["criteria"] == []
+    position = post(client, [
+        payload("e4", "qualification_assessed", 3, who, criteria=["budget", "authority", "need"]),
+        payload("e5", "proposal_sent", 4, who),
+    ])
+    seller = get(client, f"/customers/{who}/stages", position)["seller"]
+    assert seller["stage"] == "Presenting" and seller["defects"] == []

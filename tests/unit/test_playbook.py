@@ -78,6 +78,7 @@ def test_the_default_playbook_keeps_the_seeds_processes_at_their_scopes():
     }
     assert playbook.stage_for("demo_delivered", "deal_pipeline") == "Presenting"  # the seller's evidence
     assert playbook.journeys["deal_pipeline"].requires == {"Qualifying": ["budget", "authority", "need"]}
+    assert playbook.journeys["seller"].expects == {"Qualifying": ["budget", "authority", "need"]}
 
 
 @pytest.mark.parametrize(
@@ -88,6 +89,8 @@ def test_the_default_playbook_keeps_the_seeds_processes_at_their_scopes():
         (("      Qualifying: [budget, authority, need]", "      Qualifying: [budget, money]"), "['money'] are not criteria"),
         (("    scope: case", "    scope: planet"), "journeys.complaints.scope"),
         (("      Qualifying: [budget", "      Qualifyin: [budget"), "'Qualifyin' is not one of"),
+        (("need]\n  awareness:", "need]\n      Closng: [need]\n  awareness:"), "key journeys.seller: expects: 'Closng' is not one of"),
+        (("need]\n  awareness:", "need]\n      Closing: [money]\n  awareness:"), "journeys.seller.expects.Closing: ['money']"),
     ],
 )
 def test_check_playbook_explains_journey_mistakes(tmp_path, change, message):
