@@ -12,17 +12,23 @@ the client waits in `Pipeline.sync` while the server waits for the rest of the
 query, holding the events table's exclusive lock, so every later write hangs. The
 same statements in a plain transaction take a few more round trips and finish in
 seconds.
+
+Both also keep the events' hash chain (journeys/chain.py): a row per event, written in
+the events' transaction, and the checkpoints that seal the chains' heads.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteProcessRecorder
 from eventsourcing.utils import retry
 from psycopg.sql import SQL
+
+from journeys.chain import GENESIS, link
 
 INDEX = "touchpoint_index"
 INDEX_COLUMNS = "(record_id TEXT NOT NULL, touchpoint_id TEXT NOT NULL, fingerprint TEXT NOT NULL, " \
@@ -31,18 +37,72 @@ INDEX_COLUMNS = "(record_id TEXT NOT NULL, touchpoint_id TEXT NOT NULL, fingerpr
 # Rows for the index: (record id, touchpoint id, fingerprint), given to EventStore.put(index=...).
 IndexRows = Sequence[tuple[str, str, str]]
 
+CHAIN = "event_chain"
+CHAIN_COLUMNS = "(notification_id BIGINT PRIMARY KEY, record_id TEXT NOT NULL, version INTEGER NOT NULL, " \
+    "hash TEXT NOT NULL, UNIQUE (record_id, version))"
+CHECKPOINTS = "audit_checkpoints"
+CHECKPOINT_COLUMNS = "(seq INTEGER PRIMARY KEY, position BIGINT NOT NULL, heads BIGINT NOT NULL, " \
+    "merkle TEXT NOT NULL, previous TEXT NOT NULL, root TEXT NOT NULL, created_at TEXT NOT NULL)"
+
+
+def chain_rows(
+    stored_events: Sequence[StoredEvent],
+    notification_ids: Sequence[int],
+    previous: Callable[[list[tuple[str, int]]], dict[str, str]],
+) -> list[tuple[int, str, int, str]]:
+    """(notification id, record id, version, hash) for each event, linked to its record's previous one.
+
+    `previous` looks up the stored hashes of (record id, version) pairs: the events
+    just before the first of each record in this write.
+    """
+    firsts: dict[str, int] = {}
+    for event in stored_events:
+        firsts.setdefault(str(UUID(str(event.originator_id))), event.originator_version)
+    wanted = [(record, version - 1) for record, version in firsts.items() if version > 1]
+    heads = previous(wanted) if wanted else {}
+    missing = [f"{record} version {version}" for record, version in wanted if record not in heads]
+    if missing:
+        raise ValueError(f"event chain: no stored hash for {', '.join(missing[:3])} (the store needs its chain backfilled)")
+    rows = []
+    for event, notification_id in zip(stored_events, notification_ids, strict=True):
+        record = str(UUID(str(event.originator_id)))
+        digest = link(heads.get(record, GENESIS), record, event.originator_version, event.topic, bytes(event.state))
+        heads[record] = digest
+        rows.append((notification_id, record, event.originator_version, digest))
+    return rows
+
 
 class SQLiteJourneysRecorder(SQLiteProcessRecorder):
     index_table = INDEX
 
+    chain_table = CHAIN
+    checkpoints_table = CHECKPOINTS
+
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), f"CREATE TABLE IF NOT EXISTS {INDEX} {INDEX_COLUMNS}"]
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TABLE IF NOT EXISTS {INDEX} {INDEX_COLUMNS}",
+            f"CREATE TABLE IF NOT EXISTS {CHAIN} {CHAIN_COLUMNS}",
+            f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} {CHECKPOINT_COLUMNS}",
+        ]
 
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         returning = super()._insert_events(c, stored_events, **kwargs)
         rows: IndexRows = kwargs.get("index") or ()
         if rows:
             c.executemany(f"INSERT INTO {INDEX} (record_id, touchpoint_id, fingerprint) VALUES (?, ?, ?)", rows)
+        if stored_events:
+            def previous(wanted: list[tuple[str, int]]) -> dict[str, str]:
+                found = {}
+                for record, version in wanted:
+                    c.execute(f"SELECT hash FROM {CHAIN} WHERE record_id = ? AND version = ?", (record, version))
+                    row = c.fetchone()
+                    if row is not None:
+                        found[record] = row[0]
+                return found
+
+            chained = chain_rows(stored_events, returning or (), previous)
+            c.executemany(f"INSERT INTO {CHAIN} (notification_id, record_id, version, hash) VALUES (?, ?, ?, ?)", chained)
         return returning
 
 
@@ -50,7 +110,13 @@ class PostgresJourneysRecorder(PostgresProcessRecorder):
     def __init__(self, datastore: Any, **kwargs: Any):
         super().__init__(datastore, **kwargs)
         self.index_table = f'"{datastore.schema}".{INDEX}'
-        self.sql_create_statements.append(SQL(f"CREATE TABLE IF NOT EXISTS {self.index_table} {INDEX_COLUMNS}"))
+        self.chain_table = f'"{datastore.schema}".{CHAIN}'
+        self.checkpoints_table = f'"{datastore.schema}".{CHECKPOINTS}'
+        self.sql_create_statements += [
+            SQL(f"CREATE TABLE IF NOT EXISTS {self.index_table} {INDEX_COLUMNS}"),
+            SQL(f"CREATE TABLE IF NOT EXISTS {self.chain_table} {CHAIN_COLUMNS}"),
+            SQL(f"CREATE TABLE IF NOT EXISTS {self.checkpoints_table} {CHECKPOINT_COLUMNS}"),
+        ]
 
     @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
@@ -67,4 +133,19 @@ class PostgresJourneysRecorder(PostgresProcessRecorder):
                     "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])",
                     [list(column) for column in zip(*rows, strict=True)],
                 )
+
+            def previous(wanted: list[tuple[str, int]]) -> dict[str, str]:
+                curs.execute(
+                    f"SELECT c.record_id, c.hash FROM {self.chain_table} c "
+                    "JOIN unnest(%s::text[], %s::int[]) AS w(record_id, version) USING (record_id, version)",
+                    [[r for r, _ in wanted], [v for _, v in wanted]],
+                )
+                return {row["record_id"]: row["hash"] for row in curs.fetchall()}
+
+            chained = chain_rows(stored_events, notification_ids or (), previous)
+            curs.execute(
+                f"INSERT INTO {self.chain_table} (notification_id, record_id, version, hash) "
+                "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::text[])",
+                [list(column) for column in zip(*chained, strict=True)],
+            )
             return notification_ids

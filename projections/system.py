@@ -13,6 +13,7 @@ from psycopg import sql
 from uuid import UUID
 
 from journeys.application import JourneysApp, Recorded
+from journeys.audit import AuditTrail
 from journeys.keyring import Keyring
 from journeys.playbook import Playbook, load_playbook
 from journeys.settings import Settings
@@ -23,7 +24,8 @@ from projections.stages import StageProjection
 from projections.view import JourneyViewSQL, PostgresJourneyView, SQLiteJourneyView
 
 
-STORE_FORMAT = "2"  # 2: personal data sealed under per-customer data keys, records keyed by random ids
+STORE_FORMAT = "3"  # 2: personal data sealed under per-customer data keys, records keyed by random ids;
+# 3: every event hash-chained (journeys/chain.py). A format 2 store is chained on first start.
 
 
 class StoreFormatError(Exception):
@@ -39,6 +41,7 @@ class System:
     runner: ProjectionRunner
     keyring: Keyring
     personal: PersonalData
+    audit: AuditTrail
 
     @classmethod
     def build(cls, settings: Settings, playbook: Playbook | None = None) -> System:
@@ -51,7 +54,8 @@ class System:
         factory = InfrastructureFactory.construct(Environment(StageProjection.name, env))
         view = factory.tracking_recorder(view_class)
         view.playbook = playbook
-        check_store_format(view, app)
+        audit = AuditTrail(view, app.recorder, settings.is_sqlite)
+        check_store_format(view, app, audit)
         keyring = app.keyring = Keyring(view, settings.secrets(), settings.aggregate_cache_size)
         runner = ProjectionRunner(
             app,
@@ -59,7 +63,7 @@ class System:
             batch_size=settings.projection_batch_size,
             poll_interval=settings.projection_poll_interval,
         )
-        system = cls(settings, playbook, app, view, runner, keyring, PersonalData(view, keyring))
+        system = cls(settings, playbook, app, view, runner, keyring, PersonalData(view, keyring), audit)
         app.complete_erasures()  # an erasure a crash interrupted is finished before anything else
         return system
 
@@ -83,12 +87,17 @@ class System:
         self.view.datastore.close()
 
 
-def check_store_format(view: JourneyViewSQL, app: JourneysApp) -> None:
-    """Refuse a store written before personal data was encrypted, rather than misread it."""
+def check_store_format(view: JourneyViewSQL, app: JourneysApp, audit: AuditTrail) -> None:
+    """Refuse a store written before personal data was encrypted, rather than misread it;
+    chain the events of a store from before the hash chain."""
     meta = view.table("store_meta")
     view.execute(f"CREATE TABLE IF NOT EXISTS {meta} (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
     rows = view.query(f"SELECT value FROM {meta} WHERE name = 'format'")
     if rows and rows[0]["value"] == STORE_FORMAT:
+        return
+    if rows and rows[0]["value"] == "2":
+        audit.backfill()  # adds hashes beside the events; the events themselves are not touched
+        view.execute(f"UPDATE {meta} SET value = ? WHERE name = 'format'", [STORE_FORMAT])
         return
     if not rows and app.recorder.max_notification_id() is None:
         view.execute(f"INSERT INTO {meta} (name, value) VALUES ('format', ?) ON CONFLICT (name) DO NOTHING", [STORE_FORMAT])

@@ -499,8 +499,11 @@ class JourneyViewSQL:
         else:
             columns = "p0.*"
         if after is not None:
-            where.append(f"{key} > ?")
-            params.append(after)
+            # The bound on every joined key, not only the first: otherwise PostgreSQL may
+            # merge-join by scanning the customers' key from its start at every page.
+            bounded = [key] + (["c.record_id"] if scope is Scope.customer else []) + (["s.subject"] if items else [])
+            where += [f"{column} > ?" for column in bounded]
+            params += [after] * len(bounded)
         rows = self._query(
             f"SELECT {columns} FROM {base} {' '.join(joins)} WHERE {' AND '.join(where)} ORDER BY {key} LIMIT ?",
             [*params, limit],

@@ -1,0 +1,159 @@
+"""Check an export (journeys export) with no database: the standard library and journeys/chain.py only.
+
+An export is JSON Lines: one line per stored event, in chain order per record (its
+bytes in base64, or only its hash where the selection left it out), then a manifest.
+Every line's hash is recomputed and linked to the one before; each chain's hash at
+the checkpoint is proved under the checkpoint's Merkle root; the checkpoint's seal
+and its link to the ones before are recomputed; and, given the root an auditor kept
+outside the database, the checkpoint must be that one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from journeys.chain import GENESIS, Checkpoint, broken_checkpoint_link, leaf, link, root_of_proof
+
+EXPORT_FORMAT = "journeys-export/1"
+
+
+@dataclass
+class ExportCheck:
+    events: int = 0
+    sealed: int = 0  # events at or before the checkpoint, proved under its root
+    unsealed: int = 0  # events after it: chained, but not yet under a root
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _last_line(path: Path) -> str:
+    last = ""
+    with path.open("rb") as file:
+        for raw in file:
+            if raw.strip():
+                last = raw.decode("utf-8", errors="replace")
+    return last
+
+
+def _manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        item = json.loads(_last_line(path))
+    except ValueError:
+        return None
+    manifest = item.get("manifest") if isinstance(item, dict) else None
+    return manifest if isinstance(manifest, dict) and manifest.get("format") == EXPORT_FORMAT else None
+
+
+def verify_export(path: str | Path, root: str | None = None) -> ExportCheck:
+    """Everything an export claims, checked; the first problem names its line."""
+    path = Path(path)
+    check = ExportCheck()
+    manifest = _manifest(path)
+    if manifest is None:
+        check.problems.append(f"{path}: the last line is not a {EXPORT_FORMAT} manifest")
+        return check
+    sealed_heads: dict[str, Any] = manifest.get("sealed_heads") or {}
+    chains: dict[str, tuple[int, str]] = {}  # record -> (version, hash) of its last line so far
+    at_seal: dict[str, str] = {}  # record -> its chain's hash at the sealed version
+    with path.open("rb") as file:
+        for number, raw in enumerate(file, start=1):
+            if not raw.strip():
+                continue
+            problem = _check_line(number, raw, chains, at_seal, sealed_heads, check)
+            if problem == "manifest":
+                break
+            if problem:
+                check.problems.append(f"line {number}: {problem}")
+    _check_manifest(manifest, chains, at_seal, root, check)
+    return check
+
+
+def _check_line(
+    number: int, raw: bytes, chains: dict[str, tuple[int, str]], at_seal: dict[str, str],
+    sealed_heads: dict[str, Any], check: ExportCheck,
+) -> str | None:
+    try:
+        item = json.loads(raw)
+        if "manifest" in item:
+            return "manifest"
+        record, version, stated = str(item["record"]), int(item["version"]), str(item["hash"])
+    except (ValueError, TypeError, KeyError):
+        return "not an event line of an export"
+    check.events += 1
+    if item.get("line") != number:
+        return f"holds export line {item.get('line')}: lines were removed, added or reordered"
+    last_version, previous = chains.get(record, (0, GENESIS))
+    problem = None
+    if version != last_version + 1:
+        problem = f"record {record} version {version} follows version {last_version}: a line is missing"
+    if item.get("elided"):
+        digest = stated  # left out of this export: its hash is pinned by the lines after it and the seal
+    else:
+        try:
+            state = base64.b64decode(item["state"], validate=True)
+            digest = link(previous, record, version, str(item["topic"]), state)
+        except (KeyError, binascii.Error, ValueError):
+            return problem or f"record {record} version {version}: its bytes are not base64"
+        if digest != stated and problem is None:
+            problem = f"record {record} version {version}: its bytes do not match the chain: edited"
+    chains[record] = (version, digest)
+    seal = sealed_heads.get(record)
+    if seal is not None and version <= int(seal.get("version", 0)):
+        check.sealed += 1
+        if version == int(seal["version"]):
+            at_seal[record] = digest
+    else:
+        check.unsealed += 1
+    return problem
+
+
+def _check_manifest(
+    manifest: dict[str, Any], chains: dict[str, tuple[int, str]], at_seal: dict[str, str],
+    root: str | None, check: ExportCheck,
+) -> None:
+    for record, head in (manifest.get("heads") or {}).items():
+        found = chains.get(record)
+        if found is None or found != (int(head["version"]), head["hash"]):
+            check.problems.append(f"manifest: record {record} should end at version {head['version']}: lines are missing")
+    try:
+        checkpoints = [Checkpoint(**c) for c in manifest.get("checkpoints") or []]
+        checkpoint = Checkpoint(**manifest["checkpoint"]) if manifest.get("checkpoint") else None
+    except TypeError:
+        check.problems.append("manifest: a checkpoint is malformed")
+        return
+    if checkpoint is None:
+        check.notes.append("no checkpoint was sealed when this export was made: its chains prove order, not age")
+        if root is not None:
+            check.problems.append(f"manifest: no checkpoint, so nothing is sealed under the root {root}")
+        return
+    broken = broken_checkpoint_link(checkpoints)
+    if broken or not checkpoints or checkpoints[-1] != checkpoint:
+        check.problems.append(f"manifest: {broken or 'the checkpoint is not the last of its chain'}")
+    for record, seal in (manifest.get("sealed_heads") or {}).items():
+        digest = at_seal.get(record)
+        proved = digest is not None and root_of_proof(leaf(record, int(seal["version"]), digest), seal["proof"])
+        if proved != checkpoint.merkle:
+            check.problems.append(
+                f"manifest: record {record} at version {seal['version']} is not under checkpoint "
+                f"{checkpoint.seq}'s root: its lines up to there were changed"
+            )
+    if root is None:
+        check.notes.append(
+            f"no --root given: the export is consistent with checkpoint {checkpoint.seq} ({checkpoint.root}), "
+            "but only a root kept outside the database proves it was not rewritten"
+        )
+    elif root != checkpoint.root:
+        held = next((c for c in checkpoints if c.root == root), None)
+        check.problems.append(
+            f"the export is sealed by checkpoint {checkpoint.seq} ({checkpoint.root}), not by the root you hold"
+            + (f" (checkpoint {held.seq}): export again with --checkpoint {held.seq}" if held else "")
+        )
