@@ -313,5 +313,7 @@ def _print_replay(result, playbook, as_of: datetime | None) -> None:
         console.print(f"{playbook.journeys[journey].title}: [bold]{position.stage or 'not started'}[/bold]{since}{cause}")
 
 
+from api import cli_audit  # noqa: E402,F401 - registers the auditor's commands on `app`
+
 if __name__ == "__main__":
     app()

@@ -13,11 +13,11 @@ from api.access_log import AccessLogMiddleware
 from api.auth import RateLimiter
 from api.keys import KeyStore
 from api.limits import BodyLimitMiddleware
-from api.routes import customers, instances, keys, meta, records, segments, touchpoints
+from api.routes import audit, customers, instances, keys, meta, records, segments, touchpoints
 from journeys.settings import Settings
 from projections.system import System
 
-ROUTERS = tuple(m.router for m in (touchpoints, customers, instances, records, segments, keys, meta))
+ROUTERS = tuple(m.router for m in (touchpoints, customers, instances, records, audit, segments, keys, meta))
 
 
 def create_app(settings: Settings | None = None, system: System | None = None) -> FastAPI:

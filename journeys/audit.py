@@ -15,7 +15,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from journeys.chain import GENESIS, Checkpoint, broken_checkpoint_link, leaf, link, merkle_proofs, merkle_root
+from journeys.chain import (
+    GENESIS, Checkpoint, broken_checkpoint_link, content_hash, event_hash, leaf, merkle_proofs, merkle_root,
+)
 from journeys.verify_export import EXPORT_FORMAT
 PAGE = 5_000
 
@@ -178,13 +180,13 @@ class AuditTrail:
             version = v
             if row["c_hash"] is None:
                 report.problems.append(f"{where}: no hash stored: inserted outside the service")
-                previous = link(previous, record, v, row["topic"], bytes(row["state"]))
+                previous = event_hash(previous, record, v, row["topic"], bytes(row["state"]))
                 continue
             if (row["c_record"], row["c_version"]) != (record, v):
                 report.problems.append(
                     f"{where}: hashed as record {row['c_record']} version {row['c_version']}: moved or swapped"
                 )
-            elif not gap and link(previous, record, v, row["topic"], bytes(row["state"])) != row["c_hash"]:
+            elif not gap and event_hash(previous, record, v, row["topic"], bytes(row["state"])) != row["c_hash"]:
                 report.problems.append(f"{where}: stored bytes do not match their hash: edited")
             previous = row["c_hash"]  # the stored hash, so one edit is named once
         if progress is not None and done:
@@ -267,8 +269,8 @@ class AuditTrail:
             }
             if include(event):
                 item |= {"topic": row["topic"], "state": base64.b64encode(event.state).decode()}
-            else:
-                item["elided"] = True
+            else:  # left out: the hash of its bytes still lets every link be recomputed
+                item |= {"elided": True, "content": content_hash(row["topic"], event.state)}
             latest[row["record"]] = {"version": row["originator_version"], "hash": row["c_hash"]}
             yield json.dumps(item, separators=(",", ":")) + "\n"
         sealed: dict[str, Any] = {}
@@ -303,7 +305,7 @@ class AuditTrail:
             if row["record"] != record:
                 record, head = row["record"], GENESIS
             if row["c_hash"] is None:
-                head = link(head, record, row["originator_version"], row["topic"], bytes(row["state"]))
+                head = event_hash(head, record, row["originator_version"], row["topic"], bytes(row["state"]))
                 rows.append([row["notification_id"], record, row["originator_version"], head])
                 count += 1
             else:

@@ -31,10 +31,18 @@ def _sha(*parts: bytes) -> str:
     return digest.hexdigest()
 
 
-def link(previous: str, record_id: str, version: int, topic: str, state: bytes) -> str:
-    """The hash of a stored event, chained to its record's previous event."""
-    header = f"{previous}\n{record_id}\n{version}\n{topic}\n".encode()
-    return _sha(b"event\n", header, state)
+def content_hash(topic: str, state: bytes) -> str:
+    """The hash of an event's stored bytes alone: an export gives it in place of bytes it leaves out."""
+    return _sha(b"content\n", topic.encode(), b"\n", state)
+
+
+def link(previous: str, record_id: str, version: int, content: str) -> str:
+    """The hash of a stored event (its content hash), chained to its record's previous event."""
+    return _sha(b"event\n", f"{previous}\n{record_id}\n{version}\n{content}".encode())
+
+
+def event_hash(previous: str, record_id: str, version: int, topic: str, state: bytes) -> str:
+    return link(previous, record_id, version, content_hash(topic, state))
 
 
 def leaf(record_id: str, version: int, head: str) -> str:

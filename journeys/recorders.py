@@ -28,7 +28,7 @@ from eventsourcing.sqlite import SQLiteProcessRecorder
 from eventsourcing.utils import retry
 from psycopg.sql import SQL
 
-from journeys.chain import GENESIS, link
+from journeys.chain import GENESIS, event_hash
 
 INDEX = "touchpoint_index"
 INDEX_COLUMNS = "(record_id TEXT NOT NULL, touchpoint_id TEXT NOT NULL, fingerprint TEXT NOT NULL, " \
@@ -66,7 +66,7 @@ def chain_rows(
     rows = []
     for event, notification_id in zip(stored_events, notification_ids, strict=True):
         record = str(UUID(str(event.originator_id)))
-        digest = link(heads.get(record, GENESIS), record, event.originator_version, event.topic, bytes(event.state))
+        digest = event_hash(heads.get(record, GENESIS), record, event.originator_version, event.topic, bytes(event.state))
         heads[record] = digest
         rows.append((notification_id, record, event.originator_version, digest))
     return rows

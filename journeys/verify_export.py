@@ -2,7 +2,8 @@
 
 An export is JSON Lines: one line per stored event, in chain order per record (its
 bytes in base64, or only its hash where the selection left it out), then a manifest.
-Every line's hash is recomputed and linked to the one before; each chain's hash at
+Every line's hash is recomputed (from its bytes, or from the hash of its bytes where
+it was left out) and linked to the one before; each chain's hash at
 the checkpoint is proved under the checkpoint's Merkle root; the checkpoint's seal
 and its link to the ones before are recomputed; and, given the root an auditor kept
 outside the database, the checkpoint must be that one.
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from journeys.chain import GENESIS, Checkpoint, broken_checkpoint_link, leaf, link, root_of_proof
+from journeys.chain import GENESIS, Checkpoint, broken_checkpoint_link, content_hash, leaf, link, root_of_proof
 
 EXPORT_FORMAT = "journeys-export/1"
 
@@ -95,16 +96,16 @@ def _check_line(
     problem = None
     if version != last_version + 1:
         problem = f"record {record} version {version} follows version {last_version}: a line is missing"
-    if item.get("elided"):
-        digest = stated  # left out of this export: its hash is pinned by the lines after it and the seal
-    else:
-        try:
-            state = base64.b64decode(item["state"], validate=True)
-            digest = link(previous, record, version, str(item["topic"]), state)
-        except (KeyError, binascii.Error, ValueError):
-            return problem or f"record {record} version {version}: its bytes are not base64"
-        if digest != stated and problem is None:
-            problem = f"record {record} version {version}: its bytes do not match the chain: edited"
+    try:
+        if item.get("elided"):  # left out of this export: the hash of its bytes stands in for them
+            content = str(item["content"])
+        else:
+            content = content_hash(str(item["topic"]), base64.b64decode(item["state"], validate=True))
+    except (KeyError, binascii.Error, ValueError):
+        return problem or f"record {record} version {version}: neither its bytes (base64) nor their hash"
+    digest = link(previous, record, version, content)
+    if digest != stated and problem is None:
+        problem = f"record {record} version {version}: does not match the chain: edited"
     chains[record] = (version, digest)
     seal = sealed_heads.get(record)
     if seal is not None and version <= int(seal.get("version", 0)):
@@ -123,7 +124,10 @@ def _check_manifest(
     for record, head in (manifest.get("heads") or {}).items():
         found = chains.get(record)
         if found is None or found != (int(head["version"]), head["hash"]):
-            check.problems.append(f"manifest: record {record} should end at version {head['version']}: lines are missing")
+            check.problems.append(
+                f"manifest: record {record}'s chain does not end at version {head['version']} with its hash: "
+                "lines are missing or changed"
+            )
     try:
         checkpoints = [Checkpoint(**c) for c in manifest.get("checkpoints") or []]
         checkpoint = Checkpoint(**manifest["checkpoint"]) if manifest.get("checkpoint") else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import psycopg
 from eventsourcing.persistence import InfrastructureFactory
@@ -80,6 +80,37 @@ class System:
         if recorded.position is not None:
             self.runner.poke()
         return recorded
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def audit_records(self, customer_key: str | None = None, deal_id: str | None = None) -> list[str] | None:
+        """The records an audit of a customer or a deal covers (None: all); LookupError if none."""
+        if customer_key is not None:
+            record = self.keyring.find(customer_key)
+            if record is None:
+                raise LookupError(f"no touchpoint has been recorded for customer {customer_key!r}")
+            return [str(record)]
+        if deal_id is not None:
+            records = sorted({t["record_id"] for t in self.view.touchpoints_where("deal_id", deal_id)})
+            if not records:
+                raise LookupError(f"no touchpoint with deal_id {deal_id!r} has been recorded")
+            return records
+        return None
+
+    def export(self, customer_key: str | None = None, deal_id: str | None = None,
+               checkpoint: int | None = None) -> Iterator[str]:
+        """An export's lines (see AuditTrail.export). For a deal: the contacts' chains, with the bytes
+        of the deal's touchpoints and only the hashes of their other events."""
+        records = self.audit_records(customer_key, deal_id)
+        if deal_id is None:
+            return self.audit.export(records, selection={"customer": customer_key} if customer_key else None,
+                                     checkpoint_seq=checkpoint)
+
+        def in_deal(stored: Any) -> bool:
+            event = self.app.mapper.to_domain_event(stored)
+            return getattr(event, "deal_id", None) == deal_id
+
+        return self.audit.export(records, in_deal, {"deal": deal_id}, checkpoint)
 
     def close(self) -> None:
         self.runner.stop()

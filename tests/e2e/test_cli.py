@@ -89,3 +89,46 @@ def test_a_broken_master_key_stops_the_command_with_a_clear_message(settings):
     result = runner.invoke(app, ["keys", "list"], env=env)
     assert result.exit_code == 2
     assert "JOURNEYS_MASTER_KEY" in result.output and "Traceback" not in result.output
+
+
+def test_the_auditors_commands_checkpoint_verify_export_and_verify_export(system: System, settings, tmp_path):
+    import json
+
+    system.record([Touchpoint(**p) for p in b2b_deal("globex")])
+    system.record([Touchpoint(**payload) for payload in [
+        {"touchpoint_id": "i1", "customer_id": "initech", "type": "demo_delivered", "channel": "web",
+         "occurred_at": "2026-03-05T10:00:00+00:00", "source": "crm", "deal_id": "D-9"},
+        {"touchpoint_id": "g9", "customer_id": "globex", "type": "meeting_held", "channel": "web",
+         "occurred_at": "2026-03-06T10:00:00+00:00", "source": "crm", "deal_id": "D-9"},
+    ]])
+    system.runner.catch_up()
+    env = env_for(settings)
+    sealed = runner.invoke(app, ["checkpoint"], env=env)
+    assert sealed.exit_code == 0, sealed.output
+    root = json.loads(sealed.output)["root"]
+
+    verified = runner.invoke(app, ["verify", "--root", root], env=env)
+    assert verified.exit_code == 0 and "verified: 19 events in 2 chains" in verified.output, verified.output
+    assert runner.invoke(app, ["verify", "--deal", "D-9"], env=env).exit_code == 0
+    assert runner.invoke(app, ["verify", "--customer", "nobody"], env=env).exit_code == 2
+
+    out = tmp_path / "deal.jsonl"
+    exported = runner.invoke(app, ["export", "--deal", "D-9", "--output", str(out)], env=env)
+    assert exported.exit_code == 0, exported.output
+    lines = out.read_text().splitlines()
+    full = [json.loads(line) for line in lines[:-1] if "state" in line]
+    assert len(lines) == 20 and len(full) == 2  # both chains whole, the deal's two touchpoints in full
+    checked = runner.invoke(app, ["verify-export", str(out), "--root", root], env=env)
+    assert checked.exit_code == 0 and "19 sealed under the checkpoint" in checked.output, checked.output
+
+    item = json.loads(lines[5])
+    item["hash"] = "0" * 64
+    (tmp_path / "bad.jsonl").write_text("\n".join([*lines[:5], json.dumps(item), *lines[6:]]) + "\n")
+    bad = runner.invoke(app, ["verify-export", str(tmp_path / "bad.jsonl"), "--root", root], env=env)
+    assert bad.exit_code == 1 and "BROKEN: line 6: " in bad.output, bad.output
+
+    # An administrator's edit in the database: verify names it and exits 1.
+    events, nid = system.audit.events, system.audit.nid
+    system.view.execute(f"UPDATE {events} SET state = ? WHERE {nid} = 3", [b"{}"])
+    broken = runner.invoke(app, ["verify"], env=env)
+    assert broken.exit_code == 1 and "(notification 3): stored bytes do not match their hash: edited" in broken.output

@@ -98,7 +98,7 @@ def test_swapped_rows_are_named(system: System):
 
 def test_a_rewritten_chain_is_caught_by_the_checkpoint(system: System):
     """An administrator who edits an event and recomputes its hash is caught by a checkpoint."""
-    from journeys.chain import link
+    from journeys.chain import event_hash
 
     _store(system)
     checkpoint = system.audit.checkpoint()
@@ -108,7 +108,7 @@ def test_a_rewritten_chain_is_caught_by_the_checkpoint(system: System):
                              "WHERE originator_id = ? ORDER BY originator_version", [_record_param(system, record)])
     forged = bytes(rows[-1]["state"]).replace(b'"demo_delivered"', b'"deal_lost"')
     previous = system.view.query(f"SELECT hash FROM {system.audit.chain} WHERE notification_id = ?", [rows[-2]["n"]])
-    digest = link(previous[0]["hash"], record, rows[-1]["v"], rows[-1]["topic"], forged)
+    digest = event_hash(previous[0]["hash"], record, rows[-1]["v"], rows[-1]["topic"], forged)
     _raw(system, f"UPDATE {events} SET state = ? WHERE {nid} = ?", [forged, rows[-1]["n"]])
     _raw(system, f"UPDATE {system.audit.chain} SET hash = ? WHERE notification_id = ?", [digest, rows[-1]["n"]])
     problems = system.audit.verify().problems

@@ -1,0 +1,138 @@
+"""The auditor's commands: checkpoint, verify, export, verify-export (registered on `journeys`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import (
+    BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn,
+)
+from rich.text import Text
+
+from api.cli import _system, app, console
+
+class RateColumn(ProgressColumn):
+    """Events per second, as measured by the progress bar."""
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed or 0:,.0f} events/s")
+
+
+def progress_bar(label: str) -> Progress:
+    """A bar with count, rate and time left; silent when the output is not a terminal."""
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(), RateColumn(),
+               TimeRemainingColumn())
+    return Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
+
+
+Root = Annotated[Optional[str], typer.Option("--root", help="a checkpoint root you kept outside the database")]
+
+
+@app.command()
+def checkpoint() -> None:
+    """Seal the heads of all hash chains into a new checkpoint and print it: keep its root
+    where the database's administrator cannot edit it."""
+    system = _system()
+    try:
+        sealed = system.audit.checkpoint()
+    finally:
+        system.close()
+    print(json.dumps(sealed.as_dict()))
+
+
+def _records_or_exit(system, customer: str | None, deal: str | None) -> list[str] | None:
+    if customer is not None and deal is not None:
+        console.print("[red]give --customer or --deal, not both[/red]")
+        raise typer.Exit(2)
+    try:
+        return system.audit_records(customer, deal)
+    except LookupError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def verify(
+    customer: Annotated[Optional[str], typer.Option(help="only this customer's chain")] = None,
+    deal: Annotated[Optional[str], typer.Option(help="only the chains of the deal's contacts")] = None,
+    root: Root = None,
+) -> None:
+    """Recompute every hash chain and the checkpoints; name the first broken link.
+    Exit status 0 when everything verifies, 1 when anything is broken."""
+    system = _system()
+    try:
+        records = _records_or_exit(system, customer, deal)
+        total = system.audit.count_events(records)
+        with progress_bar("verifying") as bar:
+            task = bar.add_task("verify", total=total)
+            report = system.audit.verify(records, root, progress=lambda n: bar.advance(task, n))
+    finally:
+        system.close()
+    checkpoint = report.checkpoint
+    sealed = f"; checkpoint {checkpoint.seq} at position {checkpoint.position}, root {checkpoint.root}" if checkpoint else "; no checkpoint yet"
+    if report.ok:
+        console.print(f"verified: {report.events} events in {report.records} chains{sealed}", highlight=False, soft_wrap=True)
+        return
+    console.print(f"[red]BROKEN: {report.problems[0]}[/red]", highlight=False, soft_wrap=True)
+    for problem in report.problems[1:20]:
+        console.print(f"  also: {problem}", highlight=False, soft_wrap=True)
+    console.print(f"{len(report.problems)} problems in {report.events} events{sealed}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    deal: Annotated[Optional[str], typer.Option(help="a deal: its contacts' chains, its touchpoints in full")] = None,
+    customer: Annotated[Optional[str], typer.Option(help="one customer's chain")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every stored event")] = False,
+    output: Annotated[Optional[Path], typer.Option(help="write here (default: standard output)")] = None,
+    checkpoint: Annotated[Optional[int], typer.Option(help="seal under this checkpoint (default: the latest)")] = None,
+) -> None:
+    """Write stored events with their hashes as JSON Lines, and a manifest proving them under a checkpoint."""
+    if sum(x is not None and x is not False for x in (deal, customer, all_ or None)) != 1:
+        console.print("[red]give exactly one of --deal, --customer, --all[/red]")
+        raise typer.Exit(2)
+    system = _system()
+    try:
+        _records_or_exit(system, customer, deal)
+        target = output.open("w") if output else sys.stdout
+        try:
+            for line in system.export(customer, deal, checkpoint):
+                target.write(line)
+        except LookupError as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(2) from None
+        finally:
+            if output:
+                target.close()
+    finally:
+        system.close()
+
+
+@app.command("verify-export")
+def verify_export_command(
+    file: Annotated[Path, typer.Argument(help="an export written by `journeys export`")],
+    root: Root = None,
+) -> None:
+    """Check an export with no database: chains, Merkle proofs, checkpoint seals, and the root you hold.
+    Exit status 0 when it verifies, 1 when anything is wrong (the first problem names its line)."""
+    from journeys.verify_export import verify_export
+
+    if not file.is_file():
+        console.print(f"[red]{file}: no such file[/red]")
+        raise typer.Exit(2)
+    result = verify_export(file, root)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    if result.ok:
+        console.print(f"verified: {result.events} events, {result.sealed} sealed under the checkpoint, "
+                      f"{result.unsealed} after it", highlight=False, soft_wrap=True)
+        return
+    console.print(f"[red]BROKEN: {result.problems[0]}[/red]", highlight=False, soft_wrap=True)
+    for problem in result.problems[1:20]:
+        console.print(f"  also: {problem}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
