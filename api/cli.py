@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 from datetime import datetime
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -20,6 +20,12 @@ app = typer.Typer(help="Event-sourced buyer/seller/marketer journey tracker.", n
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console()
+
+
+def fail(message: object, code: int = 2) -> NoReturn:
+    """Say what is wrong, in red, and exit with `code`."""
+    console.print(f"[red]{message}[/red]", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
 
 
 def _playbook(path: str):
@@ -40,8 +46,7 @@ def _system():
     try:
         return System.build(settings, _playbook(settings.playbook))
     except (StoreFormatError, SecretsError) as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
+        fail(error)
 
 
 @app.command()
@@ -257,25 +262,66 @@ def check_playbook(path: Annotated[Optional[str], typer.Argument()] = None) -> N
 
 @app.command()
 def replay(
-    customer: Annotated[str, typer.Argument(help="the publisher's customer id (or, with --record, our record id)")],
+    customer: Annotated[Optional[str], typer.Argument(help="the publisher's customer id (or, with --record, our record id)")] = None,
     as_of: Annotated[Optional[datetime], typer.Option("--as-of", help="replay up to this moment (UTC if no zone)")] = None,
+    known_at: Annotated[Optional[datetime], typer.Option("--known-at", help="only touchpoints recorded by then (UTC if no zone)")] = None,
     record: Annotated[bool, typer.Option("--record", help="CUSTOMER is a record id (e.g. of an erased customer)")] = False,
+    deal: Annotated[Optional[str], typer.Option("--deal", help="replay a deal across all its contacts instead")] = None,
 ) -> None:
-    """Replay a customer's stored events: history and stages, as an auditor reads them."""
+    """Replay a customer's stored events, or a deal's: history and stages, as an auditor reads them."""
     from uuid import UUID
 
+    if (customer is None) == (deal is None):
+        console.print("[red]give a CUSTOMER or --deal ID[/red]")
+        raise typer.Exit(2)
     system = _system()
     try:
+        if deal is not None:
+            _print_deal(system, deal, _aware(as_of), _aware(known_at))
+            return
         if record:
-            result = system.app.replay_record(UUID(customer), as_of=_aware(as_of))
+            result = system.app.replay_record(UUID(customer), as_of=_aware(as_of), known_at=_aware(known_at))
         else:
-            result = system.app.replay(customer, as_of=_aware(as_of))
+            result = system.app.replay(customer, as_of=_aware(as_of), known_at=_aware(known_at))
     except CustomerNotFoundError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
     finally:
         system.close()
     _print_replay(result, system.playbook, _aware(as_of))
+
+
+def _print_deal(system, deal: str, as_of: datetime | None, known_at: datetime | None) -> None:
+    from journeys.playbook import Scope
+    from projections.history import Window, history
+
+    system.runner.catch_up()
+    table = Table(title=f"Deal {deal}" + (f" as of {as_of.isoformat()}" if as_of else "")
+                  + (f" as known at {known_at.isoformat()}" if known_at else ""))
+    for column in ("occurred (UTC)", "recorded (UTC)", "contact", "type", "touchpoint", "stage changes"):
+        table.add_column(column)
+    after, summary = None, None
+    while True:
+        page = history(system, Scope.deal, deal, Window(as_of, known_at), after, 1000)
+        summary = page["summary"]
+        for t in page["touchpoints"]:
+            changes = [f"{c['scope']} {c['journey']}: {c['from_stage'] or '-'} -> {c['to_stage'] or 'restart'}"
+                       + (f" [defect: {'; '.join(c['defects'])}]" if c["defects"] else "") for c in t["transitions"]]
+            table.add_row(f"{t['occurred_at']:%Y-%m-%d %H:%M:%S}", f"{t['recorded_at']:%Y-%m-%d %H:%M:%S}",
+                          t["customer_id"], t["type"], t["touchpoint_id"], "\n".join(changes))
+        after = page["next_cursor"]
+        if after is None:
+            break
+    if not summary["touchpoint_count"]:
+        console.print(f"[red]no touchpoint with deal_id {deal!r} has been recorded[/red]")
+        raise typer.Exit(1)
+    console.print(table)
+    contacts = ", ".join(f"{c['customer_id']} ({c['touchpoints']})" for c in summary["contacts"])
+    console.print(f"{summary['touchpoint_count']} touchpoints from {summary['first_touch']:%Y-%m-%d} to "
+                  f"{summary['last_touch']:%Y-%m-%d}; contacts: {contacts}", highlight=False)
+    for journey, entry in summary["journeys"].items():
+        console.print(f"{journey} ({entry['scope']}): furthest {entry['furthest_stage'] or '-'}"
+                      + (", restarted" if entry["restarted"] else ""), highlight=False)
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -13,7 +13,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from api.cli import _system, app, console
+from api.cli import _system, app, console, fail
 
 class RateColumn(ProgressColumn):
     """Events per second, as measured by the progress bar."""
@@ -46,13 +46,11 @@ def checkpoint() -> None:
 
 def _records_or_exit(system, customer: str | None, deal: str | None) -> list[str] | None:
     if customer is not None and deal is not None:
-        console.print("[red]give --customer or --deal, not both[/red]")
-        raise typer.Exit(2)
+        fail("give --customer or --deal, not both")
     try:
         return system.audit_records(customer, deal)
     except LookupError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
+        fail(error)
 
 
 @app.command()
@@ -94,8 +92,7 @@ def export(
 ) -> None:
     """Write stored events with their hashes as JSON Lines, and a manifest proving them under a checkpoint."""
     if sum(x is not None and x is not False for x in (deal, customer, all_ or None)) != 1:
-        console.print("[red]give exactly one of --deal, --customer, --all[/red]")
-        raise typer.Exit(2)
+        fail("give exactly one of --deal, --customer, --all")
     system = _system()
     try:
         _records_or_exit(system, customer, deal)
@@ -104,8 +101,7 @@ def export(
             for line in system.export(customer, deal, checkpoint):
                 target.write(line)
         except LookupError as error:
-            console.print(f"[red]{error}[/red]")
-            raise typer.Exit(2) from None
+            fail(error)
         finally:
             if output:
                 target.close()
@@ -123,8 +119,7 @@ def verify_export_command(
     from journeys.verify_export import verify_export
 
     if not file.is_file():
-        console.print(f"[red]{file}: no such file[/red]")
-        raise typer.Exit(2)
+        fail(f"{file}: no such file")
     result = verify_export(file, root)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)

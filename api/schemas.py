@@ -148,8 +148,53 @@ class HistoryOut(BaseModel):
     customer_id: str = Field(description="the customer key, or 'erased'")
     record_id: str
     erased_at: datetime | None = None
-    touchpoints: list[TouchpointOut]
-    transitions: list[TransitionOut]
+    touchpoints: list[TouchpointOut] = Field(description="a page, in occurred order")
+    transitions: list[TransitionOut] = Field(description="those the page's touchpoints caused")
+    next_cursor: str | None = Field(None, description="give as `after` for the next page; none on the last")
+    as_of: datetime | None = None
+    known_at: datetime | None = None
+    position: int
+
+
+class CausedOut(TransitionOut):
+    scope: Scope = Field(description="customer: the contact's own journeys; deal: the deal's")
+
+
+class DealTouchpointOut(TouchpointOut):
+    customer_id: str = Field(description="the contact's customer key, or 'erased'")
+    record_id: str
+    transitions: list[CausedOut]
+
+
+class JourneySummaryOut(BaseModel):
+    scope: Scope
+    furthest_stage: str | None
+    restarted: bool
+
+
+class DealContactOut(BaseModel):
+    customer_id: str = Field(description="the customer key, or 'erased'")
+    record_id: str
+    touchpoints: int
+
+
+class DealSummaryOut(BaseModel):
+    touchpoint_count: int
+    first_touch: datetime | None
+    last_touch: datetime | None
+    contacts: list[DealContactOut]
+    journeys: dict[str, JourneySummaryOut] = Field(
+        description="per journey the deal's touchpoints moved: the furthest stage reached, and whether it restarted"
+    )
+
+
+class DealHistoryOut(BaseModel):
+    deal_id: str
+    as_of: datetime | None = None
+    known_at: datetime | None = None
+    summary: DealSummaryOut
+    touchpoints: list[DealTouchpointOut] = Field(description="a page, in occurred order, across all contacts")
+    next_cursor: str | None = None
     position: int
 
 

@@ -173,18 +173,24 @@ class JourneysApp(Application[UUID]):
         known[(record_id, touchpoint.touchpoint_id)] = fingerprint  # a repeat later in the batch
         return Result(outcome, touchpoint.touchpoint_id, key, known_type)
 
-    def replay(self, customer_key: str, as_of: datetime | None = None) -> Replay:
-        """An auditor's view: the customer's stored events, folded by the playbook."""
+    def replay(self, customer_key: str, as_of: datetime | None = None, known_at: datetime | None = None) -> Replay:
+        """An auditor's view: the customer's stored events, folded by the playbook (only those
+        recorded by `known_at`, if given: the answer as it was known then)."""
         record_id = self.keyring.find(customer_key)
         if record_id is None:
             raise CustomerNotFoundError(customer_key)
-        return self.replay_record(record_id, as_of, customer_key)
+        return self.replay_record(record_id, as_of, customer_key, known_at)
 
-    def replay_record(self, record_id: UUID, as_of: datetime | None = None, label: str | None = None) -> Replay:
+    def replay_record(
+        self, record_id: UUID, as_of: datetime | None = None, label: str | None = None, known_at: datetime | None = None
+    ) -> Replay:
         """The same by record id: erased records too, with 'erased' in place of personal data."""
         key = self.keyring.data_keys([record_id]).get(record_id)
         events = list(self.events.get(record_id))
-        touchpoints = [touchpoint_from_event(e, key) for e in events if isinstance(e, Customer.TouchpointRecorded)]
+        touchpoints = [
+            touchpoint_from_event(e, key) for e in events
+            if isinstance(e, Customer.TouchpointRecorded) and (known_at is None or e.timestamp <= known_at)
+        ]
         if not touchpoints:
             raise CustomerNotFoundError(label or str(record_id))
         touchpoints.sort(key=lambda t: (t.occurred_at, t.touchpoint_id))

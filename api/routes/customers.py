@@ -15,6 +15,9 @@ from api.keys import ApiKey, Role
 from api.schemas import ErasureOut, HistoryOut, StagesOut, TouchpointOut, TransitionOut
 from journeys.application import CustomerNotFoundError
 from journeys.touchpoint import UtcDatetime, check_text
+from journeys.playbook import Scope
+from projections import history as histories
+from projections.history import CursorError, Window
 from projections.system import System
 
 router = APIRouter(prefix="/customers", tags=["customers"], responses=NOT_FOUND)
@@ -24,6 +27,15 @@ MinPosition = Annotated[
     int | None,
     Query(ge=0, description="wait until the read model has processed this write position"),
 ]
+
+
+AsOf = Annotated[UtcDatetime | None, Query(description="answer as of this past moment (by occurrence), by replay")]
+KnownAt = Annotated[
+    UtcDatetime | None,
+    Query(description="answer as it was known at this moment: only touchpoints recorded by then count"),
+]
+After = Annotated[str | None, Query(max_length=2000, description="the next_cursor of the page before")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="touchpoints per page")]
 
 
 def caught_up(system: System, min_position: int | None) -> int:
@@ -52,13 +64,14 @@ def record_of(system: System, customer_key: str) -> str:
 def stages(
     customer_id: CustomerKey,
     system: SystemDep,
-    as_of: Annotated[UtcDatetime | None, Query(description="answer as of this past moment, by replay")] = None,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
     min_position: MinPosition = None,
 ) -> StagesOut:
     """The customer's buyer, seller and awareness stages, and the next message to send."""
     position = caught_up(system, min_position)
-    if as_of is not None:
-        return _replayed(system, customer_id, as_of, position)
+    if as_of is not None or known_at is not None:
+        return _replayed(system, customer_id, as_of, known_at, position)
     record_id = record_of(system, customer_id)
     found = system.view.customer(record_id)
     if found is None:  # recorded, but not yet projected
@@ -67,8 +80,10 @@ def stages(
     return StagesOut.of(customer_id, record_id, found["stages"], system.playbook, sent, position)
 
 
-def _replayed(system: System, customer_id: str, as_of: datetime, position: int) -> StagesOut:
-    replay = system.app.replay(customer_id, as_of=as_of)
+def _replayed(
+    system: System, customer_id: str, as_of: datetime | None, known_at: datetime | None, position: int
+) -> StagesOut:
+    replay = system.app.replay(customer_id, as_of=as_of, known_at=known_at)
     sent = {
         str(t.properties["message_id"])
         for t in replay.derivation.touchpoints
@@ -80,23 +95,36 @@ def _replayed(system: System, customer_id: str, as_of: datetime, position: int) 
 
 
 @router.get("/{customer_id}/history", response_model=HistoryOut, dependencies=[allow(Role.auditor)])
-def history(customer_id: CustomerKey, system: SystemDep, min_position: MinPosition = None) -> HistoryOut:
-    """The customer's touchpoints in occurred order, and the stage transitions they caused."""
+def history(
+    customer_id: CustomerKey, system: SystemDep, after: After = None, limit: Limit = 1000,
+    as_of: AsOf = None, known_at: KnownAt = None, min_position: MinPosition = None,
+) -> HistoryOut:
+    """The customer's touchpoints in occurred order, a page at a time, and the stage transitions they caused
+    (as they are now, or as of a moment and as known at a moment)."""
     position = caught_up(system, min_position)
-    return history_of(system, record_of(system, customer_id), customer_id, position)
+    return history_of(system, record_of(system, customer_id), customer_id, position, after, limit, Window(as_of, known_at))
 
 
-def history_of(system: System, record_id: str, label: str, position: int) -> HistoryOut:
-    touchpoints = system.personal.touchpoints(record_id)
-    if not touchpoints:
+def history_of(
+    system: System, record_id: str, label: str, position: int,
+    after: str | None = None, limit: int = 1000, window: Window = Window(),
+) -> HistoryOut:
+    try:
+        found = histories.history(system, Scope.customer, record_id, window, after, limit)
+    except CursorError as error:
+        raise BadQueryError("after", str(error)) from None
+    if not found["summary"]["touchpoint_count"]:
         raise CustomerNotFoundError(label)
-    found = system.view.customer(record_id)
+    customer = system.view.customer(record_id)
     return HistoryOut(
-        customer_id=touchpoints[0]["customer_id"],
+        customer_id=found["summary"]["contacts"][0]["customer_id"],
         record_id=record_id,
-        erased_at=found["erased_at"] if found else None,
-        touchpoints=[TouchpointOut(**t) for t in touchpoints],
-        transitions=[TransitionOut(**t) for t in system.view.transitions_of(record_id)],
+        erased_at=customer["erased_at"] if customer else None,
+        touchpoints=[TouchpointOut(**t) for t in found["touchpoints"]],
+        transitions=[TransitionOut(**c) for t in found["touchpoints"] for c in t["transitions"]],
+        next_cursor=found["next_cursor"],
+        as_of=window.as_of,
+        known_at=window.known_at,
         position=position,
     )
 

@@ -8,9 +8,12 @@ from fastapi import APIRouter
 from api.auth import READERS, allow
 from api.deps import SystemDep
 from api.errors import NotFoundError, error_response
-from api.routes.customers import CustomerKey, MinPosition, caught_up
-from api.schemas import ContactOut, InstanceOut, StageOut, TransitionOut
+from api.errors import BadQueryError
+from api.keys import Role
+from api.routes.customers import After, AsOf, CustomerKey, KnownAt, Limit, MinPosition, caught_up
+from api.schemas import ContactOut, DealHistoryOut, InstanceOut, StageOut, TransitionOut
 from journeys.playbook import Scope
+from projections.history import CursorError, Window, history
 from projections.system import System
 
 router = APIRouter(tags=["accounts, deals and cases"], responses={404: error_response("nothing has been recorded for it")})
@@ -28,6 +31,24 @@ def account(account_id: InstanceId, system: SystemDep, min_position: MinPosition
 def deal(deal_id: InstanceId, system: SystemDep, min_position: MinPosition = None) -> InstanceOut:
     """A deal's stages (with its qualification criteria and process defects) and the contacts involved."""
     return instance(system, Scope.deal, deal_id, min_position)
+
+
+@router.get("/deals/{deal_id}/history", response_model=DealHistoryOut, dependencies=[allow(Role.auditor)])
+def deal_history(
+    deal_id: InstanceId, system: SystemDep, after: After = None, limit: Limit = 1000,
+    as_of: AsOf = None, known_at: KnownAt = None, min_position: MinPosition = None,
+) -> DealHistoryOut:
+    """Every touchpoint of a deal across its contacts, in occurred order, a page at a time, with the
+    transitions each caused (the contact's and the deal's) and a summary of the whole deal."""
+    position = caught_up(system, min_position)
+    try:
+        found = history(system, Scope.deal, deal_id, Window(as_of, known_at), after, limit)
+    except CursorError as error:
+        raise BadQueryError("after", str(error)) from None
+    if not found["summary"]["touchpoint_count"]:
+        raise NotFoundError(f"no touchpoint with deal_id {deal_id!r} has been recorded" + (
+            " by then" if as_of or known_at else ""))
+    return DealHistoryOut(deal_id=deal_id, as_of=as_of, known_at=known_at, position=position, **found)
 
 
 @router.get("/cases/{case_id}", response_model=InstanceOut, dependencies=[allow(*READERS)])

@@ -27,6 +27,7 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/audit/verify"): {A, ADM},
     ("GET", "/audit/checkpoints"): {A, ADM},
     ("GET", "/deals/{deal_id}/export"): {A, ADM},
+    ("GET", "/deals/{deal_id}/history"): {A, ADM},
     ("GET", "/accounts/{account_id}"): {M, A, ADM},
     ("GET", "/deals/{deal_id}"): {M, A, ADM},
     ("GET", "/cases/{case_id}"): {M, A, ADM},

@@ -132,3 +132,19 @@ def test_the_auditors_commands_checkpoint_verify_export_and_verify_export(system
     system.view.execute(f"UPDATE {events} SET state = ? WHERE {nid} = 3", [b"{}"])
     broken = runner.invoke(app, ["verify"], env=env)
     assert broken.exit_code == 1 and "(notification 3): stored bytes do not match their hash: edited" in broken.output
+
+
+def test_replay_a_deal_across_its_contacts(system: System, settings):
+    system.record([Touchpoint(**p) for p in [
+        {"touchpoint_id": "r1", "customer_id": "ann", "type": "lead_captured", "channel": "web",
+         "occurred_at": "2026-03-05T10:00:00+00:00", "source": "crm", "deal_id": "D-5"},
+        {"touchpoint_id": "r2", "customer_id": "ben", "type": "demo_delivered", "channel": "web",
+         "occurred_at": "2026-03-06T10:00:00+00:00", "source": "crm", "deal_id": "D-5"},
+    ]])
+    result = runner.invoke(app, ["replay", "--deal", "D-5"], env=env_for(settings))
+    assert result.exit_code == 0, result.output
+    assert "contacts: ann (1), ben (1)" in result.output
+    assert "deal deal_pipeline: Prospecting -> Presenting" in result.output
+    assert "deal_pipeline (deal): furthest Presenting" in result.output
+    assert runner.invoke(app, ["replay", "--deal", "D-404"], env=env_for(settings)).exit_code == 1
+    assert runner.invoke(app, ["replay"], env=env_for(settings)).exit_code == 2

@@ -1,0 +1,162 @@
+"""Auditors' histories: a customer's or a deal's touchpoints in occurred order, a page at a time,
+with the transitions each caused, as they are now or as they were known at a moment.
+
+Now: the transitions the projection stored. `as_of` (by occurrence) or `known_at` (only
+touchpoints recorded by then): the same pure derivation over the touchpoints that
+qualify, so "as of March 1, as known on March 3" has one answer forever.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
+from uuid import UUID
+
+from journeys.customer import open_personal
+from journeys.playbook import Scope
+from journeys.stages import derive
+from projections.view import parse_ts, ts
+
+
+class CursorError(ValueError):
+    """A cursor this service did not give out."""
+
+
+def encode_cursor(touchpoint: dict[str, Any]) -> str:
+    key = [ts(touchpoint["occurred_at"]), touchpoint["touchpoint_id"], touchpoint["record_id"]]
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[str, str, str]:
+    try:
+        occurred, touchpoint_id, record_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        parse_ts(occurred)
+        return str(occurred), str(touchpoint_id), str(record_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeError):
+        raise CursorError("cursor: not a cursor this service gave out") from None
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which touchpoints count: occurred by `as_of`, recorded by `known_at` (None: no limit)."""
+
+    as_of: datetime | None = None
+    known_at: datetime | None = None
+
+    @property
+    def now(self) -> bool:
+        return self.as_of is None and self.known_at is None
+
+    def admits(self, touchpoint: dict[str, Any]) -> bool:
+        return (self.as_of is None or touchpoint["occurred_at"] <= self.as_of) and (
+            self.known_at is None or touchpoint["recorded_at"] <= self.known_at
+        )
+
+
+def history(system: Any, scope: Scope, subject: str, window: Window, after: str | None, limit: int) -> dict[str, Any]:
+    """A page of an instance's history (a customer record or a deal), with a summary of all of it."""
+    view = system.view
+    column = "record_id" if scope is Scope.customer else scope.key
+    touchpoints = [t for t in view.touchpoints_where(column, subject) if window.admits(t)]
+    caused = _transitions(system, scope, subject, touchpoints, window)
+    start = 0
+    if after is not None:
+        key = decode_cursor(after)
+        start = next((i for i, t in enumerate(touchpoints) if _key(t) > key), len(touchpoints))
+    page = touchpoints[start : start + limit]
+    more = start + limit < len(touchpoints)
+    opened = _opened(system, page)
+    return {
+        "touchpoints": [
+            {**t, **opened[(t["record_id"], t["touchpoint_id"])],
+             "transitions": caused.get((t["record_id"], t["touchpoint_id"]), [])}
+            for t in page
+        ],
+        "next_cursor": encode_cursor(page[-1]) if more and page else None,
+        "summary": _summary(system, touchpoints, caused),
+    }
+
+
+def _key(touchpoint: dict[str, Any]) -> tuple[str, str, str]:
+    return (ts(touchpoint["occurred_at"]) or "", touchpoint["touchpoint_id"], touchpoint["record_id"])
+
+
+def _transitions(
+    system: Any, scope: Scope, subject: str, touchpoints: list[dict[str, Any]], window: Window
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """(record, touchpoint id) -> the transitions that touchpoint caused: for its customer, and for
+    the instance itself when it is a deal, an account or a case."""
+    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    ours = {(t["record_id"], t["touchpoint_id"]) for t in touchpoints}
+    by_id = {t["touchpoint_id"]: t["record_id"] for t in touchpoints}
+    records = sorted({t["record_id"] for t in touchpoints})
+    for record in records:
+        if window.now:
+            caused = system.view.transitions_of(record)
+        else:
+            own = [t for t in system.view.touchpoints_of(record) if window.admits(t)]
+            caused = [dict(t.__dict__, skipped=list(t.skipped), defects=list(t.defects))
+                      for t in derive([SimpleNamespace(**t) for t in own], system.playbook).transitions]
+        for t in caused:
+            if (record, t["touchpoint_id"]) in ours:
+                found.setdefault((record, t["touchpoint_id"]), []).append({**t, "scope": Scope.customer.value, "subject": None})
+    if scope is not Scope.customer:
+        if window.now:
+            caused = system.view.transitions_of(subject, scope=scope)
+        else:
+            caused = [dict(t.__dict__, skipped=list(t.skipped), defects=list(t.defects))
+                      for t in derive([SimpleNamespace(**t) for t in touchpoints], system.playbook, scope=scope).transitions]
+        for t in caused:
+            record = by_id.get(t["touchpoint_id"])
+            if record is not None:
+                found.setdefault((record, t["touchpoint_id"]), []).append({**t, "scope": scope.value, "subject": subject})
+    return found
+
+
+def _opened(system: Any, page: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The page's personal fields (customer key, actor, properties), or 'erased'."""
+    records = {UUID(t["record_id"]) for t in page}
+    keys = system.keyring.data_keys(records)
+    names = system.personal.customer_keys(
+        [row for r in records if (row := system.view.customer(str(r))) is not None]
+    )
+    opened = {}
+    for t in page:
+        record = UUID(t["record_id"])
+        personal = open_personal(t["sealed"], record, t["touchpoint_id"], keys.get(record))
+        opened[(t["record_id"], t["touchpoint_id"])] = {**personal, "customer_id": names.get(t["record_id"], "erased")}
+    return opened
+
+
+def _summary(
+    system: Any, touchpoints: list[dict[str, Any]], caused: dict[tuple[str, str], list[dict[str, Any]]]
+) -> dict[str, Any]:
+    contacts: dict[str, int] = {}
+    for t in touchpoints:
+        contacts[t["record_id"]] = contacts.get(t["record_id"], 0) + 1
+    names = system.personal.customer_keys(
+        [row for r in contacts if (row := system.view.customer(r)) is not None]
+    )
+    journeys: dict[str, dict[str, Any]] = {}
+    for transitions in caused.values():
+        for t in transitions:
+            model = system.playbook.journeys[t["journey"]]
+            entry = journeys.setdefault(t["journey"], {"scope": t["scope"], "furthest_stage": None, "restarted": False})
+            entry["restarted"] |= t["restart"]
+            if t["to_stage"] is not None and model.index(t["to_stage"]) > model.index(entry["furthest_stage"]):
+                entry["furthest_stage"] = t["to_stage"]
+    return {
+        "touchpoint_count": len(touchpoints),
+        "first_touch": touchpoints[0]["occurred_at"] if touchpoints else None,
+        "last_touch": touchpoints[-1]["occurred_at"] if touchpoints else None,
+        "contacts": [
+            {"customer_id": names.get(record, "erased"), "record_id": record, "touchpoints": n}
+            for record, n in contacts.items()
+        ],
+        "journeys": journeys,
+    }

@@ -1,0 +1,96 @@
+"""A deal's history across its contacts, pages, and what we knew when (issue 9), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import datetime, timezone
+
+from fastapi.testclient import TestClient
+
+from tests.factories import payload
+
+DEAL = [
+    ("h1", "lead_captured", 0, "ann@buyer.example", {}),
+    ("h2", "meeting_held", 1, "ben@buyer.example", {}),
+    ("h3", "demo_delivered", 3, "cy@buyer.example", {}),
+    ("h4", "contract_sent", 4, "ben@buyer.example", {}),
+    ("h5", "order_placed", 5, "ann@buyer.example", {}),
+]
+
+
+def post(client: TestClient, items: list[dict]) -> int:
+    answer = client.post("/touchpoints/batch", json=items)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["position"]
+
+
+def test_a_deals_history_across_three_contacts_posted_shuffled(client: TestClient):
+    items = [payload(i, t, d, who, deal_id="D-7", **extra) for i, t, d, who, extra in DEAL]
+    random.Random(7).shuffle(items)
+    position = 0
+    for item in items:
+        position = post(client, [item])
+    found = client.get("/deals/D-7/history", params={"min_position": position}).json()
+    assert [t["touchpoint_id"] for t in found["touchpoints"]] == ["h1", "h2", "h3", "h4", "h5"]
+    assert [t["customer_id"].split("@")[0] for t in found["touchpoints"]] == ["ann", "ben", "cy", "ben", "ann"]
+    assert all(t["recorded_at"] >= t["occurred_at"] for t in found["touchpoints"])
+    demo = found["touchpoints"][2]["transitions"]
+    assert {(c["scope"], c["journey"], c["from_stage"], c["to_stage"]) for c in demo} == {
+        ("customer", "buyer", None, "Evaluation"),
+        ("customer", "seller", None, "Presenting"),
+        ("customer", "awareness", "Unaware", "Evaluating"),
+        ("deal", "deal_pipeline", "Building Rapport", "Presenting"),
+    }
+    deal_step = next(c for c in demo if c["scope"] == "deal")
+    assert deal_step["defects"] == ["Qualifying skipped: budget, authority, need not confirmed"]
+    summary = found["summary"]
+    assert summary["touchpoint_count"] == 5
+    assert summary["first_touch"].startswith("2026-03-02") and summary["last_touch"].startswith("2026-03-07")
+    assert sorted((c["customer_id"].split("@")[0], c["touchpoints"]) for c in summary["contacts"]) == [
+        ("ann", 2), ("ben", 2), ("cy", 1)]
+    assert summary["journeys"]["deal_pipeline"] == {"scope": "deal", "furthest_stage": "Closing", "restarted": False}
+    assert summary["journeys"]["buyer"]["furthest_stage"] == "Purchase"
+
+    pages, after = [], None
+    while True:
+        page = client.get("/deals/D-7/history", params={"limit": 2, **({"after": after} if after else {})}).json()
+        pages.append([t["touchpoint_id"] for t in page["touchpoints"]])
+        assert page["summary"] == summary  # the summary is of the whole deal on every page
+        after = page["next_cursor"]
+        if after is None:
+            break
+    assert pages == [["h1", "h2"], ["h3", "h4"], ["h5"]]
+    bad = client.get("/deals/D-7/history", params={"after": "not-a-cursor"})
+    assert bad.status_code == 422 and "cursor" in bad.text
+    assert client.get("/deals/D-404/history").status_code == 404
+
+
+def test_known_at_gives_the_answer_as_it_was_known(client: TestClient):
+    who = "dee@buyer.example"
+    post(client, [payload("k1", "meeting_held", 0, who, deal_id="D-8"),
+                  payload("k3", "demo_delivered", 3, who, deal_id="D-8")])
+    time.sleep(0.05)
+    before_late = datetime.now(timezone.utc).isoformat()
+    time.sleep(0.05)
+    # A late touchpoint: it occurred before the demo, and qualifies the deal.
+    position = post(client, [payload("k2", "qualification_assessed", 2, who, deal_id="D-8",
+                                     criteria=["budget", "authority", "need"])])
+    old = client.get("/deals/D-8/history", params={"known_at": before_late, "min_position": position}).json()
+    new = client.get("/deals/D-8/history").json()
+    assert [t["touchpoint_id"] for t in old["touchpoints"]] == ["k1", "k3"]
+    assert [t["touchpoint_id"] for t in new["touchpoints"]] == ["k1", "k2", "k3"]
+    old_demo = next(c for c in old["touchpoints"][1]["transitions"] if c["scope"] == "deal")
+    new_demo = next(c for c in new["touchpoints"][2]["transitions"] if c["scope"] == "deal")
+    assert old_demo["from_stage"] == "Building Rapport" and old_demo["defects"]
+    assert new_demo["from_stage"] == "Qualifying" and new_demo["defects"] == []
+    # The same moment asked again later gives the same answer, whatever arrives meanwhile.
+    post(client, [payload("k0", "lead_captured", -1, who, deal_id="D-8")])
+    again = client.get("/deals/D-8/history", params={"known_at": before_late}).json()
+    assert again["touchpoints"] == old["touchpoints"] and again["summary"] == old["summary"]
+
+    stages_then = client.get(f"/customers/{who}/stages", params={"known_at": before_late}).json()
+    assert stages_then["seller"]["defects"] == ["Qualifying skipped: budget, authority, need not confirmed"]
+    assert client.get(f"/customers/{who}/stages").json()["seller"]["defects"] == []
+    history_then = client.get(f"/customers/{who}/history", params={"known_at": before_late}).json()
+    assert [t["touchpoint_id"] for t in history_then["touchpoints"]] == ["k1", "k3"]
