@@ -19,6 +19,7 @@ from journeys.chain import (
     GENESIS, Checkpoint, broken_checkpoint_link, content_hash, event_hash, leaf, merkle_proofs, merkle_root,
 )
 from journeys.verify_export import EXPORT_FORMAT
+
 PAGE = 5_000
 
 Progress = Callable[[int], None]  # called with how many more events were checked
@@ -91,7 +92,6 @@ class AuditTrail:
         return [dict(row) | {"record": str(UUID(str(row["originator_id"])))} for row in rows]
 
     def stored_events(self, records: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
-        after = None
         for chunk in _chunks(records):
             after = None
             while True:
@@ -121,13 +121,17 @@ class AuditTrail:
 
     # -- checkpoints -------------------------------------------------------------------
 
-    def checkpoints(self) -> list[Checkpoint]:
-        rows = self.db.query(f"SELECT * FROM {self.checkpoints_table} ORDER BY seq")
+    def checkpoints(self, latest_only: bool = False) -> list[Checkpoint]:
+        """Every checkpoint in sequence order (or only the latest)."""
+        rows = self.db.query(
+            f"SELECT * FROM {self.checkpoints_table} ORDER BY seq" if not latest_only
+            else f"SELECT * FROM {self.checkpoints_table} ORDER BY seq DESC LIMIT 1"
+        )
         return [Checkpoint(**{k: row[k] for k in Checkpoint.__dataclass_fields__}) for row in rows]
 
     def latest_checkpoint(self) -> Checkpoint | None:
-        found = self.checkpoints()
-        return found[-1] if found else None
+        found = self.checkpoints(latest_only=True)
+        return found[0] if found else None
 
     def checkpoint(self) -> Checkpoint:
         """Seal the heads of all chains at the current log position (again if nothing was written since)."""

@@ -54,20 +54,25 @@ def _parent(left: str, right: str) -> str:
     return _sha(b"node\n", left.encode(), b"\n", right.encode())
 
 
+def _next_level(level: list[str]) -> list[str]:
+    """Pairs hashed into parents; an odd node is carried up unchanged."""
+    return [_parent(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
+
+
 def merkle_root(leaves: Sequence[str]) -> str:
-    """The root over leaves in the given order (an odd node is carried up unchanged)."""
+    """The root over leaves in the given order."""
     if not leaves:
         return _sha(b"empty")
     level = list(leaves)
     while len(level) > 1:
-        level = [_parent(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
+        level = _next_level(level)
     return level[0]
 
 
 def merkle_proofs(leaves: Sequence[str], wanted: Iterable[int]) -> dict[int, list[tuple[str, str]]]:
     """For each wanted leaf index, its path to the root: (sibling hash, 'L' or 'R' for the sibling's side)."""
     paths: dict[int, list[tuple[str, str]]] = {i: [] for i in wanted}
-    positions = dict((i, i) for i in paths)
+    positions = {i: i for i in paths}
     level = list(leaves)
     while len(level) > 1:
         for i, at in positions.items():
@@ -75,7 +80,7 @@ def merkle_proofs(leaves: Sequence[str], wanted: Iterable[int]) -> dict[int, lis
             if sibling < len(level):
                 paths[i].append((level[sibling], "L" if sibling < at else "R"))
             positions[i] = at // 2
-        level = [_parent(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
+        level = _next_level(level)
     return paths
 
 

@@ -56,6 +56,10 @@ class StageModel(BaseModel):
     # Take the evidence of another journey with the same stages (e.g. the seller's pipeline
     # kept per deal moves on the seller's evidence), instead of repeating it.
     evidence_from: str | None = None
+    _qualification: dict[str, list[str]] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, _: Any) -> None:
+        self._qualification = {**self.expects, **self.requires}
 
     @model_validator(mode="after")
     def _check(self) -> StageModel:
@@ -76,8 +80,8 @@ class StageModel(BaseModel):
 
     @property
     def qualification(self) -> dict[str, list[str]]:
-        """The criteria each stage needs, required or expected."""
-        return {**self.expects, **self.requires}
+        """The criteria each stage needs, required or expected (empty for most journeys)."""
+        return self._qualification
 
     def index(self, stage: str | None) -> int:
         """Position of a stage; -1 for 'not started'."""

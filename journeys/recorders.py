@@ -55,17 +55,17 @@ def chain_rows(
     `previous` looks up the stored hashes of (record id, version) pairs: the events
     just before the first of each record in this write.
     """
+    records = [str(UUID(str(event.originator_id))) for event in stored_events]
     firsts: dict[str, int] = {}
-    for event in stored_events:
-        firsts.setdefault(str(UUID(str(event.originator_id))), event.originator_version)
+    for record, event in zip(records, stored_events):
+        firsts.setdefault(record, event.originator_version)
     wanted = [(record, version - 1) for record, version in firsts.items() if version > 1]
     heads = previous(wanted) if wanted else {}
     missing = [f"{record} version {version}" for record, version in wanted if record not in heads]
     if missing:
         raise ValueError(f"event chain: no stored hash for {', '.join(missing[:3])} (the store needs its chain backfilled)")
     rows = []
-    for event, notification_id in zip(stored_events, notification_ids, strict=True):
-        record = str(UUID(str(event.originator_id)))
+    for record, event, notification_id in zip(records, stored_events, notification_ids, strict=True):
         digest = event_hash(heads.get(record, GENESIS), record, event.originator_version, event.topic, bytes(event.state))
         heads[record] = digest
         rows.append((notification_id, record, event.originator_version, digest))

@@ -108,7 +108,7 @@ def advance(
         if current.since is None and current.stage is not None:
             # The initial stage (Unaware) holds from the moment the customer is known.
             current = positions[journey] = replace(current, since=first_seen)
-        if confirmed and (model.requires or model.expects):
+        if confirmed and model.qualification:
             known = {c.name for c in met.get(journey, ())}
             fresh = [
                 Criterion(c, touchpoint.occurred_at, touchpoint.touchpoint_id)
@@ -157,7 +157,7 @@ def _target(
     """Where a journey goes on this touchpoint: (stage or _STAY or _RESTART, skipped, defects)."""
     if evidence == RESTART:
         return (_STAY if model.initial == current else _RESTART), (), ()
-    if not model.requires and not model.expects:  # the common case: evidence alone moves it, only forward
+    if not model.qualification:  # the common case: evidence alone moves it, only forward
         if evidence is None or model.index(evidence) <= model.index(current):
             return _STAY, (), ()
         return evidence, tuple(model.stages[model.index(current) + 1 : model.index(evidence)]), ()

@@ -70,7 +70,8 @@ def history(system: Any, scope: Scope, subject: str, window: Window, after: str 
         start = next((i for i, t in enumerate(touchpoints) if _key(t) > key), len(touchpoints))
     page = touchpoints[start : start + limit]
     more = start + limit < len(touchpoints)
-    opened = _opened(system, page)
+    names = _customer_keys(system, {t["record_id"] for t in touchpoints})
+    opened = _opened(system, page, names)
     return {
         "touchpoints": [
             {**t, **opened[(t["record_id"], t["touchpoint_id"])],
@@ -78,7 +79,7 @@ def history(system: Any, scope: Scope, subject: str, window: Window, after: str 
             for t in page
         ],
         "next_cursor": encode_cursor(page[-1]) if more and page else None,
-        "summary": _summary(system, touchpoints, caused),
+        "summary": _summary(system, touchpoints, caused, names),
     }
 
 
@@ -100,17 +101,12 @@ def _transitions(
             caused = system.view.transitions_of(record)
         else:
             own = [t for t in system.view.touchpoints_of(record) if window.admits(t)]
-            caused = [dict(t.__dict__, skipped=list(t.skipped), defects=list(t.defects))
-                      for t in derive([SimpleNamespace(**t) for t in own], system.playbook).transitions]
+            caused = _derived(system, own, Scope.customer)
         for t in caused:
             if (record, t["touchpoint_id"]) in ours:
                 found.setdefault((record, t["touchpoint_id"]), []).append({**t, "scope": Scope.customer.value, "subject": None})
     if scope is not Scope.customer:
-        if window.now:
-            caused = system.view.transitions_of(subject, scope=scope)
-        else:
-            caused = [dict(t.__dict__, skipped=list(t.skipped), defects=list(t.defects))
-                      for t in derive([SimpleNamespace(**t) for t in touchpoints], system.playbook, scope=scope).transitions]
+        caused = system.view.transitions_of(subject, scope=scope) if window.now else _derived(system, touchpoints, scope)
         for t in caused:
             record = by_id.get(t["touchpoint_id"])
             if record is not None:
@@ -118,13 +114,23 @@ def _transitions(
     return found
 
 
-def _opened(system: Any, page: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+def _derived(system: Any, touchpoints: list[dict[str, Any]], scope: Scope) -> list[dict[str, Any]]:
+    """The transitions the one derivation gives over view touchpoint rows, shaped as stored ones."""
+    derivation = derive([SimpleNamespace(**t) for t in touchpoints], system.playbook, scope=scope)
+    return [dict(t.__dict__, skipped=list(t.skipped), defects=list(t.defects)) for t in derivation.transitions]
+
+
+def _customer_keys(system: Any, records: set[str]) -> dict[str, str]:
+    """Record id -> customer key, for records not erased."""
+    return system.personal.customer_keys([row for r in records if (row := system.view.customer(r)) is not None])
+
+
+def _opened(
+    system: Any, page: list[dict[str, Any]], names: dict[str, str]
+) -> dict[tuple[str, str], dict[str, Any]]:
     """The page's personal fields (customer key, actor, properties), or 'erased'."""
     records = {UUID(t["record_id"]) for t in page}
     keys = system.keyring.data_keys(records)
-    names = system.personal.customer_keys(
-        [row for r in records if (row := system.view.customer(str(r))) is not None]
-    )
     opened = {}
     for t in page:
         record = UUID(t["record_id"])
@@ -134,14 +140,12 @@ def _opened(system: Any, page: list[dict[str, Any]]) -> dict[tuple[str, str], di
 
 
 def _summary(
-    system: Any, touchpoints: list[dict[str, Any]], caused: dict[tuple[str, str], list[dict[str, Any]]]
+    system: Any, touchpoints: list[dict[str, Any]], caused: dict[tuple[str, str], list[dict[str, Any]]],
+    names: dict[str, str],
 ) -> dict[str, Any]:
     contacts: dict[str, int] = {}
     for t in touchpoints:
         contacts[t["record_id"]] = contacts.get(t["record_id"], 0) + 1
-    names = system.personal.customer_keys(
-        [row for r in contacts if (row := system.view.customer(r)) is not None]
-    )
     journeys: dict[str, dict[str, Any]] = {}
     for transitions in caused.values():
         for t in transitions:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
+from typing import Iterator
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,6 +31,19 @@ def deliver_shuffled(system: System, touchpoints: list, rng: random.Random, repe
         if rng.random() < 0.5:
             system.runner.run_once()
     system.runner.catch_up()
+
+
+@contextmanager
+def delivered(tmp_path_factory, touchpoints: list[Touchpoint], rng: random.Random) -> Iterator[System]:
+    """A fresh SQLite store (hypothesis runs many examples per test) holding the touchpoints,
+    delivered shuffled, in batches, with repeats."""
+    path = tmp_path_factory.mktemp("prop")
+    built = System.build(Settings(database_url=f"sqlite:///{path}/j.db", key_file=str(path / "k")))
+    try:
+        deliver_shuffled(built, touchpoints, rng, repeats=min(5, len(touchpoints)), largest_batch=6)
+        yield built
+    finally:
+        built.close()
 
 
 def view_state(system: System, customer: str):
@@ -129,15 +144,10 @@ def test_any_arrival_order_and_batching_gives_the_derivation(tmp_path_factory, d
     """Late touchpoints re-derive from the stages before them; the view still equals derive()."""
     rng = random.Random(seed)
     touchpoints = [tp(f"t{n:02d}", type_, day / 2, customer=f"c{c}") for n, (c, type_, day) in enumerate(data)]
-    path = tmp_path_factory.mktemp("prop")
-    built = System.build(Settings(database_url=f"sqlite:///{path}/j.db", key_file=str(path / "k")))
-    try:
-        deliver_shuffled(built, touchpoints, rng, repeats=min(5, len(touchpoints)), largest_batch=6)
+    with delivered(tmp_path_factory, touchpoints, rng) as built:
         for customer in {t.customer_id for t in touchpoints}:
             mine = [t for t in touchpoints if t.customer_id == customer]
             assert view_state(built, customer) == derived_state(built, mine)
-    finally:
-        built.close()
 
 
 DEAL_TYPES = ["lead_captured", "meeting_held", "qualification_assessed", "demo_delivered", "deal_lost",
@@ -160,10 +170,7 @@ def test_a_deal_spread_over_contacts_gives_its_derivation_in_any_order(tmp_path_
         tp(f"t{n:02d}", type_, day / 2, customer=f"contact-{c}", deal_id=f"D-{d}", criteria=criteria)
         for n, (c, d, type_, day, criteria) in enumerate(data)
     ]
-    path = tmp_path_factory.mktemp("deals")
-    built = System.build(Settings(database_url=f"sqlite:///{path}/j.db", key_file=str(path / "k")))
-    try:
-        deliver_shuffled(built, touchpoints, rng, repeats=min(5, len(touchpoints)), largest_batch=6)
+    with delivered(tmp_path_factory, touchpoints, rng) as built:
         for deal in {t.deal_id for t in touchpoints}:
             mine = [t for t in touchpoints if t.deal_id == deal]
             expected = derive(mine, built.playbook, scope=Scope.deal)
@@ -175,5 +182,4 @@ def test_a_deal_spread_over_contacts_gives_its_derivation_in_any_order(tmp_path_
                 (t.journey, t.to_stage, t.touchpoint_id, list(t.defects)) for t in expected.transitions
             ]
             assert found["touchpoint_count"] == len(mine)
-    finally:
-        built.close()
+
