@@ -10,7 +10,11 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from journeys.application import CustomerNotFoundError
 from journeys.playbook import PlaybookError, load_playbook
@@ -26,6 +30,20 @@ def fail(message: object, code: int = 2) -> NoReturn:
     """Say what is wrong, in red, and exit with `code`."""
     console.print(f"[red]{message}[/red]", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+class RateColumn(ProgressColumn):
+    """Events per second, as measured by the progress bar."""
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed or 0:,.0f} events/s")
+
+
+def progress_bar(label: str) -> Progress:
+    """A bar with count, rate and time left; silent when the output is not a terminal."""
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(), RateColumn(),
+               TimeRemainingColumn())
+    return Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
 
 
 def _playbook(path: str):
@@ -209,17 +227,6 @@ def publish_stage_changes() -> None:
         system.close()
 
 
-@app.command("rebuild-projections")
-def rebuild_projections() -> None:
-    """Forget the read models and derive them again from every stored event."""
-    system = _system()
-    try:
-        position = system.runner.rebuild()
-    finally:
-        system.close()
-    console.print(f"projections rebuilt up to position {position}")
-
-
 @app.command()
 def erase(
     customer: Annotated[str, typer.Argument(help="the publisher's customer id")],
@@ -359,7 +366,9 @@ def _print_replay(result, playbook, as_of: datetime | None) -> None:
         console.print(f"{playbook.journeys[journey].title}: [bold]{position.stage or 'not started'}[/bold]{since}{cause}")
 
 
-from api import cli_audit  # noqa: E402,F401 - registers the auditor's commands on `app`
+from api import cli_audit, cli_models  # noqa: E402,F401 - register their commands on `app`
 
 if __name__ == "__main__":
-    app()
+    from api.cli import app as registered  # the module the other command modules registered on
+
+    registered()

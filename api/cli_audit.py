@@ -8,26 +8,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import (
-    BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn,
-)
-from rich.text import Text
-
-from api.cli import _system, app, console, fail
-
-class RateColumn(ProgressColumn):
-    """Events per second, as measured by the progress bar."""
-
-    def render(self, task) -> Text:
-        return Text(f"{task.speed or 0:,.0f} events/s")
-
-
-def progress_bar(label: str) -> Progress:
-    """A bar with count, rate and time left; silent when the output is not a terminal."""
-    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(), RateColumn(),
-               TimeRemainingColumn())
-    return Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
-
+from api.cli import _system, app, console, fail, progress_bar
 
 Root = Annotated[Optional[str], typer.Option("--root", help="a checkpoint root you kept outside the database")]
 

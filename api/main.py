@@ -30,8 +30,8 @@ def create_app(settings: Settings | None = None, system: System | None = None) -
         app.state.system = system or System.build(settings)
         app.state.keys = KeyStore(app.state.system.view, settings.key_cache_seconds)
         app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
-        if owned and app.state.system.settings.run_projections:
-            app.state.system.runner.start()
+        if owned:  # projects, or (when another process projects) follows the live read models
+            app.state.system.runner.start(project=app.state.system.settings.run_projections)
         try:
             yield
         finally:

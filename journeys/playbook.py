@@ -3,6 +3,8 @@ evidence for each stage, the qualification criteria and the message catalogue.""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from enum import Enum
 from importlib import resources
 from pathlib import Path
@@ -106,6 +108,7 @@ class Playbook(BaseModel):
     criteria: list[str] = Field(default_factory=lambda: list(CRITERIA))
     buying_roles: list[str] = Field(default_factory=lambda: list(BUYING_ROLES))
     _by_scope: dict[Scope, list[str]] = PrivateAttr(default_factory=dict)
+    _fingerprint: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
     def _check(self) -> Playbook:
@@ -163,6 +166,17 @@ class Playbook(BaseModel):
 
     def model_post_init(self, _: Any) -> None:
         self._by_scope = {s: [n for n, m in self.journeys.items() if m.scope is s] for s in Scope}
+        self._fingerprint = hashlib.sha256(self.canonical().encode()).hexdigest()[:16]
+
+    def canonical(self) -> str:
+        """The playbook's content as canonical JSON: the same for the same meaning, however the
+        YAML was laid out or commented."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the content (16 hex digits): which playbook derived a stage."""
+        return self._fingerprint
 
     @property
     def scopes(self) -> list[Scope]:

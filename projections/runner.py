@@ -12,12 +12,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from journeys.errors import describe
+from projections.rebuild import Progress, Rebuild, Rebuilt
 from projections.stages import StageProjection
+from projections.view import GenerationChanged
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +32,17 @@ class ProjectionRunner:
         projection: StageProjection,
         batch_size: int = 1000,
         poll_interval: float = 0.05,
+        version: int = 0,
+        auto_rebuild: bool = True,
     ):
         self.app = app
         self.projection = projection
+        self.version = version  # of the playbook this runner derives under
+        self.auto_rebuild = auto_rebuild  # rebuild when the live read models come from an older playbook
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.last_error: str | None = None
+        self.paused: str | None = None  # why this runner does not write the live read models
         self._advanced = threading.Condition()
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
@@ -43,24 +51,57 @@ class ProjectionRunner:
     @property
     def position(self) -> int:
         """The last notification id the view has processed (0: none)."""
-        return self.projection.view.max_tracking_id(self.app.name) or 0
+        view = self.projection.view
+        return view.max_tracking_id(view.tracking_name(self.app.name)) or 0
 
     def run_once(self) -> int:
         """Process the next batch; returns how many notifications it covered."""
+        view = self.projection.view
+        if view.follow():  # a rebuild switched the read models to a new generation
+            self.projection.forget()
+        if not self._may_write():
+            return 0
         start = self.position + 1
         notifications = self.app.recorder.select_notifications(start=start, limit=self.batch_size)
         if not notifications:
             return 0
         events = [self.app.mapper.to_domain_event(n) for n in notifications]
-        tracking = Tracking(self.app.name, notifications[-1].id)
+        tracking = Tracking(view.tracking_name(self.app.name), notifications[-1].id)
         try:
             self.projection.process(events, tracking, after=start - 1)
         except IntegrityError:
             # Another runner recorded this position first; carry on from where it got.
             log.info("position %s was already processed by another runner", tracking.notification_id)
+        except GenerationChanged:
+            log.info("the read models were switched to a new generation; following it")
+            return self.run_once()
         with self._advanced:
             self._advanced.notify_all()
         return len(notifications)
+
+    def _may_write(self) -> bool:
+        """Only a runner with the playbook the live read models were derived under writes them.
+        One with a newer playbook rebuilds them under it first (a deployment); one with an older
+        one leaves them alone (a process not restarted yet)."""
+        view, playbook = self.projection.view, self.projection.playbook
+        self.paused = None
+        if view.live_playbook in (None, playbook.fingerprint):  # None: derived before versions were kept
+            return True
+        live = view.playbooks().get(view.live_playbook, {}).get("version", 0)
+        if self.version > live and self.auto_rebuild:
+            log.info("the read models come from playbook v%s; rebuilding them under v%s", live, self.version)
+            keep = 30.0
+            self.rebuild(keep_retired=keep)
+            # The retired generation goes once readers in other processes have followed.
+            timer = threading.Timer(keep + 1, self.drop_retired, [keep])
+            timer.daemon = True
+            timer.start()
+            return True
+        self.paused = (
+            f"the read models were derived under playbook v{live}; this process has playbook v{self.version} "
+            "and does not write them: restart it with the playbook they were rebuilt under"
+        )
+        return False
 
     def catch_up(self) -> int:
         """Process until the view has reached the end of the log; returns the position."""
@@ -68,21 +109,38 @@ class ProjectionRunner:
             pass
         return self.position
 
-    def rebuild(self) -> int:
-        """Forget the view and derive it again from every stored event."""
-        self.projection.view.reset(self.app.name)
+    def rebuild(self, progress: Progress | None = None, keep_retired: float = 30.0) -> Rebuilt:
+        """Derive the read models again from every stored event, beside the live ones, and switch
+        to them (see projections/rebuild.py); then catch up."""
+        rebuilt = Rebuild(
+            self.app, self.projection.view, self.projection.playbook, self.version,
+            batch_size=max(self.batch_size, 5000), progress=progress, keep_retired=keep_retired,
+        ).run()
         self.projection.forget()
-        self.projection.outbox = False
-        try:
-            return self.catch_up()
-        finally:
-            self.projection.outbox = True
+        self.catch_up()
+        return rebuilt
+
+    def drop_retired(self, keep_retired: float) -> list[int]:
+        """Drop the generations retired more than `keep_retired` seconds ago."""
+        return self.projection.view.drop_generations(
+            self.app.name, ["retired"], datetime.now(timezone.utc) - timedelta(seconds=keep_retired)
+        )
 
     # -- in the background --------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="projection-runner", daemon=True)
+    def start(self, project: bool = True) -> None:
+        """Project in the background; or, with project=False (another process projects), only
+        follow the live generation of the read models, so this process reads the one that is live."""
+        target = self._loop if project else self._follow
+        self._thread = threading.Thread(target=target, name="projection-runner", daemon=True)
         self._thread.start()
+
+    def _follow(self, every: float = 1.0) -> None:
+        while not self._stopping.wait(every):
+            try:
+                self.projection.view.follow()
+            except Exception as error:
+                log.warning("could not read which read models are live (%s)", describe(error))
 
     def poke(self) -> None:
         """New events were written: look now rather than at the next poll."""
@@ -99,7 +157,7 @@ class ProjectionRunner:
         while not self._stopping.is_set():
             try:
                 processed = self.run_once()
-                self.last_error = None
+                self.last_error = self.paused
                 backoff = self.poll_interval
             except Exception as error:  # keep running; the position did not move
                 self.last_error = describe(error)

@@ -20,7 +20,7 @@ from eventsourcing.persistence import Tracking
 from journeys.customer import Customer
 from journeys.playbook import Playbook, Scope
 from journeys.stages import Stages, fold, in_order, initial_stages, sort_key
-from projections.view import JourneyViewSQL, SubjectChange, parse_ts
+from projections.view import JourneyViewSQL, Revision, SubjectChange, parse_ts, ts
 
 
 class StageProjection:
@@ -31,9 +31,10 @@ class StageProjection:
     def __init__(self, view: JourneyViewSQL, playbook: Playbook, cache_size: int = 50_000):
         self.view = view
         self.playbook = playbook
-        # New transitions go to the view's outbox for publication; a rebuild re-derives
-        # transitions that were published already, so it turns this off.
-        self.outbox = True
+        # Live: new transitions go to the view's outbox for publication, and re-derived pasts
+        # leave revision entries. A rebuild re-derives what was published and revised already,
+        # so it turns this off.
+        self.live = True
         # The states this projection wrote last, so the next batch need not read them back.
         # Valid only while the view's position is the one this projection wrote: a batch
         # that starts anywhere else (another runner went on, a rebuild) starts afresh.
@@ -78,7 +79,7 @@ class StageProjection:
             current = self._current(scope, list(by_subject))
             changes += [self._change(scope, s, new, current.get(s)) for s, new in by_subject.items()]
         rows = [_row(e) for e in recorded]
-        self.view.write(rows, changes, tracking, registered, erasures, publish=self.outbox)
+        self.view.write(rows, changes, tracking, registered, erasures, publish=self.live)
         for change in changes:
             self._states[(change.scope, change.subject)] = (change.stages, change.touchpoint_count)
             self._states.move_to_end((change.scope, change.subject))
@@ -100,7 +101,7 @@ class StageProjection:
             derivation = fold(stages, new, self.playbook)
             return SubjectChange(
                 scope, subject, derivation.stages, count + len(new), derivation.transitions, causes, None,
-                derivation.transitions if self.outbox else [], _changed(current, derivation.stages),
+                derivation.transitions if self.live else [], _changed(current, derivation.stages),
             )
         # A late touchpoint: fold again from the stages just before it occurred, over the
         # touchpoints from then on; what came earlier cannot change.
@@ -109,12 +110,37 @@ class StageProjection:
         later = [StoredTouchpoint(row) for row in self.view.touchpoints_from(scope, subject, at)]
         causes.update({t.touchpoint_id: t.record_id for t in later})
         derivation = fold(before, in_order([*later, *new]), self.playbook)
-        seen = {_identity(t) for t in self.view.transitions_of(subject, since=at, scope=scope)} if self.outbox else set()
+        stored = self.view.transitions_of(subject, since=at, scope=scope) if self.live else []
+        seen = {_identity(t) for t in stored}
         fresh = [t for t in derivation.transitions if _identity(t.__dict__) not in seen]
         return SubjectChange(
             scope, subject, derivation.stages, count + len(new), derivation.transitions, causes, at,
-            fresh if self.outbox else [], _changed(current, derivation.stages),
+            fresh if self.live else [], _changed(current, derivation.stages),
+            _revision(new, current, derivation, stored, fresh) if self.live else None,
         )
+
+
+def _revision(
+    new: list[Any], current: Any, derivation: Any, stored: list[dict[str, Any]], added: list[Any]
+) -> Revision | None:
+    """What a late touchpoint changed in an instance's past, if anything: the stored transitions
+    it removed, those it added, the stages before and after."""
+    kept = {_identity(t.__dict__) for t in derivation.transitions}
+    removed = [t for t in stored if _identity(t) not in kept]
+    if not removed and not added:
+        return None
+    before = current[0].positions if current else {}
+    after = derivation.stages.positions
+    moved = [j for j in after if before.get(j) is None or before[j].stage != after[j].stage]
+    cause = new[0]
+    return Revision(
+        "late_touchpoint",
+        f"touchpoint {cause.touchpoint_id} occurred before touchpoints recorded earlier: the history from "
+        f"{ts(cause.occurred_at)} on was derived again",
+        max(e.timestamp for e in new), cause.touchpoint_id, str(cause.originator_id),
+        {j: before[j].stage if before.get(j) else None for j in moved}, {j: after[j].stage for j in moved},
+        removed, [dict(t.__dict__, skipped=list(t.skipped), defects=list(t.defects)) for t in added],
+    )
 
 
 def _changed(current: Any, stages: Stages) -> tuple[str, ...]:

@@ -56,12 +56,16 @@ class System:
         view.playbook = playbook
         audit = AuditTrail(view, app.recorder, settings.is_sqlite)
         check_store_format(view, app, audit)
+        # A new store's read models are derived under this playbook; an older store's, under one not recorded.
+        view.open(playbook.fingerprint if app.recorder.max_notification_id() is None else None)
+        version = view.register(playbook)
         keyring = app.keyring = Keyring(view, settings.secrets(), settings.aggregate_cache_size)
         runner = ProjectionRunner(
             app,
             StageProjection(view, playbook),
             batch_size=settings.projection_batch_size,
             poll_interval=settings.projection_poll_interval,
+            version=version,
         )
         system = cls(settings, playbook, app, view, runner, keyring, PersonalData(view, keyring), audit)
         app.complete_erasures()  # an erasure a crash interrupted is finished before anything else

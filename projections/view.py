@@ -13,6 +13,7 @@ transaction.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,11 +33,20 @@ TOUCHPOINT_COLUMNS = [
     "deal_id", "account_id", "case_id", "buying_role", "criteria", "sealed",
 ]
 SUBJECT_COLUMNS = ["scope", "subject", "first_seen", "last_occurred_at", "last_touchpoint_id", "touchpoint_count"]
-POSITION_COLUMNS = ["scope", "subject", "journey", "stage", "since", "cause_id", "cause_type", "met", "defects"]
+POSITION_COLUMNS = [
+    "scope", "subject", "journey", "stage", "since", "cause_id", "cause_type", "met", "defects", "playbook",
+]
 TRANSITION_COLUMNS = [
     "scope", "subject", "journey", "occurred_at", "touchpoint_id", "from_stage", "to_stage", "skipped",
-    "is_restart", "touchpoint_type", "defects", "record_id",
+    "is_restart", "touchpoint_type", "defects", "record_id", "playbook",
 ]
+REVISION_COLUMNS = [
+    "scope", "subject", "recorded_at", "kind", "reason", "cause_touchpoint_id", "cause_record_id", "playbook",
+    "before", "after", "removed", "added",
+]
+# The read models one generation holds: a rebuild derives a new generation beside the live one.
+# The outbox, the revisions and the registries are kept across generations.
+GENERATIONAL = ("customers", "subjects", "positions", "touchpoints", "transitions")
 OUTBOX_COLUMNS = [
     "scope", "subject", "kind", "journey", "from_stage", "to_stage", "skipped", "is_restart", "occurred_at",
     "touchpoint_id", "touchpoint_type", "awareness_stage", "defects",
@@ -60,6 +70,34 @@ def parse_ts(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
+class GenerationChanged(Exception):
+    """The live generation of the read models changed under a writer: follow it and try again."""
+
+
+class NotCaughtUp(Exception):
+    """A rebuilt generation is behind the live one: catch it up to this position first."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A change to what an instance's past looked like: stages before and after, transitions
+    removed and added, and why (a late touchpoint, or a new playbook)."""
+
+    kind: str
+    reason: str
+    recorded_at: datetime
+    cause_touchpoint_id: str | None
+    cause_record_id: str | None
+    before: dict[str, str | None]
+    after: dict[str, str | None]
+    removed: list[dict[str, Any]]
+    added: list[dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class SubjectChange:
     """What one batch did to one instance: its new stages and its stage history."""
@@ -73,6 +111,7 @@ class SubjectChange:
     replace_from: datetime | None  # re-derived from this occurred time on; None: only appended
     new_transitions: list[Transition]  # not in the history before: to be published
     changed: tuple[str, ...]  # the journeys whose position (or criteria, defects) differ from the stored
+    revision: Revision | None = None  # what re-deriving the past changed in it
 
 
 class JourneyViewSQL:
@@ -82,9 +121,20 @@ class JourneyViewSQL:
     serial_key = "INTEGER PRIMARY KEY AUTOINCREMENT"
     datastore: Any
     playbook: Playbook  # set by the composition root: which journeys each scope has
+    generation = 1  # which generation of the read models this view reads and writes
+    building = False  # True for a generation a rebuild is deriving (not live yet)
 
-    def _table(self, name: str) -> str:
-        return f"jv_{name}"
+    def _name(self, name: str, generation: int | None = None) -> str:
+        """A table's (or index's) name: generational tables carry their generation (1: none)."""
+        g = self.generation if generation is None else generation
+        return f"jv{g}_{name}" if name.split("_")[0] in GENERATIONAL and g != 1 else f"jv_{name}"
+
+    def _table(self, name: str, generation: int | None = None) -> str:
+        return self._name(name, generation)
+
+    def tracking_name(self, application_name: str) -> str:
+        """The name this generation records its position under."""
+        return application_name if self.generation == 1 else f"{application_name}@g{self.generation}"
 
     def _ddl(self, statement: str) -> Any:
         return statement
@@ -95,33 +145,55 @@ class JourneyViewSQL:
     _insert_tracking: Any
 
     def _view_ddl(self) -> list[Any]:
+        """The tables kept across generations (`open` creates the live generation's)."""
         t = self._table
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {t('stage_changes')} (seq {self.serial_key}, scope TEXT, subject TEXT, "
+            "kind TEXT, journey TEXT, from_stage TEXT, to_stage TEXT, skipped TEXT, is_restart INTEGER, "
+            "occurred_at TEXT, touchpoint_id TEXT, touchpoint_type TEXT, awareness_stage TEXT, defects TEXT)",
+            f"CREATE TABLE IF NOT EXISTS {t('revisions')} (seq {self.serial_key}, scope TEXT, subject TEXT, "
+            "recorded_at TEXT, kind TEXT, reason TEXT, cause_touchpoint_id TEXT, cause_record_id TEXT, "
+            "playbook TEXT, before TEXT, after TEXT, removed TEXT, added TEXT)",
+            f"CREATE INDEX IF NOT EXISTS jv_revisions_subject ON {t('revisions')} (scope, subject, seq)",
+            f"CREATE TABLE IF NOT EXISTS {t('playbooks')} (fingerprint TEXT PRIMARY KEY, version INTEGER UNIQUE, "
+            "name TEXT, registered_at TEXT, body TEXT)",
+            f"CREATE TABLE IF NOT EXISTS {t('generations')} (generation INTEGER PRIMARY KEY, playbook TEXT, "
+            "state TEXT, started_at TEXT, live_at TEXT, retired_at TEXT)",
+        ]
+        return [self._ddl(s) for s in statements]
+
+    def _generation_ddl(self, generation: int) -> list[str]:
+        """The read models of one generation: tables and indexes named for it."""
+        def t(name: str) -> str:
+            return self._table(name, generation)
+
+        def i(name: str) -> str:
+            return self._name(name, generation)
+
         statements = [
             f"CREATE TABLE IF NOT EXISTS {t('customers')} (record_id TEXT PRIMARY KEY, sealed_key TEXT, erased_at TEXT)",
             f"CREATE TABLE IF NOT EXISTS {t('subjects')} (scope TEXT, subject TEXT, first_seen TEXT, "
             "last_occurred_at TEXT, last_touchpoint_id TEXT, touchpoint_count INTEGER, PRIMARY KEY (scope, subject))",
             f"CREATE TABLE IF NOT EXISTS {t('positions')} (scope TEXT, subject TEXT, journey TEXT, stage TEXT, "
-            "since TEXT, cause_id TEXT, cause_type TEXT, met TEXT, defects TEXT, PRIMARY KEY (journey, subject))",
+            "since TEXT, cause_id TEXT, cause_type TEXT, met TEXT, defects TEXT, playbook TEXT, "
+            "PRIMARY KEY (journey, subject))",
             f"CREATE TABLE IF NOT EXISTS {t('touchpoints')} (record_id TEXT, touchpoint_id TEXT, type TEXT, "
             "channel TEXT, occurred_at TEXT, recorded_at TEXT, source TEXT, campaign TEXT, deal_id TEXT, "
             "account_id TEXT, case_id TEXT, buying_role TEXT, criteria TEXT, sealed TEXT, "
             "PRIMARY KEY (record_id, touchpoint_id))",
             f"CREATE TABLE IF NOT EXISTS {t('transitions')} (scope TEXT, subject TEXT, journey TEXT, "
             "occurred_at TEXT, touchpoint_id TEXT, from_stage TEXT, to_stage TEXT, skipped TEXT, "
-            "is_restart INTEGER, touchpoint_type TEXT, defects TEXT, record_id TEXT, "
+            "is_restart INTEGER, touchpoint_type TEXT, defects TEXT, record_id TEXT, playbook TEXT, "
             "PRIMARY KEY (scope, subject, occurred_at, touchpoint_id, journey))",
-            f"CREATE TABLE IF NOT EXISTS {t('stage_changes')} (seq {self.serial_key}, scope TEXT, subject TEXT, "
-            "kind TEXT, journey TEXT, from_stage TEXT, to_stage TEXT, skipped TEXT, is_restart INTEGER, "
-            "occurred_at TEXT, touchpoint_id TEXT, touchpoint_type TEXT, awareness_stage TEXT, defects TEXT)",
-            f"CREATE INDEX IF NOT EXISTS jv_positions_stage ON {t('positions')} (journey, stage, subject)",
-            f"CREATE INDEX IF NOT EXISTS jv_touchpoints_occurred ON {t('touchpoints')} "
+            f"CREATE INDEX IF NOT EXISTS {i('positions_stage')} ON {t('positions')} (journey, stage, subject)",
+            f"CREATE INDEX IF NOT EXISTS {i('touchpoints_occurred')} ON {t('touchpoints')} "
             "(record_id, occurred_at, touchpoint_id)",
         ]
         statements += [
-            f"CREATE INDEX IF NOT EXISTS jv_touchpoints_{column} ON {t('touchpoints')} ({column}, occurred_at)"
+            f"CREATE INDEX IF NOT EXISTS {i('touchpoints_' + column)} ON {t('touchpoints')} ({column}, occurred_at)"
             for column in ("deal_id", "account_id", "case_id")
         ]
-        return [self._ddl(s) for s in statements]
+        return statements
 
     def _before_write(self, c: Any) -> None:
         """A dialect's settings for a writing transaction."""
@@ -306,8 +378,11 @@ class JourneyViewSQL:
     ) -> None:
         """Store one processed batch and the position it reached, atomically."""
         changes = list(changes)
+        fingerprint = self.playbook.fingerprint
         with self.datastore.transaction(commit=True) as c:
             self._before_write(c)
+            if not self.building:
+                self._claim(c)  # a rebuild may have switched generations since this batch was read
             # Tracking first: a concurrent runner that got here first makes this fail.
             self._insert_tracking(c, tracking)
             self._insert(
@@ -326,13 +401,17 @@ class JourneyViewSQL:
                         ),
                         [ch.scope.value, ch.subject, ts(ch.replace_from)],
                     )
-            rows = [_transition_row(ch, t) for ch in changes for t in ch.transitions]
+            rows = [_transition_row(ch, t, fingerprint) for ch in changes for t in ch.transitions]
             self._insert(c, "transitions", TRANSITION_COLUMNS, rows)
             outbox = [_outbox_row(ch, t) for ch in changes for t in ch.new_transitions] if publish else []
             self._insert(c, "stage_changes", OUTBOX_COLUMNS, outbox)
             self._upsert(c, "subjects", SUBJECT_COLUMNS, [_subject_row(ch) for ch in changes], "scope, subject")
-            positions = [_position_row(ch, j) for ch in changes for j in ch.changed]
+            positions = [_position_row(ch, j, fingerprint) for ch in changes for j in ch.changed]
             self._upsert(c, "positions", POSITION_COLUMNS, positions, "journey, subject")
+            revisions = [
+                revision_row(ch.scope, ch.subject, ch.revision, fingerprint) for ch in changes if ch.revision
+            ]
+            self._insert(c, "revisions", REVISION_COLUMNS, revisions)
             self._erase(c, erasures, publish)
 
     def _upsert(self, c: Any, table: str, columns: list[str], rows: list[list[Any]], key: str) -> None:
@@ -382,15 +461,153 @@ class JourneyViewSQL:
             for row in rows
         ]
 
-    def reset(self, application_name: str) -> None:
-        """Forget the stages and history (not the outbox), to rebuild them from the events."""
-        with self.datastore.transaction(commit=True) as c:
-            for name in ("customers", "subjects", "positions", "touchpoints", "transitions"):
-                c.execute(f"DELETE FROM {self._table(name)}")
-            c.execute(
-                self._sql(f"DELETE FROM {self._tracking_table()} WHERE application_name = ?"),
-                [application_name],
+    # -- generations ------------------------------------------------------------
+    # The read models live in generations: the service reads and writes the live one, a rebuild
+    # derives the next beside it and switches them in one transaction (see projections/rebuild.py).
+
+    def open(self, playbook: str | None) -> None:
+        """Read from the live generation (on a store without one: generation 1, derived under
+        `playbook`, or None when unknown); make sure its tables and columns exist."""
+        generations = self._table("generations")
+        if not self._query(f"SELECT generation FROM {generations} WHERE state = 'live'"):
+            self.execute(
+                f"INSERT INTO {generations} (generation, playbook, state, started_at, live_at) "
+                "VALUES (1, ?, 'live', ?, ?) ON CONFLICT (generation) DO NOTHING",
+                [playbook, ts(_now()), ts(_now())],
             )
+        self.follow()
+        for statement in self._generation_ddl(self.generation):
+            self.execute(statement)
+        for table in ("positions", "transitions"):  # stores from before playbook versions
+            try:
+                self._query(f"SELECT playbook FROM {self._table(table)} WHERE 1 = 0")
+            except Exception:
+                self.execute(f"ALTER TABLE {self._table(table)} ADD COLUMN playbook TEXT")
+
+    def follow(self) -> bool:
+        """Read and write the live generation from now on; True if it changed."""
+        rows = self._query(f"SELECT generation, playbook FROM {self._table('generations')} WHERE state = 'live'")
+        if not rows:
+            return False
+        self.live_playbook: str | None = rows[0]["playbook"]
+        if rows[0]["generation"] == self.generation:
+            return False
+        self.generation = rows[0]["generation"]
+        return True
+
+    def generations(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._query(f"SELECT * FROM {self._table('generations')} ORDER BY generation")]
+
+    def begin_generation(self, playbook: Playbook, fingerprint: str) -> JourneyViewSQL:
+        """A view of a new generation, its tables created empty, for a rebuild to derive."""
+        generations = self._table("generations")
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(self._sql(f"SELECT COALESCE(MAX(generation), 0) + 1 AS next FROM {generations}"))
+            generation = c.fetchone()["next"]
+            c.execute(
+                self._sql(f"INSERT INTO {generations} (generation, playbook, state, started_at) VALUES (?, ?, 'building', ?)"),
+                [generation, fingerprint, ts(_now())],
+            )
+        builder = copy.copy(self)
+        builder.__dict__.pop("_initial_stages", None)
+        builder.generation, builder.playbook, builder.building = generation, playbook, True
+        for statement in self._generation_ddl(generation):
+            builder.execute(statement)
+        return builder
+
+    def switch_to(self, builder: JourneyViewSQL, application_name: str, revisions: Sequence[list[Any]]) -> None:
+        """Make the builder's generation the live one, with the revisions the switch makes, if it
+        has processed exactly what the live one has; NotCaughtUp (nothing changed) if not.
+
+        The live row is updated first: on PostgreSQL that waits for the projection batches that
+        hold it (FOR SHARE) and holds off the next; on SQLite it takes the write lock. So no
+        batch of the live generation lands between the check and the switch."""
+        generations = self._table("generations")
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._sql(f"UPDATE {generations} SET state = 'retired', retired_at = ? WHERE generation = ? AND state = 'live'"),
+                [ts(_now()), self.generation],
+            )
+            if getattr(c, "sqlite_cursor", c).rowcount != 1:
+                raise GenerationChanged("another rebuild switched the read models first")
+            live = self._max_tracking_id(self.tracking_name(application_name), c) or 0
+            built = self._max_tracking_id(builder.tracking_name(application_name), c) or 0
+            if live != built:
+                raise NotCaughtUp(live)
+            c.execute(
+                self._sql(f"UPDATE {generations} SET state = 'live', live_at = ? WHERE generation = ?"),
+                [ts(_now()), builder.generation],
+            )
+            self._insert(c, "revisions", REVISION_COLUMNS, list(revisions))
+        self.generation, self.live_playbook = builder.generation, None
+        self.follow()
+
+    def drop_generations(self, application_name: str, states: Sequence[str], retired_before: datetime | None = None) -> list[int]:
+        """Drop the tables of generations in these states (retired: before the given time)."""
+        marks = ", ".join("?" * len(states))
+        rows = self._query(
+            f"SELECT generation FROM {self._table('generations')} WHERE state IN ({marks}) "
+            "AND (state != 'retired' OR retired_at < ?)",
+            [*states, ts(retired_before or _now())],
+        )
+        dropped = []
+        for row in rows:
+            old = copy.copy(self)
+            old.generation = row["generation"]
+            with self.datastore.transaction(commit=True) as c:
+                for name in GENERATIONAL:
+                    c.execute(f"DROP TABLE IF EXISTS {old._table(name)}")
+                c.execute(
+                    self._sql(f"DELETE FROM {self._tracking_table()} WHERE application_name = ?"),
+                    [old.tracking_name(application_name)],
+                )
+                c.execute(
+                    self._sql(f"UPDATE {self._table('generations')} SET state = 'dropped' WHERE generation = ?"),
+                    [old.generation],
+                )
+            dropped.append(old.generation)
+        return dropped
+
+    def _claim(self, c: Any) -> None:
+        """In a batch's transaction: fail if this view's generation is no longer the live one."""
+        c.execute(
+            self._sql(f"UPDATE {self._table('generations')} SET state = state WHERE generation = ? AND state = 'live'"),
+            [self.generation],
+        )
+        if getattr(c, "sqlite_cursor", c).rowcount != 1:
+            raise GenerationChanged(f"generation {self.generation} of the read models is no longer the live one")
+
+    def register(self, playbook: Playbook) -> int:
+        """The version number of a playbook (by content), given the next one the first time it is seen."""
+        playbooks = self._table("playbooks")
+        for _ in range(5):  # two processes may take the same number at once: one of them retries
+            rows = self._query(f"SELECT version FROM {playbooks} WHERE fingerprint = ?", [playbook.fingerprint])
+            if rows:
+                return int(rows[0]["version"])
+            try:
+                self.execute(
+                    f"INSERT INTO {playbooks} (fingerprint, version, name, registered_at, body) "
+                    f"SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ?, ? FROM {playbooks}",
+                    [playbook.fingerprint, playbook.name, ts(_now()), playbook.canonical()],
+                )
+            except Exception:  # the fingerprint or the version was taken meanwhile
+                continue
+        raise RuntimeError("could not register the playbook")
+
+    def playbooks(self) -> dict[str, dict[str, Any]]:
+        """Every playbook that derived read models: fingerprint -> name, version, registered_at."""
+        rows = self._query(f"SELECT fingerprint, version, name, registered_at FROM {self._table('playbooks')}")
+        return {r["fingerprint"]: {**dict(r), "registered_at": parse_ts(r["registered_at"])} for r in rows}
+
+    def revisions_of(self, scope: Scope, subjects: Sequence[str]) -> list[dict[str, Any]]:
+        """The revisions of instances' histories, in the order they were made."""
+        found = []
+        for chunk in _chunks(list(subjects)):
+            found += self._query(
+                f"SELECT * FROM {self._table('revisions')} WHERE scope = ? AND subject IN ({', '.join('?' * len(chunk))})",
+                [scope.value, *chunk],
+            )
+        return [_revision_from_row(row) for row in sorted(found, key=lambda r: r["seq"])]
 
     # -- queries ----------------------------------------------------------------
 
@@ -547,8 +764,8 @@ class PostgresJourneyView(JourneyViewSQL, PostgresTrackingRecorder):
         super().__init__(datastore, **kwargs)
         self.sql_create_statements.extend(self._view_ddl())
 
-    def _table(self, name: str) -> str:
-        return f'"{self.datastore.schema}".jv_{name}'
+    def _table(self, name: str, generation: int | None = None) -> str:
+        return f'"{self.datastore.schema}".{self._name(name, generation)}'
 
     def _ddl(self, statement: str) -> Any:
         return SQL(statement)  # type: ignore[arg-type]
@@ -590,14 +807,14 @@ def _subject_row(change: SubjectChange) -> list[Any]:
     return [change.scope.value, change.subject, ts(stages.first_seen), ts(last_at), last_id, change.touchpoint_count]
 
 
-def _position_row(change: SubjectChange, journey: str) -> list[Any]:
+def _position_row(change: SubjectChange, journey: str, fingerprint: str) -> list[Any]:
     p = change.stages[journey]
     met = change.stages.met.get(journey)
     defects = change.stages.defects.get(journey)
     return [
         change.scope.value, change.subject, journey, p.stage, ts(p.since), p.touchpoint_id, p.touchpoint_type,
         json.dumps([[c.name, ts(c.since), c.touchpoint_id] for c in met]) if met else None,
-        json.dumps(list(defects)) if defects else None,
+        json.dumps(list(defects)) if defects else None, fingerprint,
     ]
 
 
@@ -618,12 +835,35 @@ def _touchpoint_from_row(row: Any) -> dict[str, Any]:
     return found
 
 
-def _transition_row(change: SubjectChange, t: Transition) -> list[Any]:
+def _transition_row(change: SubjectChange, t: Transition, fingerprint: str) -> list[Any]:
     return [
         change.scope.value, change.subject, t.journey, ts(t.at), t.touchpoint_id, t.from_stage, t.to_stage,
         json.dumps(list(t.skipped)), int(t.restart), t.touchpoint_type,
-        json.dumps(list(t.defects)) if t.defects else None, change.causes.get(t.touchpoint_id),
+        json.dumps(list(t.defects)) if t.defects else None, change.causes.get(t.touchpoint_id), fingerprint,
     ]
+
+
+def revision_row(scope: Scope, subject: str, r: Revision, fingerprint: str) -> list[Any]:
+    def transitions(found: list[dict[str, Any]]) -> str:
+        return json.dumps([{**t, "at": ts(t["at"])} for t in found])
+
+    return [
+        scope.value, subject, ts(r.recorded_at), r.kind, r.reason, r.cause_touchpoint_id, r.cause_record_id,
+        fingerprint, json.dumps(r.before), json.dumps(r.after), transitions(r.removed), transitions(r.added),
+    ]
+
+
+def _revision_from_row(row: Any) -> dict[str, Any]:
+    def transitions(text: str) -> list[dict[str, Any]]:
+        return [{**t, "at": parse_ts(t["at"])} for t in json.loads(text)]
+
+    return {
+        "seq": row["seq"], "scope": row["scope"], "subject": row["subject"], "kind": row["kind"],
+        "reason": row["reason"], "recorded_at": parse_ts(row["recorded_at"]),
+        "cause_touchpoint_id": row["cause_touchpoint_id"], "cause_record_id": row["cause_record_id"],
+        "playbook": row["playbook"], "before": json.loads(row["before"]), "after": json.loads(row["after"]),
+        "removed": transitions(row["removed"]), "added": transitions(row["added"]),
+    }
 
 
 def _outbox_row(change: SubjectChange, t: Transition) -> list[Any]:
@@ -647,6 +887,7 @@ def _transition_from_row(row: Any) -> dict[str, Any]:
         "touchpoint_type": row["touchpoint_type"],
         "defects": json.loads(row["defects"]) if row["defects"] else [],
         "record_id": row["record_id"] if "record_id" in row.keys() else None,
+        "playbook": row["playbook"] if "playbook" in row.keys() else None,
     }
 
 

@@ -38,8 +38,12 @@ def test_replay_and_rebuild(system: System, settings):
     missing = runner.invoke(app, ["replay", "nobody"], env=env_for(settings))
     assert missing.exit_code == 1 and "no touchpoint has been recorded" in missing.output
 
-    rebuilt = runner.invoke(app, ["rebuild-projections"], env=env_for(settings))
+    rebuilt = runner.invoke(app, ["rebuild-projections", "--keep-old", "0"], env=env_for(settings))
     assert rebuilt.exit_code == 0, rebuilt.output
+    assert "generation 2 of the read models is live (was 1)" in rebuilt.output
+    assert "0 instances reclassified" in rebuilt.output
+    system.runner.catch_up()  # follows the switch
+    assert system.view.generation == 2
     assert system.view.customer(rid(system, "globex")) == before
 
 

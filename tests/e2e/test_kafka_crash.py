@@ -61,10 +61,12 @@ def test_sigkill_mid_stream_then_restart(system: System, kafka_settings):
 
     first = consumer_process(kafka_settings)
     try:
-        wait_until(lambda: len(stored(system)) >= 600, timeout=90, what="part of the stream to be stored")
+        wait_until(lambda: len(stored(system)) >= 600 or first.poll() is not None, timeout=90,
+                   what="part of the stream to be stored")
     finally:
         first.send_signal(signal.SIGKILL)
-        first.wait(10)
+        output = first.communicate(timeout=10)[0].decode()
+    assert first.returncode == -signal.SIGKILL, output  # it was still running
     partial = stored(system)
     assert 600 <= len(partial) < len(expected), "the kill should land mid-stream"
 

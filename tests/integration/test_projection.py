@@ -56,7 +56,8 @@ def derived_state(system: System, touchpoints: list[Touchpoint]):
     d = derive(touchpoints, system.playbook)
     record = rid(system, touchpoints[0].customer_id)
     transitions = [
-        {**t.__dict__, "skipped": list(t.skipped), "defects": list(t.defects), "record_id": record}
+        {**t.__dict__, "skipped": list(t.skipped), "defects": list(t.defects), "record_id": record,
+         "playbook": system.playbook.fingerprint}
         for t in d.transitions
     ]
     return d.stages.positions, d.stages.met, d.stages.defects, transitions

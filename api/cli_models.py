@@ -1,0 +1,109 @@
+"""Read-model commands: rebuild-projections, playbook diff, playbook versions (registered on `journeys`)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from api.cli import _playbook, _system, app, console, progress_bar
+from journeys.playbook import Scope
+
+playbook_app = typer.Typer(help="Playbook versions: what a new one would change, which ones derived the read models.",
+                           no_args_is_help=True)
+app.add_typer(playbook_app, name="playbook")
+
+
+@app.command("rebuild-projections")
+def rebuild_projections(
+    keep_old: Annotated[float, typer.Option(
+        "--keep-old", help="seconds the old read models stay after the switch, for readers still on them")] = 10.0,
+) -> None:
+    """Derive the read models again from every stored event beside the live ones, then switch to them.
+
+    The service keeps answering (and projecting) from the live ones meanwhile. Under a new
+    playbook (JOURNEYS_PLAYBOOK), each instance whose stages change gets a revision entry."""
+    system = _system()
+    try:
+        with progress_bar("rebuilding") as bar:
+            task = bar.add_task("rebuild", total=None)
+            rebuilt = system.runner.rebuild(
+                lambda done, total: bar.update(task, completed=done, total=total), keep_retired=keep_old
+            )
+        console.print(
+            f"generation {rebuilt.generation} of the read models is live (was {rebuilt.retired}): "
+            f"{rebuilt.events:,} events in {rebuilt.seconds:.1f} s ({rebuilt.rate:,.0f} events/s), "
+            f"up to position {rebuilt.position}; {rebuilt.reclassified:,} instances reclassified "
+            f"under playbook v{system.runner.version}",
+            highlight=False,
+        )
+        time.sleep(keep_old)
+        dropped = system.runner.drop_retired(keep_old)
+        if dropped:
+            console.print(f"dropped the read models of generation {', '.join(map(str, dropped))}", highlight=False)
+    finally:
+        system.close()
+
+
+@playbook_app.command("diff")
+def diff(
+    new: Annotated[str, typer.Argument(help="the new playbook file")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the CSV of moves (default: standard output)")] = None,
+) -> None:
+    """Which customers (and accounts, deals, cases) would move in each journey under NEW, as CSV;
+    the counts per journey on standard error. Changes nothing."""
+    from projections.playbook_diff import count_subjects, playbook_diff
+
+    playbook = _playbook(new)
+    system = _system()
+    counts: Counter[tuple[str, str]] = Counter()
+    out = output.open("w", newline="") if output else sys.stdout
+    try:
+        names = {}
+        writer = csv.writer(out)
+        writer.writerow(["scope", "subject", "customer_id", "journey", "from_stage", "to_stage"])
+        scopes = [s for s in Scope if system.playbook.journeys_of(s) or playbook.journeys_of(s)]
+        with progress_bar("comparing") as bar:
+            task = bar.add_task("diff", total=count_subjects(system.view, scopes))
+            for move in playbook_diff(system.view, playbook, lambda n: bar.advance(task, n)):
+                counts[(move.scope.value, move.journey)] += 1
+                customer = ""
+                if move.scope is Scope.customer:
+                    if move.subject not in names:
+                        row = system.view.customer(move.subject)
+                        names[move.subject] = system.personal.customer_keys([row]).get(move.subject, "erased") if row else ""
+                    customer = names[move.subject]
+                writer.writerow([move.scope.value, move.subject, customer, move.journey,
+                                 move.before or "", move.after or ""])
+    finally:
+        if output:
+            out.close()
+        system.close()
+    table = Table("scope", "journey", "would move", title=f"{playbook.name} ({playbook.fingerprint}) against the live read models")
+    for (scope, journey), n in sorted(counts.items()):
+        table.add_row(scope, journey, f"{n:,}")
+    err = console.__class__(stderr=True)
+    err.print(table if counts else "no instance would move")
+
+
+@playbook_app.command("versions")
+def versions() -> None:
+    """The playbooks that derived read models, and which generation is live."""
+    system = _system()
+    try:
+        known = system.view.playbooks()
+        table = Table("version", "name", "fingerprint", "registered", "generations (live in bold)")
+        generations = system.view.generations()
+        for fingerprint, p in sorted(known.items(), key=lambda kv: kv[1]["version"]):
+            used = [f"[bold]{g['generation']}[/bold]" if g["state"] == "live" else str(g["generation"])
+                    for g in generations if g["playbook"] == fingerprint and g["state"] != "dropped"]
+            table.add_row(f"v{p['version']}", p["name"], fingerprint, f"{p['registered_at']:%Y-%m-%d %H:%M}", ", ".join(used))
+        console.print(table)
+    finally:
+        system.close()

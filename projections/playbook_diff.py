@@ -1,0 +1,102 @@
+"""What a new playbook would change, changing nothing: every instance whose stage in some
+journey differs between the live read models and a derivation under the new playbook.
+
+The derivation is the one pure `derive` the projection, the rebuild and replay use, over
+the touchpoints the view holds; so what the diff names is what a rebuild under the new
+playbook would reclassify.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from journeys.playbook import Playbook, Scope
+from journeys.stages import derive
+from projections.stages import StoredTouchpoint
+from projections.view import SUBJECT_COLUMN, JourneyViewSQL
+
+PAGE = 500
+NOT_KEPT = "(not in the playbook)"  # a journey one of the playbooks does not have
+
+
+@dataclass(frozen=True)
+class Move:
+    scope: Scope
+    subject: str  # a customer's record id, or an account, deal or case id
+    journey: str
+    before: str | None
+    after: str | None
+
+
+def playbook_diff(
+    view: JourneyViewSQL, new: Playbook, progress: Callable[[int], None] | None = None
+) -> Iterator[Move]:
+    """The moves, scope by scope, in subject order; `progress` is told each page's instance count."""
+    old = view.playbook
+    for scope in Scope:
+        journeys = [*old.journeys_of(scope), *[j for j in new.journeys_of(scope) if j not in old.journeys_of(scope)]]
+        if not journeys:
+            continue
+        for subjects in _pages(view, scope):
+            touchpoints = _touchpoints(view, scope, subjects)
+            current = view.load_states(scope, subjects) if old.journeys_of(scope) else {}
+            for subject in subjects:
+                after = derive(touchpoints.get(subject, []), new, scope=scope).stages.positions
+                before = current[subject][0].positions if subject in current else {}
+                for journey in journeys:
+                    was = _stage(before, journey, old, scope)
+                    now = _stage(after, journey, new, scope)
+                    if was != now:
+                        yield Move(scope, subject, journey, was, now)
+            if progress:
+                progress(len(subjects))
+
+
+def _stage(positions: dict, journey: str, playbook: Playbook, scope: Scope) -> str | None:
+    if journey not in playbook.journeys_of(scope):
+        return NOT_KEPT
+    position = positions.get(journey)
+    return position.stage if position else None
+
+
+def _pages(view: JourneyViewSQL, scope: Scope) -> Iterator[list[str]]:
+    """The instances of a scope that touchpoints name, a page at a time, by key."""
+    column, table = SUBJECT_COLUMN[scope], view.table("touchpoints")
+    after = ""
+    while True:
+        rows = view.query(
+            f"SELECT DISTINCT {column} AS subject FROM {table} WHERE {column} > ? ORDER BY {column} LIMIT ?",
+            [after, PAGE],
+        )
+        if not rows:
+            return
+        subjects = [r["subject"] for r in rows]
+        yield subjects
+        after = subjects[-1]
+
+
+def _touchpoints(view: JourneyViewSQL, scope: Scope, subjects: list[str]) -> dict[str, list[StoredTouchpoint]]:
+    column = SUBJECT_COLUMN[scope]
+    rows = view.query(
+        f"SELECT {column} AS subject, touchpoint_id, type, occurred_at, criteria FROM {view.table('touchpoints')} "
+        f"WHERE {column} IN ({', '.join('?' * len(subjects))})",
+        subjects,
+    )
+    found: dict[str, list[StoredTouchpoint]] = {}
+    for row in rows:
+        touchpoint = StoredTouchpoint({**dict(row), "criteria": json.loads(row["criteria"]) if row["criteria"] else None})
+        found.setdefault(row["subject"], []).append(touchpoint)
+    return found
+
+
+def count_subjects(view: JourneyViewSQL, scopes: list[Scope]) -> int:
+    """How many instances a diff goes through (for a progress bar)."""
+    total = 0
+    for scope in scopes:
+        column = SUBJECT_COLUMN[scope]
+        total += view.query(
+            f"SELECT COUNT(DISTINCT {column}) AS n FROM {view.table('touchpoints')} WHERE {column} IS NOT NULL"
+        )[0]["n"]
+    return total

@@ -1,0 +1,158 @@
+"""Rebuilding the read models without downtime.
+
+A rebuild derives a new generation of the read models beside the live one, from
+every stored event, while the service goes on answering from (and projecting
+into) the live one. It follows the live generation's position, never passing it;
+when it has processed exactly what the live one has, it switches them in one
+transaction (JourneyViewSQL.switch_to) and the service's projection follows the
+new generation from there. So nothing is published twice or missed: what the
+live generation published stays published, and what comes after is published by
+the new one.
+
+Deploying a new playbook goes the same way: the new generation is derived under
+it, and each instance whose stages differ between the two generations gets a
+revision entry "reclassified under playbook vN".
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Tracking
+
+from journeys.playbook import Playbook, Scope
+from projections.stages import StageProjection
+from projections.view import JourneyViewSQL, NotCaughtUp, Revision, revision_row
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (position reached, position to reach)
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    generation: int
+    retired: int
+    position: int
+    events: int
+    seconds: float
+    reclassified: int
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+class Rebuild:
+    def __init__(
+        self,
+        app: Application,
+        view: JourneyViewSQL,
+        playbook: Playbook,
+        version: int,
+        batch_size: int = 5000,
+        progress: Progress | None = None,
+        keep_retired: float = 30.0,
+    ):
+        self.app, self.view, self.playbook, self.version = app, view, playbook, version
+        self.batch_size = batch_size
+        self.progress = progress or (lambda done, total: None)
+        self.keep_retired = keep_retired  # seconds a retired generation stays, for readers that have not followed yet
+
+    def run(self, attempts: int = 100) -> Rebuilt:
+        started = time.perf_counter()
+        view, name = self.view, self.app.name
+        view.follow()
+        # What earlier rebuilds left: retired generations past their grace, and any that did not finish.
+        view.drop_generations(name, ["retired"], _ago(self.keep_retired))
+        view.drop_generations(name, ["building"])
+        retired = view.generation
+        builder = view.begin_generation(self.playbook, self.playbook.fingerprint)
+        projection = StageProjection(builder, self.playbook)
+        projection.live = False  # what the live generation derived was published and revised already
+        events, revisions = 0, None
+        try:
+            for _ in range(attempts):
+                events += self._catch_up(projection, builder, self._live_position())
+                if revisions is None:  # the bulk of the work is done: compare with the live generation
+                    revisions = self._reclassified(builder)
+                try:
+                    view.switch_to(builder, name, revisions)
+                    break
+                except NotCaughtUp:
+                    continue  # the live generation went on meanwhile: follow it
+            else:
+                raise RuntimeError(f"writes kept the live read models ahead of the rebuild {attempts} times")
+        except BaseException:
+            view.execute(f"UPDATE {view.table('generations')} SET state = 'retired', retired_at = started_at "
+                         "WHERE generation = ? AND state = 'building'", [builder.generation])
+            view.drop_generations(name, ["retired"], _ago(self.keep_retired))
+            raise
+        position = builder.max_tracking_id(builder.tracking_name(name)) or 0
+        return Rebuilt(builder.generation, retired, position, events, time.perf_counter() - started, len(revisions or []))
+
+    def _live_position(self) -> int:
+        return self.view.max_tracking_id(self.view.tracking_name(self.app.name)) or 0
+
+    def _catch_up(self, projection: StageProjection, builder: JourneyViewSQL, target: int) -> int:
+        """Process the events after the builder's position up to `target`; how many."""
+        tracking_name = builder.tracking_name(self.app.name)
+        position = builder.max_tracking_id(tracking_name) or 0
+        processed = 0
+        while position < target:
+            notifications = self.app.recorder.select_notifications(
+                start=position + 1, limit=self.batch_size, stop=target
+            )
+            if not notifications:
+                break
+            events = [self.app.mapper.to_domain_event(n) for n in notifications]
+            projection.process(events, Tracking(tracking_name, notifications[-1].id), after=position)
+            position = notifications[-1].id
+            processed += len(notifications)
+            self.progress(position, target)
+        return processed
+
+    def _reclassified(self, builder: JourneyViewSQL) -> list[list[Any]]:
+        """A revision row for each instance whose stages differ between the live generation and the new."""
+        view = self.view
+        live_playbook = view.live_playbook
+        reason = (
+            f"re-derived by a rebuild under playbook v{self.version}" if live_playbook == self.playbook.fingerprint
+            else f"reclassified under playbook v{self.version}"
+        )
+        moved: dict[tuple[str, str], dict[str, dict[str, str | None]]] = defaultdict(lambda: {"before": {}, "after": {}})
+        for row in compare_positions(view, builder):
+            entry = moved[(row["scope"], row["subject"])]
+            entry["before"][row["journey"]] = row["before"]
+            entry["after"][row["journey"]] = row["after"]
+        now = datetime.now(timezone.utc)
+        return [
+            revision_row(Scope(scope), subject, Revision(
+                "reclassified", reason, now, None, None, entry["before"], entry["after"], [], [],
+            ), self.playbook.fingerprint)
+            for (scope, subject), entry in moved.items()
+        ]
+
+
+def compare_positions(old: JourneyViewSQL, new: JourneyViewSQL) -> list[dict[str, Any]]:
+    """(scope, subject, journey, before, after) wherever two generations' stages differ, a journey
+    one has and the other not included."""
+    a, b = old.table("positions"), new.table("positions")
+    differs = "COALESCE(o.stage, '') != COALESCE(n.stage, '')"
+    rows = old.query(
+        f"SELECT n.scope, n.subject, n.journey, o.stage AS before, n.stage AS after FROM {b} n "
+        f"LEFT JOIN {a} o ON o.journey = n.journey AND o.subject = n.subject WHERE o.subject IS NULL OR {differs} "
+        f"UNION ALL SELECT o.scope, o.subject, o.journey, o.stage, NULL FROM {a} o "
+        f"LEFT JOIN {b} n ON n.journey = o.journey AND n.subject = o.subject WHERE n.subject IS NULL"
+    )
+    return [dict(r) for r in rows]
+
+
+def _ago(seconds: float) -> datetime:
+    return datetime.now(timezone.utc) - timedelta(seconds=seconds)
