@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from journeys.application import CustomerNotFoundError
-from journeys.playbook import PlaybookError, load_playbook
+from journeys.playbook import PlaybookError, Scope, load_playbook
 from journeys.settings import Settings
 
 app = typer.Typer(help="Event-sourced buyer/seller/marketer journey tracker.", no_args_is_help=True)
@@ -290,16 +290,17 @@ def replay(
             result = system.app.replay_record(UUID(customer), as_of=_aware(as_of), known_at=_aware(known_at))
         else:
             result = system.app.replay(customer, as_of=_aware(as_of), known_at=_aware(known_at))
+        revisions = system.view.revisions_of(Scope.customer, [str(result.record_id)])
     except CustomerNotFoundError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
     finally:
         system.close()
     _print_replay(result, system.playbook, _aware(as_of))
+    _print_revisions(revisions, _aware(known_at))
 
 
 def _print_deal(system, deal: str, as_of: datetime | None, known_at: datetime | None) -> None:
-    from journeys.playbook import Scope
     from projections.history import Window, history
 
     system.runner.catch_up()
@@ -329,6 +330,23 @@ def _print_deal(system, deal: str, as_of: datetime | None, known_at: datetime | 
     for journey, entry in summary["journeys"].items():
         console.print(f"{journey} ({entry['scope']}): furthest {entry['furthest_stage'] or '-'}"
                       + (", restarted" if entry["restarted"] else ""), highlight=False)
+    _print_revisions(page["revisions"], None)  # already those made by known_at
+
+
+def _print_revisions(revisions: list[dict], known_at: datetime | None) -> None:
+    """How the history shown was revised: late touchpoints, reclassifications under a new playbook."""
+    shown = [r for r in revisions if known_at is None or r["recorded_at"] <= known_at]
+    if not shown:
+        return
+    table = Table(title="Revisions of this history")
+    for column in ("recorded (UTC)", "scope", "reason", "stages before -> after", "transitions"):
+        table.add_column(column)
+    for r in shown:
+        moved = [f"{j}: {r['before'].get(j) or '-'} -> {r['after'].get(j) or '-'}" for j in r["after"]]
+        changes = [f"- {t['journey']}: {t['from_stage'] or '-'} -> {t['to_stage'] or 'restart'}" for t in r["removed"]]
+        changes += [f"+ {t['journey']}: {t['from_stage'] or '-'} -> {t['to_stage'] or 'restart'}" for t in r["added"]]
+        table.add_row(f"{r['recorded_at']:%Y-%m-%d %H:%M:%S}", r["scope"], r["reason"], "\n".join(moved), "\n".join(changes))
+    console.print(table)
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -138,10 +138,28 @@ class TransitionOut(BaseModel):
     touchpoint_id: str
     touchpoint_type: str
     defects: list[str] = Field(default_factory=list, description="stages skipped or passed without their required or expected criteria")
+    playbook: str | None = Field(None, description="fingerprint of the playbook that derived it (none: derived here and now, or before playbooks were versioned)")
 
     @classmethod
     def of(cls, t: Transition) -> TransitionOut:
         return cls(**{**t.__dict__, "skipped": list(t.skipped)})
+
+
+class RevisionOut(BaseModel):
+    """A change to what an instance's past looked like, kept so the history never silently shifts."""
+
+    scope: Scope
+    subject: str = Field(description="the record id (customer scope) or the deal, account or case id")
+    kind: Literal["late_touchpoint", "reclassified"]
+    reason: str
+    recorded_at: datetime = Field(description="when the change was made")
+    cause_touchpoint_id: str | None = Field(description="the late touchpoint that caused it")
+    cause_record_id: str | None
+    playbook: str | None = Field(description="fingerprint of the playbook the new history was derived under")
+    before: dict[str, str | None] = Field(description="per journey that moved: its stage before")
+    after: dict[str, str | None] = Field(description="per journey that moved: its stage after")
+    removed: list[TransitionOut] = Field(description="transitions the history no longer has")
+    added: list[TransitionOut] = Field(description="transitions it has since")
 
 
 class HistoryOut(BaseModel):
@@ -151,6 +169,7 @@ class HistoryOut(BaseModel):
     touchpoints: list[TouchpointOut] = Field(description="a page, in occurred order")
     transitions: list[TransitionOut] = Field(description="those the page's touchpoints caused")
     next_cursor: str | None = Field(None, description="give as `after` for the next page; none on the last")
+    revisions: list[RevisionOut] = Field(default_factory=list, description="how this history was revised, oldest first")
     as_of: datetime | None = None
     known_at: datetime | None = None
     position: int
@@ -195,6 +214,7 @@ class DealHistoryOut(BaseModel):
     summary: DealSummaryOut
     touchpoints: list[DealTouchpointOut] = Field(description="a page, in occurred order, across all contacts")
     next_cursor: str | None = None
+    revisions: list[RevisionOut] = Field(default_factory=list, description="how the deal's and its contacts' histories were revised, oldest first")
     position: int
 
 

@@ -1,7 +1,8 @@
 """Auditors' histories: a customer's or a deal's touchpoints in occurred order, a page at a time,
 with the transitions each caused, as they are now or as they were known at a moment.
 
-Now: the transitions the projection stored. `as_of` (by occurrence) or `known_at` (only
+Now: the transitions the projection stored, and the revisions of them (a late touchpoint that
+re-derived the past, a playbook that reclassified the instance). `as_of` (by occurrence) or `known_at` (only
 touchpoints recorded by then): the same pure derivation over the touchpoints that
 qualify, so "as of March 1, as known on March 3" has one answer forever.
 """
@@ -80,7 +81,22 @@ def history(system: Any, scope: Scope, subject: str, window: Window, after: str 
         ],
         "next_cursor": encode_cursor(page[-1]) if more and page else None,
         "summary": _summary(system, touchpoints, caused, names),
+        "revisions": _revisions(system, scope, subject, touchpoints, window),
     }
+
+
+def _revisions(
+    system: Any, scope: Scope, subject: str, touchpoints: list[dict[str, Any]], window: Window
+) -> list[dict[str, Any]]:
+    """How the instance's past was revised (late touchpoints, new playbooks), for its contacts and,
+    for a deal, an account or a case, for the instance itself; only those made by `known_at`."""
+    found = system.view.revisions_of(Scope.customer, sorted({t["record_id"] for t in touchpoints}))
+    if scope is not Scope.customer:
+        found += system.view.revisions_of(scope, [subject])
+    return sorted(
+        (r for r in found if window.known_at is None or r["recorded_at"] <= window.known_at),
+        key=lambda r: r["seq"],
+    )
 
 
 def _key(touchpoint: dict[str, Any]) -> tuple[str, str, str]:

@@ -27,8 +27,8 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
 
 from journeys.playbook import Playbook, Scope
-from projections.stages import StageProjection
-from projections.view import JourneyViewSQL, NotCaughtUp, Revision, revision_row
+from projections.stages import StageProjection, subject_of
+from projections.view import JourneyViewSQL, NotCaughtUp, Revision, _chunks, revision_row
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,14 @@ class Rebuild:
         builder = view.begin_generation(self.playbook, self.playbook.fingerprint)
         projection = StageProjection(builder, self.playbook)
         projection.live = False  # what the live generation derived was published and revised already
-        events, revisions = 0, None
+        events, first, touched = 0, None, set()
         try:
             for _ in range(attempts):
-                events += self._catch_up(projection, builder, self._live_position())
-                if revisions is None:  # the bulk of the work is done: compare with the live generation
-                    revisions = self._reclassified(builder)
+                events += self._catch_up(projection, builder, self._live_position(), touched if first is not None else None)
+                if first is None:  # the bulk of the work is done: compare with the live generation
+                    first = _moved(compare_positions(view, builder, view.query))
                 try:
-                    view.switch_to(builder, name, revisions)
+                    revisions = view.switch_to(builder, name, lambda run: self._revisions(view, builder, first, touched, run))
                     break
                 except NotCaughtUp:
                     continue  # the live generation went on meanwhile: follow it
@@ -95,16 +95,20 @@ class Rebuild:
             view.drop_generations(name, ["retired"], _ago(self.keep_retired))
             raise
         position = builder.max_tracking_id(builder.tracking_name(name)) or 0
-        return Rebuilt(builder.generation, retired, position, events, time.perf_counter() - started, len(revisions or []))
+        return Rebuilt(builder.generation, retired, position, events, time.perf_counter() - started, len(revisions))
 
     def _live_position(self) -> int:
         return self.view.max_tracking_id(self.view.tracking_name(self.app.name)) or 0
 
-    def _catch_up(self, projection: StageProjection, builder: JourneyViewSQL, target: int) -> int:
-        """Process the events after the builder's position up to `target`; how many."""
+    def _catch_up(
+        self, projection: StageProjection, builder: JourneyViewSQL, target: int, touched: set[str] | None
+    ) -> int:
+        """Process the events after the builder's position up to `target`; how many. The instances
+        they belong to go into `touched`, if given."""
         tracking_name = builder.tracking_name(self.app.name)
         position = builder.max_tracking_id(tracking_name) or 0
         processed = 0
+        scopes = [s for s in Scope if self.playbook.journeys_of(s) or self.view.playbook.journeys_of(s)]
         while position < target:
             notifications = self.app.recorder.select_notifications(
                 start=position + 1, limit=self.batch_size, stop=target
@@ -113,44 +117,76 @@ class Rebuild:
                 break
             events = [self.app.mapper.to_domain_event(n) for n in notifications]
             projection.process(events, Tracking(tracking_name, notifications[-1].id), after=position)
+            if touched is not None:
+                touched.update(s for e in events for scope in scopes if (s := subject_of(e, scope)) is not None)
             position = notifications[-1].id
             processed += len(notifications)
             self.progress(position, target)
         return processed
 
-    def _reclassified(self, builder: JourneyViewSQL) -> list[list[Any]]:
-        """A revision row for each instance whose stages differ between the live generation and the new."""
-        view = self.view
-        live_playbook = view.live_playbook
+    def _revisions(
+        self, view: JourneyViewSQL, builder: JourneyViewSQL, first: dict[tuple[str, str], Moved],
+        touched: set[str], run: Query,
+    ) -> list[list[Any]]:
+        """In the switch's transaction (both generations at the same position): a revision row for
+        each instance whose stages differ between the live generation and the new one.
+
+        `first` compared them after the bulk of the rebuild, the live one maybe ahead. An instance
+        no event has touched since is in the same state in both as then; the touched ones are
+        compared again now, so the work under the lock is that of the events written meanwhile."""
+        moved = {key: entry for key, entry in first.items() if key[1] not in touched}
+        if touched:
+            moved.update(_moved(compare_positions(view, builder, run, sorted(touched))))
         reason = (
-            f"re-derived by a rebuild under playbook v{self.version}" if live_playbook == self.playbook.fingerprint
+            f"re-derived by a rebuild under playbook v{self.version}" if view.live_playbook == self.playbook.fingerprint
             else f"reclassified under playbook v{self.version}"
         )
-        moved: dict[tuple[str, str], dict[str, dict[str, str | None]]] = defaultdict(lambda: {"before": {}, "after": {}})
-        for row in compare_positions(view, builder):
-            entry = moved[(row["scope"], row["subject"])]
-            entry["before"][row["journey"]] = row["before"]
-            entry["after"][row["journey"]] = row["after"]
         now = datetime.now(timezone.utc)
         return [
             revision_row(Scope(scope), subject, Revision(
                 "reclassified", reason, now, None, None, entry["before"], entry["after"], [], [],
             ), self.playbook.fingerprint)
-            for (scope, subject), entry in moved.items()
+            for (scope, subject), entry in sorted(moved.items())
         ]
 
 
-def compare_positions(old: JourneyViewSQL, new: JourneyViewSQL) -> list[dict[str, Any]]:
+Moved = dict[str, dict[str, "str | None"]]  # before / after: journey -> stage
+Query = Callable[[str, list[Any]], list[Any]]
+
+
+def _moved(rows: list[dict[str, Any]]) -> dict[tuple[str, str], Moved]:
+    moved: dict[tuple[str, str], Moved] = defaultdict(lambda: {"before": {}, "after": {}})
+    for row in rows:
+        entry = moved[(row["scope"], row["subject"])]
+        entry["before"][row["journey"]] = row["before"]
+        entry["after"][row["journey"]] = row["after"]
+    return dict(moved)
+
+
+def compare_positions(
+    old: JourneyViewSQL, new: JourneyViewSQL, run: Query, subjects: list[str] | None = None
+) -> list[dict[str, Any]]:
     """(scope, subject, journey, before, after) wherever two generations' stages differ, a journey
-    one has and the other not included."""
+    one has and the other not included; of the given instances only, if given."""
     a, b = old.table("positions"), new.table("positions")
     differs = "COALESCE(o.stage, '') != COALESCE(n.stage, '')"
-    rows = old.query(
-        f"SELECT n.scope, n.subject, n.journey, o.stage AS before, n.stage AS after FROM {b} n "
-        f"LEFT JOIN {a} o ON o.journey = n.journey AND o.subject = n.subject WHERE o.subject IS NULL OR {differs} "
-        f"UNION ALL SELECT o.scope, o.subject, o.journey, o.stage, NULL FROM {a} o "
-        f"LEFT JOIN {b} n ON n.journey = o.journey AND n.subject = o.subject WHERE n.subject IS NULL"
-    )
+    rows: list[Any] = []
+    for chunk in [None] if subjects is None else _chunks(subjects):
+        only_n = only_o = ""
+        params: list[Any] = []
+        if chunk is not None:
+            marks = ", ".join("?" * len(chunk))
+            only_n, only_o = f" AND n.subject IN ({marks})", f" AND o.subject IN ({marks})"
+            params = [*chunk, *chunk]
+        rows += run(
+            f"SELECT n.scope, n.subject, n.journey, o.stage AS before, n.stage AS after FROM {b} n "
+            f"LEFT JOIN {a} o ON o.scope = n.scope AND o.journey = n.journey AND o.subject = n.subject "
+            f"WHERE (o.subject IS NULL OR {differs}){only_n} "
+            f"UNION ALL SELECT o.scope, o.subject, o.journey, o.stage, NULL FROM {a} o "
+            f"LEFT JOIN {b} n ON n.scope = o.scope AND n.journey = o.journey AND n.subject = o.subject "
+            f"WHERE n.subject IS NULL{only_o}",
+            params,
+        )
     return [dict(r) for r in rows]
 
 

@@ -47,6 +47,7 @@ class ProjectionRunner:
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._dropper: threading.Timer | None = None  # drops the generation an automatic rebuild retired
 
     @property
     def position(self) -> int:
@@ -93,9 +94,9 @@ class ProjectionRunner:
             keep = 30.0
             self.rebuild(keep_retired=keep)
             # The retired generation goes once readers in other processes have followed.
-            timer = threading.Timer(keep + 1, self.drop_retired, [keep])
-            timer.daemon = True
-            timer.start()
+            self._dropper = threading.Timer(keep + 1, self.drop_retired, [keep])
+            self._dropper.daemon = True
+            self._dropper.start()
             return True
         self.paused = (
             f"the read models were derived under playbook v{live}; this process has playbook v{self.version} "
@@ -148,6 +149,8 @@ class ProjectionRunner:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
+        if self._dropper is not None:
+            self._dropper.cancel()  # the next rebuild drops what is left
         self._wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout)

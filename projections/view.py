@@ -17,7 +17,7 @@ import copy
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
@@ -515,9 +515,13 @@ class JourneyViewSQL:
             builder.execute(statement)
         return builder
 
-    def switch_to(self, builder: JourneyViewSQL, application_name: str, revisions: Sequence[list[Any]]) -> None:
-        """Make the builder's generation the live one, with the revisions the switch makes, if it
-        has processed exactly what the live one has; NotCaughtUp (nothing changed) if not.
+    def switch_to(
+        self, builder: JourneyViewSQL, application_name: str,
+        revisions: Callable[[Callable[[str, list[Any]], list[Any]]], list[list[Any]]],
+    ) -> list[list[Any]]:
+        """Make the builder's generation the live one, if it has processed exactly what the live
+        one has (NotCaughtUp, nothing changed, if not), with the revision rows `revisions` gives
+        (it is given a query function in the switch's transaction); returns them.
 
         The live row is updated first: on PostgreSQL that waits for the projection batches that
         hold it (FOR SHARE) and holds off the next; on SQLite it takes the write lock. So no
@@ -538,9 +542,16 @@ class JourneyViewSQL:
                 self._sql(f"UPDATE {generations} SET state = 'live', live_at = ? WHERE generation = ?"),
                 [ts(_now()), builder.generation],
             )
-            self._insert(c, "revisions", REVISION_COLUMNS, list(revisions))
+
+            def run(statement: str, params: list[Any]) -> list[Any]:
+                c.execute(self._sql(statement), params)
+                return c.fetchall()
+
+            rows = revisions(run)
+            self._insert(c, "revisions", REVISION_COLUMNS, rows)
         self.generation, self.live_playbook = builder.generation, None
         self.follow()
+        return rows
 
     def drop_generations(self, application_name: str, states: Sequence[str], retired_before: datetime | None = None) -> list[int]:
         """Drop the tables of generations in these states (retired: before the given time)."""

@@ -123,6 +123,7 @@ def history_of(
         touchpoints=[TouchpointOut(**t) for t in found["touchpoints"]],
         transitions=[TransitionOut(**c) for t in found["touchpoints"] for c in t["transitions"]],
         next_cursor=found["next_cursor"],
+        revisions=found["revisions"],
         as_of=window.as_of,
         known_at=window.known_at,
         position=position,
