@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import Enum
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 RESTART = "restart"
 
@@ -58,11 +59,6 @@ class StageModel(BaseModel):
     # Take the evidence of another journey with the same stages (e.g. the seller's pipeline
     # kept per deal moves on the seller's evidence), instead of repeating it.
     evidence_from: str | None = None
-    _qualification: dict[str, list[str]] = PrivateAttr(default_factory=dict)
-
-    def model_post_init(self, _: Any) -> None:
-        self._qualification = {**self.expects, **self.requires}
-
     @model_validator(mode="after")
     def _check(self) -> StageModel:
         if len(set(self.stages)) != len(self.stages):
@@ -80,10 +76,10 @@ class StageModel(BaseModel):
             raise ValueError(f"expects: {sorted(both)} are already in requires")
         return self
 
-    @property
+    @cached_property  # a plain attribute once computed: the fold asks it per touchpoint and journey
     def qualification(self) -> dict[str, list[str]]:
         """The criteria each stage needs, required or expected (empty for most journeys)."""
-        return self._qualification
+        return {**self.expects, **self.requires}
 
     def index(self, stage: str | None) -> int:
         """Position of a stage; -1 for 'not started'."""
@@ -107,8 +103,6 @@ class Playbook(BaseModel):
     messages: dict[str, list[Message]] = Field(default_factory=dict)
     criteria: list[str] = Field(default_factory=lambda: list(CRITERIA))
     buying_roles: list[str] = Field(default_factory=lambda: list(BUYING_ROLES))
-    _by_scope: dict[Scope, list[str]] = PrivateAttr(default_factory=dict)
-    _fingerprint: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
     def _check(self) -> Playbook:
@@ -162,21 +156,21 @@ class Playbook(BaseModel):
 
     def journeys_of(self, scope: Scope) -> list[str]:
         """The journeys kept per instance of a scope, in the playbook's order."""
-        return self._by_scope[scope]
+        return self.by_scope[scope]
 
-    def model_post_init(self, _: Any) -> None:
-        self._by_scope = {s: [n for n, m in self.journeys.items() if m.scope is s] for s in Scope}
-        self._fingerprint = hashlib.sha256(self.canonical().encode()).hexdigest()[:16]
+    @cached_property  # computed once: a plain attribute read on the derivation's hot path
+    def by_scope(self) -> dict[Scope, list[str]]:
+        return {s: [n for n, m in self.journeys.items() if m.scope is s] for s in Scope}
 
     def canonical(self) -> str:
         """The playbook's content as canonical JSON: the same for the same meaning, however the
         YAML was laid out or commented."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """A hash of the content (16 hex digits): which playbook derived a stage."""
-        return self._fingerprint
+        return hashlib.sha256(self.canonical().encode()).hexdigest()[:16]
 
     @property
     def scopes(self) -> list[Scope]:

@@ -1,0 +1,103 @@
+"""Auditors' operations at scale: verify and rebuild on a store of N events (default 1,000,000).
+
+For each backend: records N touchpoints (customers of 10 touchpoints each, in batches
+of 1,000, with the live projection caught up, as a service would have it), takes a
+checkpoint, then measures in one run of this script:
+- verify: `journeys verify` (every hash chain recomputed, every checkpoint's Merkle
+  root and seal checked), events/s;
+- rebuild: `journeys rebuild-projections` (a new generation of the read models
+  derived from every stored event beside the live one, compared with it, switched
+  to), events/s; REPEAT times, the median quoted.
+
+    .venv/bin/python bench/rebuild_verify.py [--events 1000000] [--repeat 3] [--backend sqlite|postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+
+from journeys.settings import Settings
+from journeys.touchpoint import Touchpoint
+from projections.system import System
+
+POSTGRES = os.environ.get("JOURNEYS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+TYPES = ["ad_clicked", "lead_captured", "website_visited", "email_opened", "meeting_held", "requirements_shared",
+         "demo_delivered", "quote_requested", "contract_sent", "order_placed"]
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+PER_CUSTOMER = 10
+
+
+def touchpoints(start: int, stop: int) -> list[Touchpoint]:
+    return [
+        Touchpoint(
+            touchpoint_id=f"t{n:08d}", customer_id=f"c{n // PER_CUSTOMER:07d}@bench.example",
+            type=TYPES[n % PER_CUSTOMER], channel="web", occurred_at=T0 + timedelta(days=n % PER_CUSTOMER, minutes=n // 1000),
+            source="bench", deal_id=f"D{n // (PER_CUSTOMER * 3):06d}", properties={"n": n},
+        )
+        for n in range(start, stop)
+    ]
+
+
+def measure(label: str, settings: Settings, events: int, repeat: int) -> None:
+    system = System.build(settings)
+    try:
+        started = time.perf_counter()
+        for start in range(0, events, 1000):
+            system.record(touchpoints(start, min(events, start + 1000)))
+            system.runner.catch_up()
+        filled = time.perf_counter() - started
+        system.audit.checkpoint()
+        t = time.perf_counter()
+        report = system.audit.verify()
+        verify = time.perf_counter() - t
+        assert report.ok and report.events >= events, (report.events, report.problems[:3])
+        stored = report.events  # the touchpoints and each customer's creation
+        rebuilds = []
+        for _ in range(repeat):
+            rebuilt = system.runner.rebuild(keep_retired=0)
+            assert rebuilt.events == stored and rebuilt.reclassified == 0, rebuilt
+            rebuilds.append(rebuilt.seconds)
+            system.runner.drop_retired(0)
+    finally:
+        system.close()
+    median = statistics.median(rebuilds)
+    print(
+        f"{label:10s} {stored:,} stored events: {events:,} touchpoints of {events // PER_CUSTOMER:,} customers "
+        f"(recorded and projected in {filled:.0f} s, {events / filled:,.0f} touchpoints/s)\n"
+        f"  verify:  {verify:6.1f} s  {stored / verify:9,.0f} events/s\n"
+        f"  rebuild: {median:6.1f} s  {stored / median:9,.0f} events/s  (median of {repeat}: "
+        f"{', '.join(f'{s:.1f}' for s in rebuilds)} s)",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], action="append")
+    args = parser.parse_args()
+    backends = args.backend or ["sqlite", "postgresql"]
+    with tempfile.TemporaryDirectory() as tmp:
+        if "sqlite" in backends:
+            measure("sqlite", Settings(database_url=f"sqlite:///{tmp}/bench.db", key_file=f"{tmp}/keys"), args.events, args.repeat)
+        if "postgresql" in backends:
+            schema = f"bench_{uuid.uuid4().hex[:8]}"
+            try:
+                measure("postgresql", Settings(database_url=f"{POSTGRES}?schema={schema}", key_file=f"{tmp}/keys"),
+                        args.events, args.repeat)
+            finally:
+                with psycopg.connect(POSTGRES, autocommit=True) as conn:
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+if __name__ == "__main__":
+    main()
