@@ -77,7 +77,15 @@ class StageOut(BaseModel):
 
     @classmethod
     def all_of(cls, stages: Stages, playbook: Playbook) -> dict[str, StageOut]:
-        return {j: cls.of(j, stages, playbook) for j in stages.positions}
+        # A journey this process's playbook does not know (read models a newer playbook derived,
+        # this process not restarted yet) is left out rather than misread.
+        return {j: cls.of(j, stages, playbook) for j in stages.positions if j in playbook.journeys}
+
+
+class PlaybookRef(BaseModel):
+    name: str
+    version: int | None = Field(description="the version this store gave the playbook (none: not recorded)")
+    fingerprint: str | None = Field(description="hash of the playbook's content (none: derived before versions were kept)")
 
 
 class StagesOut(BaseModel):
@@ -89,6 +97,7 @@ class StagesOut(BaseModel):
     awareness: StageOut
     journeys: dict[str, StageOut] = Field(description="every journey the playbook keeps per customer")
     next_message: Message | None
+    playbook: PlaybookRef = Field(description="the playbook that derived these stages")
     position: int
 
     @classmethod
@@ -100,6 +109,7 @@ class StagesOut(BaseModel):
         playbook: Playbook,
         sent: set[str],
         position: int,
+        derived_by: PlaybookRef,
         as_of: datetime | None = None,
     ) -> StagesOut:
         out = StageOut.all_of(stages, playbook)
@@ -110,6 +120,7 @@ class StagesOut(BaseModel):
             as_of=as_of,
             next_message=playbook.next_message(awareness, sent),
             position=position,
+            playbook=derived_by,
             journeys=out,
             **{j.value: out[j.value] for j in Journey},
         )

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     run_projections: bool = Field(
         True, description="keep the projections current inside the API process"
     )
+    auto_rebuild: bool = Field(
+        True,
+        description="a projection with a newer playbook than the live read models' rebuilds them under it on start",
+    )
     projection_batch_size: int = Field(1000, ge=1, le=100_000)
     projection_poll_interval: float = Field(0.05, gt=0, le=60)
     aggregate_cache_size: int = Field(10_000, ge=0)

@@ -66,6 +66,7 @@ class System:
             batch_size=settings.projection_batch_size,
             poll_interval=settings.projection_poll_interval,
             version=version,
+            auto_rebuild=settings.auto_rebuild,
         )
         system = cls(settings, playbook, app, view, runner, keyring, PersonalData(view, keyring), audit)
         app.complete_erasures()  # an erasure a crash interrupted is finished before anything else

@@ -12,7 +12,7 @@ from api.auth import READERS, allow, authenticate
 from api.deps import SystemDep
 from api.errors import NOT_FOUND, BadQueryError, NotCaughtUpError
 from api.keys import ApiKey, Role
-from api.schemas import ErasureOut, HistoryOut, StagesOut, TouchpointOut, TransitionOut
+from api.schemas import ErasureOut, HistoryOut, PlaybookRef, StagesOut, TouchpointOut, TransitionOut
 from journeys.application import CustomerNotFoundError
 from journeys.touchpoint import UtcDatetime, check_text
 from journeys.playbook import Scope
@@ -77,7 +77,8 @@ def stages(
     if found is None:  # recorded, but not yet projected
         raise CustomerNotFoundError(customer_id)
     sent = system.personal.sent_message_ids(record_id)
-    return StagesOut.of(customer_id, record_id, found["stages"], system.playbook, sent, position)
+    return StagesOut.of(customer_id, record_id, found["stages"], system.playbook, sent, position,
+                        derived_by(system, system.view.live_playbook))
 
 
 def _replayed(
@@ -90,8 +91,17 @@ def _replayed(
         if t.type == "message_sent" and isinstance(t.properties, dict) and "message_id" in t.properties
     }
     return StagesOut.of(
-        customer_id, str(replay.record_id), replay.derivation.stages, system.playbook, sent, position, as_of
+        customer_id, str(replay.record_id), replay.derivation.stages, system.playbook, sent, position,
+        derived_by(system, system.playbook.fingerprint), as_of,
     )
+
+
+def derived_by(system: System, fingerprint: str | None) -> PlaybookRef:
+    """Name, version and fingerprint of the playbook with this fingerprint (None: not recorded)."""
+    known = system.view.playbooks().get(fingerprint or "")
+    if known is None:
+        return PlaybookRef(name=system.playbook.name, version=None, fingerprint=fingerprint)
+    return PlaybookRef(name=known["name"], version=known["version"], fingerprint=fingerprint)
 
 
 @router.get("/{customer_id}/history", response_model=HistoryOut, dependencies=[allow(Role.auditor)])

@@ -17,8 +17,13 @@ router = APIRouter(tags=["meta"])
 
 @router.get("/playbook", dependencies=[allow(*READERS)])
 def playbook(system: SystemDep) -> dict[str, Any]:
-    """The active playbook: stage models, evidence and message catalogue."""
-    return system.playbook.model_dump(mode="json")
+    """The active playbook: stage models, evidence and message catalogue, with its version and
+    fingerprint, and the fingerprint of the one the live read models were derived under."""
+    known = system.view.playbooks().get(system.playbook.fingerprint, {})
+    return {
+        "version": known.get("version"), "fingerprint": system.playbook.fingerprint,
+        "read_models_derived_under": system.view.live_playbook, **system.playbook.model_dump(mode="json"),
+    }
 
 
 @router.get("/health", response_model=HealthOut, dependencies=[allow(*ANY_ROLE)])

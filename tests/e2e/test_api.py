@@ -144,6 +144,8 @@ def test_playbook_health_and_openapi(client: TestClient):
     assert playbook["evidence"]["contract_signed"] == {
         "buyer": "Purchase", "seller": "Closing", "awareness": "Purchase", "lead_funnel": "Convert",
     }
+    assert playbook["version"] == 1 and len(playbook["fingerprint"]) == 16
+    assert playbook["read_models_derived_under"] == playbook["fingerprint"]
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["projection_lag"] == 0
     spec = client.get("/openapi.json").json()

@@ -215,5 +215,8 @@ def test_a_late_touchpoint_leaves_a_revision_in_the_history(client, system: Syst
         ("seller", "Prospecting", "Building Rapport"), ("seller", "Building Rapport", "Presenting")]
     assert revision["before"] == {} and revision["after"] == {}  # the stages now are what they were
     assert revision["reason"].startswith("touchpoint r2 occurred before touchpoints recorded earlier")
+    stages = client.get("/customers/rev@x.example/stages").json()
+    assert stages["playbook"] == {"name": system.playbook.name, "version": 1, "fingerprint": system.playbook.fingerprint}
+    assert {t["playbook"] for t in found["transitions"]} == {system.playbook.fingerprint}
     known = client.get("/customers/rev@x.example/history", params={"known_at": first_known}).json()
     assert known["revisions"] == []  # as known then, nothing had been revised
