@@ -18,6 +18,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/kafka_throughput.py
 	$(BIN)/python bench/segment_query.py
 	$(BIN)/python bench/large_customer.py
+	$(BIN)/python bench/rebuild_verify.py
 
 install: $(VENV)/.installed
 

@@ -15,23 +15,18 @@ measures (medians of REPEAT runs, in one run of this script):
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 
-import psycopg
-
 from journeys.playbook import Scope
+from backends import BACKENDS, store
 from journeys.settings import Settings
 from journeys.stages import derive
 from journeys.touchpoint import Touchpoint
 from projections.stages import StoredTouchpoint
 from projections.system import System
 
-POSTGRES = os.environ.get("JOURNEYS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TYPES = ["website_visited", "email_opened", "ad_clicked", "reply_received", "meeting_held"]
 T0 = datetime(2020, 1, 1, tzinfo=timezone.utc)
 
@@ -99,15 +94,9 @@ def main() -> None:
     parser.add_argument("--touchpoints", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        measure("sqlite", Settings(database_url=f"sqlite:///{tmp}/bench.db", key_file=f"{tmp}/keys"), args.touchpoints, args.repeat)
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        try:
-            measure("postgresql", Settings(database_url=f"{POSTGRES}?schema={schema}", key_file=f"{tmp}/keys"),
-                    args.touchpoints, args.repeat)
-        finally:
-            with psycopg.connect(POSTGRES, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    for backend in BACKENDS:
+        with store(backend) as settings:
+            measure(backend, settings, args.touchpoints, args.repeat)
 
 
 if __name__ == "__main__":

@@ -15,20 +15,15 @@ checkpoint, then measures in one run of this script:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 
-import psycopg
-
+from backends import BACKENDS, store
 from journeys.settings import Settings
 from journeys.touchpoint import Touchpoint
 from projections.system import System
 
-POSTGRES = os.environ.get("JOURNEYS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TYPES = ["ad_clicked", "lead_captured", "website_visited", "email_opened", "meeting_held", "requirements_shared",
          "demo_delivered", "quote_requested", "contract_sent", "order_placed"]
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -83,20 +78,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--backend", choices=["sqlite", "postgresql"], action="append")
+    parser.add_argument("--backend", choices=BACKENDS, action="append")
     args = parser.parse_args()
-    backends = args.backend or ["sqlite", "postgresql"]
-    with tempfile.TemporaryDirectory() as tmp:
-        if "sqlite" in backends:
-            measure("sqlite", Settings(database_url=f"sqlite:///{tmp}/bench.db", key_file=f"{tmp}/keys"), args.events, args.repeat)
-        if "postgresql" in backends:
-            schema = f"bench_{uuid.uuid4().hex[:8]}"
-            try:
-                measure("postgresql", Settings(database_url=f"{POSTGRES}?schema={schema}", key_file=f"{tmp}/keys"),
-                        args.events, args.repeat)
-            finally:
-                with psycopg.connect(POSTGRES, autocommit=True) as conn:
-                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    for backend in args.backend or BACKENDS:
+        with store(backend) as settings:
+            measure(backend, settings, args.events, args.repeat)
 
 
 if __name__ == "__main__":
