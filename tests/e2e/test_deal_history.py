@@ -84,6 +84,15 @@ def test_known_at_gives_the_answer_as_it_was_known(client: TestClient):
     new_demo = next(c for c in new["touchpoints"][2]["transitions"] if c["scope"] == "deal")
     assert old_demo["from_stage"] == "Building Rapport" and old_demo["defects"]
     assert new_demo["from_stage"] == "Qualifying" and new_demo["defects"] == []
+    # The history shows the revision the late touchpoint made, the deal's and the contact's; as known before, none.
+    assert old["revisions"] == []
+    deal_revision = next(r for r in new["revisions"] if r["scope"] == "deal")
+    assert deal_revision["subject"] == "D-8" and deal_revision["cause_touchpoint_id"] == "k2"
+    assert ("Building Rapport", "Presenting") in [(t["from_stage"], t["to_stage"]) for t in deal_revision["removed"]]
+    assert [(t["from_stage"], t["to_stage"]) for t in deal_revision["added"]] == [
+        ("Building Rapport", "Qualifying"), ("Qualifying", "Presenting")]
+    assert deal_revision["recorded_at"] == new["touchpoints"][1]["recorded_at"]
+    assert datetime.fromisoformat(deal_revision["recorded_at"]) > datetime.fromisoformat(before_late)
     # The same moment asked again later gives the same answer, whatever arrives meanwhile.
     post(client, [payload("k0", "lead_captured", -1, who, deal_id="D-8")])
     again = client.get("/deals/D-8/history", params={"known_at": before_late}).json()
