@@ -19,6 +19,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/segment_query.py
 	$(BIN)/python bench/large_customer.py
 	$(BIN)/python bench/rebuild_verify.py
+	$(BIN)/python bench/deal_history.py
 
 install: $(VENV)/.installed
 
