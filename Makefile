@@ -10,6 +10,7 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-chromium.sh
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed

@@ -13,11 +13,14 @@ from api.access_log import AccessLogMiddleware
 from api.auth import RateLimiter
 from api.keys import KeyStore
 from api.limits import BodyLimitMiddleware
-from api.routes import audit, customers, instances, keys, meta, records, segments, touchpoints
+from api.routes import analytics, audit, campaigns, customers, dashboard, instances, keys, meta, records, segments, touchpoints
 from journeys.settings import Settings
 from projections.system import System
 
-ROUTERS = tuple(m.router for m in (touchpoints, customers, instances, records, audit, segments, keys, meta))
+ROUTERS = tuple(
+    m.router
+    for m in (touchpoints, customers, instances, records, audit, segments, analytics, campaigns, keys, meta)
+)
 
 
 def create_app(settings: Settings | None = None, system: System | None = None) -> FastAPI:
@@ -49,6 +52,7 @@ def create_app(settings: Settings | None = None, system: System | None = None) -
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(dashboard.router)  # the page and its scripts only: no data, so no key (see its module)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)  # outermost: it sees every answer, 413s included
     return app

@@ -277,6 +277,9 @@ class SegmentOut(BaseModel):
         default_factory=list, description="the members, when they are kept per account, deal or case"
     )
     next_cursor: str | None
+    stuck_after_seconds: float | None = Field(
+        None, description="with stuck=true: the stage's p90 of ended stays, which members' current stays exceed"
+    )
 
 
 class ComponentOut(BaseModel):

@@ -66,6 +66,9 @@ class Transition:
     # Process defects: stages passed whose required criteria were not confirmed
     # (e.g. presenting to a customer not yet qualified). Allowed, and shown.
     defects: tuple[str, ...] = ()
+    # When the stage it left was entered (None: it left 'not started'): the stay it ended,
+    # which time-in-stage and funnel analytics measure.
+    from_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ def advance(
                 touchpoint_id=touchpoint.touchpoint_id,
                 touchpoint_type=touchpoint.type,
                 defects=flagged,
+                from_since=current.since if current.stage is not None else None,
             )
         )
     return Stages(positions, first_seen, sort_key(touchpoint), met, defects), transitions

@@ -102,6 +102,7 @@ class StageProjection:
             return SubjectChange(
                 scope, subject, derivation.stages, count + len(new), derivation.transitions, causes, None,
                 derivation.transitions if self.live else [], _changed(current, derivation.stages),
+                before=current[0] if current else None,
             )
         # A late touchpoint: fold again from the stages just before it occurred, over the
         # touchpoints from then on; what came earlier cannot change.
@@ -117,6 +118,7 @@ class StageProjection:
             scope, subject, derivation.stages, count + len(new), derivation.transitions, causes, at,
             fresh if self.live else [], _changed(current, derivation.stages),
             _revision(new, current, derivation, stored, fresh) if self.live else None,
+            current[0] if current else None,
         )
 
 

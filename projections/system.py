@@ -18,8 +18,10 @@ from journeys.keyring import Keyring
 from journeys.playbook import Playbook, load_playbook
 from journeys.settings import Settings
 from journeys.touchpoint import Touchpoint
+from projections.analytics import Analytics
 from projections.personal import PersonalData
 from projections.runner import ProjectionRunner
+from projections.spend import SpendBook
 from projections.stages import StageProjection
 from projections.view import JourneyViewSQL, PostgresJourneyView, SQLiteJourneyView
 
@@ -71,6 +73,14 @@ class System:
         system = cls(settings, playbook, app, view, runner, keyring, PersonalData(view, keyring), audit)
         app.complete_erasures()  # an erasure a crash interrupted is finished before anything else
         return system
+
+    @property
+    def analytics(self) -> Analytics:
+        return Analytics(self.view, self.playbook)
+
+    @property
+    def spend(self) -> SpendBook:
+        return SpendBook(self.view)
 
     def erase(self, customer_key: str, erased_by: str) -> UUID:
         """Crypto-shred a customer (see JourneysApp.erase), then purge freed pages where the store can."""

@@ -38,7 +38,7 @@ POSITION_COLUMNS = [
 ]
 TRANSITION_COLUMNS = [
     "scope", "subject", "journey", "occurred_at", "touchpoint_id", "from_stage", "to_stage", "skipped",
-    "is_restart", "touchpoint_type", "defects", "record_id", "playbook",
+    "is_restart", "touchpoint_type", "defects", "record_id", "playbook", "from_since", "stay_seconds",
 ]
 REVISION_COLUMNS = [
     "scope", "subject", "recorded_at", "kind", "reason", "cause_touchpoint_id", "cause_record_id", "playbook",
@@ -46,7 +46,7 @@ REVISION_COLUMNS = [
 ]
 # The read models one generation holds: a rebuild derives a new generation beside the live one.
 # The outbox, the revisions and the registries are kept across generations.
-GENERATIONAL = ("customers", "subjects", "positions", "touchpoints", "transitions")
+GENERATIONAL = ("customers", "subjects", "positions", "touchpoints", "transitions", "counts")
 OUTBOX_COLUMNS = [
     "scope", "subject", "kind", "journey", "from_stage", "to_stage", "skipped", "is_restart", "occurred_at",
     "touchpoint_id", "touchpoint_type", "awareness_stage", "defects",
@@ -54,7 +54,10 @@ OUTBOX_COLUMNS = [
 # Which touchpoint column names the instance of each scope.
 SUBJECT_COLUMN = {Scope.customer: "record_id", Scope.account: "account_id", Scope.deal: "deal_id", Scope.case: "case_id"}
 CHUNK = 500
-INTEGER_COLUMNS = {"touchpoint_count": "integer", "is_restart": "integer"}
+# Columns that are not text, with their PostgreSQL types.
+COLUMN_TYPES = {
+    "touchpoint_count": "integer", "is_restart": "integer", "instances": "bigint", "stay_seconds": "double precision",
+}
 
 
 def ts(value: datetime | None) -> str | None:
@@ -112,6 +115,7 @@ class SubjectChange:
     new_transitions: list[Transition]  # not in the history before: to be published
     changed: tuple[str, ...]  # the journeys whose position (or criteria, defects) differ from the stored
     revision: Revision | None = None  # what re-deriving the past changed in it
+    before: Stages | None = None  # its stages before the batch (None: a new instance)
 
 
 class JourneyViewSQL:
@@ -159,6 +163,10 @@ class JourneyViewSQL:
             "name TEXT, registered_at TEXT, body TEXT)",
             f"CREATE TABLE IF NOT EXISTS {t('generations')} (generation INTEGER PRIMARY KEY, playbook TEXT, "
             "state TEXT, started_at TEXT, live_at TEXT, retired_at TEXT)",
+            # What marketing spent on each campaign in a period: input, not derived, so kept across generations.
+            f"CREATE TABLE IF NOT EXISTS {t('spend')} (seq {self.serial_key}, campaign TEXT, period_start TEXT, "
+            "period_end TEXT, amount TEXT, currency TEXT, recorded_at TEXT, recorded_by TEXT)",
+            f"CREATE INDEX IF NOT EXISTS jv_spend_campaign ON {t('spend')} (campaign, period_start)",
         ]
         return [self._ddl(s) for s in statements]
 
@@ -184,7 +192,12 @@ class JourneyViewSQL:
             f"CREATE TABLE IF NOT EXISTS {t('transitions')} (scope TEXT, subject TEXT, journey TEXT, "
             "occurred_at TEXT, touchpoint_id TEXT, from_stage TEXT, to_stage TEXT, skipped TEXT, "
             "is_restart INTEGER, touchpoint_type TEXT, defects TEXT, record_id TEXT, playbook TEXT, "
+            "from_since TEXT, stay_seconds DOUBLE PRECISION, "
             "PRIMARY KEY (scope, subject, occurred_at, touchpoint_id, journey))",
+            # How many instances of a scope are in each combination of stages (and process
+            # defects) of its journeys: stage counts and the alignment matrix without a scan.
+            f"CREATE TABLE IF NOT EXISTS {t('counts')} (scope TEXT, combination TEXT, instances BIGINT, "
+            "PRIMARY KEY (scope, combination))",
             f"CREATE INDEX IF NOT EXISTS {i('positions_stage')} ON {t('positions')} (journey, stage, subject)",
             f"CREATE INDEX IF NOT EXISTS {i('touchpoints_occurred')} ON {t('touchpoints')} "
             "(record_id, occurred_at, touchpoint_id)",
@@ -194,6 +207,17 @@ class JourneyViewSQL:
             for column in ("deal_id", "account_id", "case_id")
         ]
         return statements
+
+    def _analytics_ddl(self, generation: int) -> list[str]:
+        """Indexes the marketing analytics read: stays by the stage left and when it was entered,
+        advances by the stage entered and when, current stays by when they began."""
+        t, i = (lambda n: self._table(n, generation)), (lambda n: self._name(n, generation))
+        return [
+            f"CREATE INDEX IF NOT EXISTS {i('transitions_stays')} ON {t('transitions')} "
+            "(journey, from_stage, from_since, stay_seconds)",
+            f"CREATE INDEX IF NOT EXISTS {i('transitions_entries')} ON {t('transitions')} (journey, to_stage, occurred_at)",
+            f"CREATE INDEX IF NOT EXISTS {i('positions_since')} ON {t('positions')} (journey, stage, since)",
+        ]
 
     def _before_write(self, c: Any) -> None:
         """A dialect's settings for a writing transaction."""
@@ -408,11 +432,25 @@ class JourneyViewSQL:
             self._upsert(c, "subjects", SUBJECT_COLUMNS, [_subject_row(ch) for ch in changes], "scope, subject")
             positions = [_position_row(ch, j, fingerprint) for ch in changes for j in ch.changed]
             self._upsert(c, "positions", POSITION_COLUMNS, positions, "journey, subject")
+            self._count(c, self._deltas(changes))
             revisions = [
                 revision_row(ch.scope, ch.subject, ch.revision, fingerprint) for ch in changes if ch.revision
             ]
             self._insert(c, "revisions", REVISION_COLUMNS, revisions)
             self._erase(c, erasures, publish)
+
+    def _deltas(self, changes: list[SubjectChange]) -> dict[tuple[str, str], int]:
+        """How the batch moves instances between combinations of stages."""
+        deltas: dict[tuple[str, str], int] = {}
+        for ch in changes:
+            if ch.before is not None and not ch.changed:
+                continue
+            after = (ch.scope.value, combination(self.playbook, ch.scope, _marks_of(ch.stages)))
+            deltas[after] = deltas.get(after, 0) + 1
+            if ch.before is not None:
+                before = (ch.scope.value, combination(self.playbook, ch.scope, _marks_of(ch.before)))
+                deltas[before] = deltas.get(before, 0) - 1
+        return deltas
 
     def _upsert(self, c: Any, table: str, columns: list[str], rows: list[list[Any]], key: str) -> None:
         keys = {k.strip() for k in key.split(",")}
@@ -478,11 +516,57 @@ class JourneyViewSQL:
         self.follow()
         for statement in self._generation_ddl(self.generation):
             self.execute(statement)
-        for table in ("positions", "transitions"):  # stores from before playbook versions
-            try:
-                self._query(f"SELECT playbook FROM {self._table(table)} WHERE 1 = 0")
-            except Exception:
-                self.execute(f"ALTER TABLE {self._table(table)} ADD COLUMN playbook TEXT")
+        missing = [  # stores from before playbook versions, and before analytics
+            (table, column, kind)
+            for table, column, kind in (
+                ("positions", "playbook", "TEXT"), ("transitions", "playbook", "TEXT"),
+                ("transitions", "from_since", "TEXT"), ("transitions", "stay_seconds", "DOUBLE PRECISION"),
+            )
+            if not self._has_column(table, column)
+        ]
+        for table, column, kind in missing:
+            self.execute(f"ALTER TABLE {self._table(table)} ADD COLUMN {column} {kind}")
+        for statement in self._analytics_ddl(self.generation):
+            self.execute(statement)
+        if not self._query(f"SELECT 1 FROM {self._table('counts')} LIMIT 1"):
+            self._count_all()
+
+    def _has_column(self, table: str, column: str) -> bool:
+        try:
+            self._query(f"SELECT {column} FROM {self._table(table)} WHERE 1 = 0")
+            return True
+        except Exception:
+            return False
+
+    def _count_all(self) -> None:
+        """Fill the counters from the positions (a store from before them; empty: nothing to do)."""
+        by_subject: dict[tuple[str, str], dict[str, list[Any]]] = {}
+        for row in self._query(f"SELECT scope, subject, journey, stage, defects FROM {self._table('positions')}"):
+            by_subject.setdefault((row["scope"], row["subject"]), {})[row["journey"]] = [row["stage"], bool(row["defects"])]
+        totals: dict[tuple[str, str], int] = {}
+        for (scope, subject), found in by_subject.items():
+            key = (scope, combination(self.playbook, Scope(scope), found))
+            totals[key] = totals.get(key, 0) + 1
+        with self.datastore.transaction(commit=True) as c:
+            self._count(c, totals)
+
+    def _count(self, c: Any, deltas: dict[tuple[str, str], int]) -> None:
+        """Add to the instances counted in each combination of stages."""
+        rows = [[scope, key, n] for (scope, key), n in sorted(deltas.items()) if n]
+        for chunk in _chunks(rows):
+            c.execute(
+                self._sql(
+                    f"INSERT INTO {self._table('counts')} AS k (scope, combination, instances) VALUES "
+                    f"{', '.join(['(?, ?, ?)'] * len(chunk))} "
+                    "ON CONFLICT (scope, combination) DO UPDATE SET instances = k.instances + excluded.instances"
+                ),
+                [value for row in chunk for value in row],
+            )
+
+    def counts(self) -> list[dict[str, Any]]:
+        """Every combination of stages with instances in it: scope, {journey: [stage, defects]}, instances."""
+        rows = self._query(f"SELECT scope, combination, instances FROM {self._table('counts')} WHERE instances > 0")
+        return [{"scope": r["scope"], "stages": json.loads(r["combination"]), "instances": r["instances"]} for r in rows]
 
     def follow(self) -> bool:
         """Read and write the live generation from now on; True if it changed."""
@@ -502,16 +586,20 @@ class JourneyViewSQL:
         """A view of a new generation, its tables created empty, for a rebuild to derive."""
         generations = self._table("generations")
         with self.datastore.transaction(commit=True) as c:
-            c.execute(self._sql(f"SELECT COALESCE(MAX(generation), 0) + 1 AS next FROM {generations}"))
-            generation = c.fetchone()["next"]
+            # One statement that writes first: on SQLite a transaction that reads and then writes
+            # fails at once ("database is locked") if another connection wrote in between.
             c.execute(
-                self._sql(f"INSERT INTO {generations} (generation, playbook, state, started_at) VALUES (?, ?, 'building', ?)"),
-                [generation, fingerprint, ts(_now())],
+                self._sql(
+                    f"INSERT INTO {generations} (generation, playbook, state, started_at) "
+                    f"SELECT COALESCE(MAX(generation), 0) + 1, ?, 'building', ? FROM {generations} RETURNING generation"
+                ),
+                [fingerprint, ts(_now())],
             )
+            generation = c.fetchone()["generation"]
         builder = copy.copy(self)
         builder.__dict__.pop("_initial_stages", None)
         builder.generation, builder.playbook, builder.building = generation, playbook, True
-        for statement in self._generation_ddl(generation):
+        for statement in self._generation_ddl(generation) + self._analytics_ddl(generation):
             builder.execute(statement)
         return builder
 
@@ -694,9 +782,11 @@ class JourneyViewSQL:
         return sorted(found, key=lambda t: (t["at"], t["touchpoint_id"], order.get(t["journey"], len(order))))
 
     def segment(
-        self, filters: dict[str, str | None], after: str | None, limit: int, scope: Scope = Scope.customer
+        self, filters: dict[str, str | None], after: str | None, limit: int, scope: Scope = Scope.customer,
+        since_before: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """Instances of a scope in the given stages (None: journey not started), in subject order."""
+        """Instances of a scope in the given stages (None: journey not started), in subject order;
+        with `since_before`, only those in the first filter's stage since before then."""
         positions, subjects = self._table("positions"), self._table("subjects")
         joins, where, params = [], [], []
         items = list(filters.items())
@@ -706,6 +796,9 @@ class JourneyViewSQL:
                 condition = f"p{n}.journey = ? AND " + (f"p{n}.stage IS NULL" if stage is None else f"p{n}.stage = ?")
                 values = [journey] + ([] if stage is None else [stage])
                 if n == 0:
+                    if since_before is not None:
+                        condition += " AND p0.since < ?"
+                        values.append(ts(since_before))
                     where.append(condition)
                     params_where = values
                 else:
@@ -740,12 +833,11 @@ class JourneyViewSQL:
 
     def summary(self) -> dict[str, dict[str | None, int]]:
         """How many instances are in each stage of each journey (None: not started)."""
-        rows = self._query(
-            f"SELECT p.journey, p.stage, COUNT(*) AS n FROM {self._table('positions')} p GROUP BY p.journey, p.stage"
-        )
         counts: dict[str, dict[str | None, int]] = {j: {} for j in self.playbook.journeys}
-        for row in rows:
-            counts.setdefault(row["journey"], {})[row["stage"]] = row["n"]
+        for row in self.counts():  # the counters: a few hundred rows, however many instances
+            for journey, (stage, _) in row["stages"].items():
+                found = counts.setdefault(journey, {})
+                found[stage] = found.get(stage, 0) + row["instances"]
         return counts
 
 
@@ -795,12 +887,21 @@ class PostgresJourneyView(JourneyViewSQL, PostgresTrackingRecorder):
         """One INSERT from column arrays: a constant statement, however many rows."""
         if not rows:
             return
-        arrays = ", ".join(f"%s::{INTEGER_COLUMNS.get(col, 'text')}[]" for col in columns)
+        arrays = ", ".join(f"%s::{COLUMN_TYPES.get(col, 'text')}[]" for col in columns)
         c.execute(
             f"INSERT INTO {self._table(table)} ({', '.join(columns)}) "
             f"SELECT * FROM unnest({arrays}) {conflict}",
             [list(column) for column in zip(*rows, strict=True)],
         )
+
+
+def combination(playbook: Playbook, scope: Scope, marks: dict[str, list[Any]]) -> str:
+    """The counters' key: each journey of the scope's [stage, has process defects], as JSON."""
+    return json.dumps({j: marks.get(j, [playbook.journeys[j].initial, False]) for j in playbook.journeys_of(scope)})
+
+
+def _marks_of(stages: Stages) -> dict[str, list[Any]]:
+    return {j: [p.stage, bool(stages.defects.get(j))] for j, p in stages.positions.items()}
 
 
 def _chunks(items: list[Any]) -> Iterator[list[Any]]:
@@ -851,12 +952,13 @@ def _transition_row(change: SubjectChange, t: Transition, fingerprint: str) -> l
         change.scope.value, change.subject, t.journey, ts(t.at), t.touchpoint_id, t.from_stage, t.to_stage,
         json.dumps(list(t.skipped)), int(t.restart), t.touchpoint_type,
         json.dumps(list(t.defects)) if t.defects else None, change.causes.get(t.touchpoint_id), fingerprint,
+        ts(t.from_since), (t.at - t.from_since).total_seconds() if t.from_since is not None else None,
     ]
 
 
 def revision_row(scope: Scope, subject: str, r: Revision, fingerprint: str) -> list[Any]:
     def transitions(found: list[dict[str, Any]]) -> str:
-        return json.dumps([{**t, "at": ts(t["at"])} for t in found])
+        return json.dumps([{**t, "at": ts(t["at"]), "from_since": ts(t.get("from_since"))} for t in found])
 
     return [
         scope.value, subject, ts(r.recorded_at), r.kind, r.reason, r.cause_touchpoint_id, r.cause_record_id,
@@ -866,7 +968,7 @@ def revision_row(scope: Scope, subject: str, r: Revision, fingerprint: str) -> l
 
 def _revision_from_row(row: Any) -> dict[str, Any]:
     def transitions(text: str) -> list[dict[str, Any]]:
-        return [{**t, "at": parse_ts(t["at"])} for t in json.loads(text)]
+        return [{**t, "at": parse_ts(t["at"]), "from_since": parse_ts(t.get("from_since"))} for t in json.loads(text)]
 
     return {
         "seq": row["seq"], "scope": row["scope"], "subject": row["subject"], "kind": row["kind"],
@@ -899,6 +1001,7 @@ def _transition_from_row(row: Any) -> dict[str, Any]:
         "defects": json.loads(row["defects"]) if row["defects"] else [],
         "record_id": row["record_id"] if "record_id" in row.keys() else None,
         "playbook": row["playbook"] if "playbook" in row.keys() else None,
+        "from_since": parse_ts(row["from_since"]) if "from_since" in row.keys() else None,
     }
 
 

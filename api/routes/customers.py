@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import AfterValidator
@@ -19,6 +19,7 @@ from journeys.playbook import Scope
 from projections import history as histories
 from projections.history import CursorError, Window
 from projections.system import System
+from projections.timeline import timeline
 
 router = APIRouter(prefix="/customers", tags=["customers"], responses=NOT_FOUND)
 
@@ -36,6 +37,7 @@ KnownAt = Annotated[
 ]
 After = Annotated[str | None, Query(max_length=2000, description="the next_cursor of the page before")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="touchpoints per page")]
+TimelineLimit = Annotated[int, Query(ge=1, le=5000, description="how many of the latest touchpoints")]
 
 
 def caught_up(system: System, min_position: int | None) -> int:
@@ -79,6 +81,14 @@ def stages(
     sent = system.personal.sent_message_ids(record_id)
     return StagesOut.of(customer_id, record_id, found["stages"], system.playbook, sent, position,
                         derived_by(system, system.view.live_playbook))
+
+
+@router.get("/{customer_id}/timeline", dependencies=[allow(*READERS)])
+def customer_timeline(customer_id: CustomerKey, system: SystemDep, limit: TimelineLimit = 500) -> dict[str, Any]:
+    """The customer's latest touchpoints (type, channel, campaign, time: no personal data) and
+    stage transitions per journey: the dashboard's swim lanes."""
+    found = timeline(system, Scope.customer, record_of(system, customer_id), limit)
+    return {"customer_id": customer_id, **found}
 
 
 def _replayed(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -10,11 +11,12 @@ from api.deps import SystemDep
 from api.errors import NotFoundError, error_response
 from api.errors import BadQueryError
 from api.keys import Role
-from api.routes.customers import After, AsOf, CustomerKey, KnownAt, Limit, MinPosition, caught_up
+from api.routes.customers import After, AsOf, CustomerKey, KnownAt, Limit, MinPosition, TimelineLimit, caught_up
 from api.schemas import ContactOut, DealHistoryOut, InstanceOut, StageOut, TransitionOut
 from journeys.playbook import Scope
 from projections.history import CursorError, Window, history
 from projections.system import System
+from projections.timeline import timeline
 
 router = APIRouter(tags=["accounts, deals and cases"], responses={404: error_response("nothing has been recorded for it")})
 
@@ -25,6 +27,15 @@ InstanceId = CustomerKey  # the same rules: 1 to 200 characters a store can hold
 def account(account_id: InstanceId, system: SystemDep, min_position: MinPosition = None) -> InstanceOut:
     """An account's stages, its buying centre (contacts, their roles and stages) and the roles not engaged yet."""
     return instance(system, Scope.account, account_id, min_position)
+
+
+@router.get("/accounts/{account_id}/timeline", dependencies=[allow(*READERS)])
+def account_timeline(account_id: InstanceId, system: SystemDep, limit: TimelineLimit = 500) -> dict[str, Any]:
+    """The account's latest touchpoints (of all its contacts) and its stage transitions: the dashboard's swim lanes."""
+    found = timeline(system, Scope.account, account_id, limit)
+    if not found["touchpoint_count"]:
+        raise NotFoundError(f"no touchpoint with account_id {account_id!r} has been recorded")
+    return {"account_id": account_id, **found}
 
 
 @router.get("/deals/{deal_id}", response_model=InstanceOut, dependencies=[allow(*READERS)])

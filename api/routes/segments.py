@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
 
 from api.auth import READERS, allow
 from api.deps import SystemDep
@@ -14,6 +18,7 @@ from api.errors import BadQueryError
 from api.schemas import InstanceMember, SegmentMember, SegmentOut
 from journeys.playbook import Journey, Playbook, Scope
 from journeys.touchpoint import check_text
+from projections.segment_export import csv_lines, export_columns, segment_rows
 
 router = APIRouter(prefix="/segments", tags=["segments"], dependencies=[allow(*READERS)])
 
@@ -23,39 +28,68 @@ StageQuery = Annotated[
 ]
 
 
-@router.get("", response_model=SegmentOut)
-def segment(
+@dataclass(frozen=True)
+class Asked:
+    """A segment query, checked: the stage per journey, the scope, and the stuck bound."""
+
+    filters: dict[str, str | None]
+    scope: Scope
+    since_before: datetime | None = None
+    stuck_after: float | None = None
+
+
+def asked(
     system: SystemDep,
     awareness: StageQuery = None,
     buyer: StageQuery = None,
     seller: StageQuery = None,
     journey: Annotated[str | None, Query(min_length=1, max_length=50, description="any journey of the playbook")] = None,
     stage: StageQuery = None,
+    stuck: Annotated[bool, Query(description="only those whose current stay exceeds the stage's p90 of ended stays")] = False,
+) -> Asked:
+    named = {Journey.awareness.value: awareness, Journey.buyer.value: buyer, Journey.seller.value: seller}
+    if (journey is None) != (stage is None):
+        raise BadQueryError("journey" if journey is None else "stage", "journey and stage go together")
+    if journey is not None:
+        if journey in named and named[journey] is not None:
+            raise BadQueryError("journey", f"{journey} is asked for twice")
+        named[journey] = stage
+    filters = {j: _stage(system.playbook, j, s) for j, s in named.items() if s is not None}
+    scopes = {system.playbook.journeys[j].scope for j in filters} or {Scope.customer}
+    if len(scopes) > 1:
+        raise BadQueryError("journey", f"these journeys are kept for different scopes: {sorted(s.value for s in scopes)}")
+    if not stuck:
+        return Asked(filters, scopes.pop())
+    if len(filters) != 1 or None in filters.values():
+        raise BadQueryError("stuck", "stuck=true needs exactly one journey and one of its stages")
+    (stuck_journey, stuck_stage), = filters.items()
+    threshold = system.analytics.stuck_after(stuck_journey, stuck_stage)
+    if threshold is None:
+        raise BadQueryError("stuck", f"no stay in {stuck_stage} has ended yet: there is no p90 to compare with")
+    return Asked(filters, scopes.pop(), datetime.now(timezone.utc) - timedelta(seconds=threshold), threshold)
+
+
+AskedDep = Annotated[Asked, Depends(asked)]
+
+
+@router.get("", response_model=SegmentOut)
+def segment(
+    system: SystemDep,
+    query: AskedDep,
     cursor: Annotated[str | None, Query(max_length=1000, description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SegmentOut:
     """Customers (or accounts, deals, cases) in the given stages, a page at a time."""
-    asked = {Journey.awareness.value: awareness, Journey.buyer.value: buyer, Journey.seller.value: seller}
-    if (journey is None) != (stage is None):
-        raise BadQueryError("journey" if journey is None else "stage", "journey and stage go together")
-    if journey is not None:
-        if journey in asked and asked[journey] is not None:
-            raise BadQueryError("journey", f"{journey} is asked for twice")
-        asked[journey] = stage
-    filters = {j: _stage(system.playbook, j, s) for j, s in asked.items() if s is not None}
-    scopes = {system.playbook.journeys[j].scope for j in filters} or {Scope.customer}
-    if len(scopes) > 1:
-        raise BadQueryError("journey", f"these journeys are kept for different scopes: {sorted(s.value for s in scopes)}")
-    scope = scopes.pop()
-    rows = system.view.segment(filters, _decode(cursor), limit, scope)
+    rows = system.view.segment(query.filters, _decode(cursor), limit, query.scope, query.since_before)
     next_cursor = _encode(rows[-1]["subject"]) if len(rows) == limit else None
-    if scope is not Scope.customer:
+    if query.scope is not Scope.customer:
         instances = [
             InstanceMember(id=r["subject"], touchpoint_count=r["touchpoint_count"],
                            stages={j: p.stage for j, p in r["stages"].positions.items()})
             for r in rows
         ]
-        return SegmentOut(scope=scope, customers=[], instances=instances, next_cursor=next_cursor)
+        return SegmentOut(scope=query.scope, customers=[], instances=instances, next_cursor=next_cursor,
+                          stuck_after_seconds=query.stuck_after)
     keys = system.personal.customer_keys(rows)
     members = [
         SegmentMember(
@@ -67,7 +101,27 @@ def segment(
         for r in rows
         if r["record_id"] in keys  # an erasure the view has not caught up with yet
     ]
-    return SegmentOut(customers=members, next_cursor=next_cursor)
+    return SegmentOut(customers=members, next_cursor=next_cursor, stuck_after_seconds=query.stuck_after)
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}, "description": "the whole segment"}},
+)
+def export(
+    system: SystemDep,
+    query: AskedDep,
+    format: Annotated[Literal["csv", "jsonl"], Query(description="CSV with a header row, or JSON Lines")] = "csv",
+) -> StreamingResponse:
+    """The whole segment, streamed a page at a time (constant memory): each member's id, stages
+    and, for customers, the id of the next message to send."""
+    rows = segment_rows(system, query.filters, query.scope, query.since_before)
+    columns = export_columns(system.playbook, query.scope)
+    body = csv_lines(columns, rows) if format == "csv" else (json.dumps(row) + "\n" for row in rows)
+    media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
+    name = f"segment.{format}"
+    return StreamingResponse(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.get("/summary")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 from api.auth import rule_of
 from api.keys import Role
 from api.main import ROUTERS, create_app
+from api.routes.dashboard import router as PUBLIC_ROUTER
 from projections.system import System
 from tests.factories import payload
 
@@ -35,15 +37,27 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/segments/summary"): {M, A, ADM},
     ("GET", "/playbook"): {M, A, ADM},
     ("GET", "/health"): {P, M, A, ADM},
+    ("GET", "/segments/export"): {M, A, ADM},
+    ("GET", "/customers/{customer_id}/timeline"): {M, A, ADM},
+    ("GET", "/accounts/{account_id}/timeline"): {M, A, ADM},
+    ("GET", "/analytics/funnel"): {M, ADM},
+    ("GET", "/analytics/time-in-stage"): {M, ADM},
+    ("GET", "/analytics/alignment"): {M, ADM},
+    ("GET", "/analytics/attribution"): {M, ADM},
+    ("GET", "/analytics/cost"): {M, ADM},
+    ("POST", "/campaigns/{campaign}/spend"): {M, ADM},
+    ("GET", "/campaigns/{campaign}/spend"): {M, ADM},
     ("POST", "/keys"): {ADM},
     ("GET", "/keys"): {ADM},
     ("DELETE", "/keys/{name}"): {ADM},
 }
 
+ASSETS_DIR = Path(__file__).resolve().parents[2] / "api" / "static"
 BODIES = {
     "/touchpoints": payload("t1", "email_opened", 0, "acme"),
     "/touchpoints/batch": [payload("t2", "email_opened", 0, "acme")],
     "/keys": {"name": "made-in-test", "role": "marketer"},
+    "/campaigns/{campaign}/spend": {"period": "2026-03", "amount": "10.00", "currency": "EUR"},
 }
 
 
@@ -70,7 +84,7 @@ def api(system: System, keys):
 
 
 def call(client: TestClient, method: str, path: str, key: str | None, **headers: str):
-    url = path.replace("{customer_id}", "acme").replace("{account_id}", "A1").replace("{deal_id}", "D1").replace("{case_id}", "C1").replace("{name}", "nobody").replace("{record_id}", str(uuid4()))
+    url = path.replace("{customer_id}", "acme").replace("{account_id}", "A1").replace("{deal_id}", "D1").replace("{case_id}", "C1").replace("{name}", "nobody").replace("{campaign}", "spring").replace("{record_id}", str(uuid4()))
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
     return client.request(method, url, json=BODIES.get(path) if method == "POST" else None, headers=headers)
@@ -111,6 +125,20 @@ def test_no_key_unknown_key_and_malformed_credentials_get_401(api):
             assert answer.json()["detail"]
     garbled = client.get("/health", headers={"Authorization": "Basic !!!not-base64"})
     assert garbled.status_code == 401 and garbled.json()["detail"]
+
+
+def test_the_dashboard_page_and_assets_are_public_and_hold_no_data(api):
+    """The page and its scripts need no key (a browser cannot send one when it opens a page);
+    they are files of the package, and every figure the page shows needs a marketer's key."""
+    client, _ = api
+    assert {r.path for r in PUBLIC_ROUTER.routes} == {"/dashboard", "/dashboard/assets/{name:path}"}
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("dashboard.js", "dashboard.css", "vendor/chart.umd.min.js"):
+        answer = client.get(f"/dashboard/assets/{asset}")
+        assert answer.status_code == 200 and answer.content == (ASSETS_DIR / asset).read_bytes()
+    for probe in ("../main.py", "..%2Fmain.py", "dashboard.html/../../keys.py", "vendor/../../cli.py"):
+        assert client.get(f"/dashboard/assets/{probe}").status_code == 404
 
 
 def test_basic_auth_with_the_key_as_user_name_works_as_segment_sends_it(api):

@@ -1,0 +1,240 @@
+// The marketers' dashboard. Every figure comes from the API with the key typed in (kept in
+// this tab's sessionStorage only); text is set with textContent, never parsed as HTML.
+"use strict";
+
+const state = { key: sessionStorage.getItem("journeys-key") || "", playbook: null, journey: null, charts: {}, segment: null };
+const $ = (id) => document.getElementById(id);
+const NOT_STARTED = "not_started";
+
+async function api(path) {
+  const response = await fetch(path, { headers: { Authorization: `Bearer ${state.key}` } });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = JSON.stringify((await response.json()).detail); } catch (_) { /* not JSON */ }
+    throw new Error(`${response.status} ${detail}`);
+  }
+  return response;
+}
+const json = async (path) => (await api(path)).json();
+
+function el(tag, text, attrs = {}) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
+}
+
+function table(id, header, rows) {
+  const t = $(id);
+  t.replaceChildren();
+  const head = el("tr");
+  header.forEach((h) => head.appendChild(el("th", h)));
+  t.appendChild(head);
+  rows.forEach((cells) => {
+    const tr = el("tr");
+    cells.forEach((c) => tr.appendChild(c instanceof Node ? c : el("td", c)));
+    t.appendChild(tr);
+  });
+}
+
+function chart(id, labels, datasets, horizontal = false) {
+  if (state.charts[id]) state.charts[id].destroy();
+  state.charts[id] = new Chart($(id), {
+    type: "bar",
+    data: { labels, datasets },
+    options: { animation: false, indexAxis: horizontal ? "y" : "x", plugins: { legend: { display: datasets.length > 1 } } },
+  });
+}
+
+const duration = (s) => {
+  if (s === null || s === undefined) return "–";
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  if (s < 86400 * 2) return `${(s / 3600).toFixed(1)} h`;
+  return `${(s / 86400).toFixed(1)} d`;
+};
+const status = (text) => { $("status").textContent = text; };
+
+async function connect(event) {
+  event?.preventDefault();
+  state.key = $("key").value || state.key;
+  try {
+    state.playbook = await json("/playbook");
+  } catch (error) {
+    status(`Could not connect: ${error.message}`);
+    return;
+  }
+  sessionStorage.setItem("journeys-key", state.key);
+  const select = $("journey");
+  select.replaceChildren(...Object.keys(state.playbook.journeys).map((j) => el("option", j, { value: j })));
+  select.disabled = false;
+  state.journey = state.playbook.journeys.buyer ? "buyer" : select.value;
+  select.value = state.journey;
+  $("main").hidden = false;
+  status(`Playbook ${state.playbook.name}, version ${state.playbook.version}`);
+  await refresh();
+}
+
+async function refresh() {
+  const model = state.playbook.journeys[state.journey];
+  $("attribution-stage").replaceChildren(...model.stages.map((s) => el("option", s)));
+  await Promise.all([counts(), funnel(), timeInStage(), alignment(), attribution()]);
+  document.body.dataset.ready = "true";
+}
+
+async function counts() {
+  const summary = await json("/segments/summary");
+  const found = summary[state.journey];
+  const labels = Object.keys(found);
+  chart("counts-chart", labels, [{ label: state.journey, data: labels.map((s) => found[s]), backgroundColor: "#5b7bd5" }]);
+  table("counts-table", ["stage", "instances", ""], labels.map((s) => {
+    const link = el("a", "segment", { href: "#" });
+    link.addEventListener("click", (e) => { e.preventDefault(); openSegment({ journey: state.journey, stage: s }); });
+    const cell = el("td"); cell.appendChild(link);
+    return [s, found[s], cell];
+  }));
+}
+
+async function funnel(event) {
+  event?.preventDefault();
+  const q = new URLSearchParams({ journey: state.journey });
+  const from = $("funnel-from").value, to = $("funnel-to").value;
+  if (from) q.set("from", `${from}T00:00:00Z`);
+  if (to) q.set("to", `${to}T00:00:00Z`);
+  for (const name of ["cohort", "campaign", "channel"]) {
+    const v = $(`funnel-${name}`).value.trim();
+    if (v) q.set(name, v);
+  }
+  let found;
+  try { found = await json(`/analytics/funnel?${q}`); } catch (error) { status(`Funnel: ${error.message}`); return; }
+  const labels = found.stages.map((s) => s.stage);
+  chart("funnel-chart", labels, [
+    { label: "entered", data: found.stages.map((s) => s.entered), backgroundColor: "#5b7bd5" },
+    { label: "advanced", data: found.stages.map((s) => s.advanced), backgroundColor: "#5bd58f" },
+  ]);
+  table("funnel-table", ["stage", "entered", "advanced", "to next", "skipped next", "restarted", "still in", "passed over", "conversion", "median to advance", "p90"],
+    found.stages.map((s) => [s.stage, s.entered, s.advanced, s.to_next, s.skipped_next, s.restarted, s.still_in, s.passed_over,
+      s.conversion === null ? "–" : `${(s.conversion * 100).toFixed(1)}%`, duration(s.time_to_advance.median_seconds), duration(s.time_to_advance.p90_seconds)]));
+}
+
+async function timeInStage() {
+  const found = await json(`/analytics/time-in-stage?journey=${encodeURIComponent(state.journey)}`);
+  table("time-table", ["stage", "ended stays", "median", "p75", "p90", "current stays", "median", "p75", "p90", ""],
+    found.stages.map((s) => {
+      const cell = el("td");
+      if (s.ended.stays && s.current.stays) {
+        const link = el("a", "stuck", { href: "#" });
+        link.addEventListener("click", (e) => { e.preventDefault(); openSegment({ journey: state.journey, stage: s.stage, stuck: "true" }); });
+        cell.appendChild(link);
+      }
+      return [s.stage, s.ended.stays, duration(s.ended.p50_seconds), duration(s.ended.p75_seconds), duration(s.ended.p90_seconds),
+        s.current.stays, duration(s.current.p50_seconds), duration(s.current.p75_seconds), duration(s.current.p90_seconds), cell];
+    }));
+}
+
+async function alignment() {
+  if (!state.playbook.journeys.buyer || !state.playbook.journeys.seller) return;
+  const m = await json("/analytics/alignment?rows=buyer&columns=seller");
+  const cells = new Map(m.cells.map((c) => [`${c.row}|${c.column}`, c]));
+  const name = (s) => s ?? NOT_STARTED;
+  table("alignment-table", ["buyer \\ seller", ...m.column_stages.map(name)], m.row_stages.map((r) => [
+    name(r), ...m.column_stages.map((c) => {
+      const cell = cells.get(`${r}|${c}`);
+      const td = el("td");
+      if (!cell) { td.textContent = "0"; return td; }
+      td.className = cell.alignment === "aligned" ? "aligned" : cell.alignment.endsWith("_ahead") ? "ahead" : "behind";
+      td.dataset.row = name(r); td.dataset.column = name(c);
+      const link = el("a", cell.instances + (cell.with_defects ? ` ⚑${cell.with_defects}` : ""), { href: "#" });
+      link.addEventListener("click", (e) => { e.preventDefault(); openSegment({ buyer: name(r), seller: name(c) }); });
+      td.appendChild(link);
+      return td;
+    })]));
+}
+
+async function attribution(event) {
+  event?.preventDefault();
+  const stage = $("attribution-stage").value, model = $("attribution-model").value;
+  const q = new URLSearchParams({ journey: state.journey, stage, model });
+  let found;
+  try { found = await json(`/analytics/attribution?${q}`); } catch (error) { status(`Attribution: ${error.message}`); return; }
+  chart("attribution-chart", found.campaigns.map((c) => c.name),
+    [{ label: `credit for ${stage} (${model})`, data: found.campaigns.map((c) => c.credit), backgroundColor: "#d5795b" }], true);
+  table("attribution-table", ["campaign", "credit"], [
+    ...found.campaigns.map((c) => [c.name, c.credit]), ["(no campaign touch)", found.unattributed],
+  ]);
+}
+
+async function openSegment(filters, cursor) {
+  state.segment = filters;
+  $("segment-title").textContent = Object.entries(filters).map(([k, v]) => `${k}=${v}`).join(", ");
+  const q = new URLSearchParams({ ...filters, limit: "100" });
+  if (cursor) q.set("cursor", cursor);
+  let page;
+  try { page = await json(`/segments?${q}`); } catch (error) { status(`Segment: ${error.message}`); return; }
+  const members = page.scope === "customer" ? page.customers : page.instances;
+  const journeys = state.playbook.journeys;
+  const shown = Object.keys(journeys).filter((j) => journeys[j].scope === page.scope);
+  table("segment-table", [page.scope === "customer" ? "customer" : page.scope, "touchpoints", ...shown], members.map((m) => {
+    const id = m.customer_id ?? m.id;
+    const td = el("td");
+    const link = el("a", id, { href: "#" });
+    link.addEventListener("click", (e) => { e.preventDefault(); $("timeline-customer").value = id; showTimeline(); });
+    td.appendChild(link);
+    return [td, m.touchpoint_count, ...shown.map((j) => m.stages[j] ?? NOT_STARTED)];
+  }));
+  const more = $("segment-more");
+  more.hidden = !page.next_cursor;
+  more.onclick = () => openSegment(filters, page.next_cursor);
+  $("segment-section").scrollIntoView();
+}
+
+async function exportSegment() {
+  if (!state.segment) return;
+  const q = new URLSearchParams({ ...state.segment, format: "csv" });
+  const blob = await (await api(`/segments/export?${q}`)).blob();
+  const link = $("segment-download");
+  link.href = URL.createObjectURL(blob);
+  link.download = "segment.csv";
+  link.textContent = `segment.csv (${blob.size} bytes)`;
+  link.hidden = false;
+  link.click();
+}
+
+async function showTimeline(event) {
+  event?.preventDefault();
+  const id = $("timeline-customer").value.trim();
+  if (!id) return;
+  let found;
+  try { found = await json(`/customers/${encodeURIComponent(id)}/timeline`); } catch (error) { status(`Timeline: ${error.message}`); return; }
+  const box = $("timeline");
+  box.replaceChildren();
+  const times = [...found.touchpoints.map((t) => Date.parse(t.occurred_at)), ...found.transitions.map((t) => Date.parse(t.at))];
+  const first = Math.min(...times), last = Math.max(...times), span = Math.max(last - first, 1);
+  const x = (at) => `calc(7rem + ${((Date.parse(at) - first) / span) * 90}% * 0.85)`;
+  const lane = (name, marks) => {
+    const row = el("div", null, { class: "lane", "data-lane": name });
+    row.appendChild(el("span", name, { class: "lane-name" }));
+    marks.forEach((m) => row.appendChild(m));
+    box.appendChild(row);
+  };
+  lane("touchpoints", found.touchpoints.map((t) => {
+    const mark = el("span", null, { class: "mark", title: `${t.occurred_at} ${t.type}${t.campaign ? ` (${t.campaign})` : ""}` });
+    mark.style.left = x(t.occurred_at);
+    return mark;
+  }));
+  found.journeys.forEach((j) => lane(j, found.transitions.filter((t) => t.journey === j).map((t) => {
+    const mark = el("span", null, { class: `mark transition${t.restart ? " restart" : ""}`, title: `${t.at} ${t.from_stage ?? NOT_STARTED} → ${t.to_stage ?? NOT_STARTED}` });
+    mark.style.left = x(t.at);
+    return mark;
+  })));
+  box.dataset.customer = id;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login").addEventListener("submit", connect);
+  $("journey").addEventListener("change", () => { state.journey = $("journey").value; refresh(); });
+  $("funnel-form").addEventListener("submit", funnel);
+  $("attribution-form").addEventListener("submit", attribution);
+  $("segment-export").addEventListener("click", exportSegment);
+  $("timeline-form").addEventListener("submit", showTimeline);
+  if (state.key) connect();
+});

@@ -1,0 +1,171 @@
+"""What campaigns cost: spend records (campaign, period, amount, currency) and cost per lead
+and per advance, from the leads and attribution the analytics give.
+
+Spend is input marketing records, not derived: it is kept beside the read models across
+generations. A period is a calendar month ("2025-03") or an interval of dates
+("2025-03-01/2025-03-15", both days included); a report over a window counts the share
+of each period's spend that falls in it, day by day.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from journeys.touchpoint import check_text
+from projections.view import JourneyViewSQL, ts
+
+MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+MAX_AMOUNT = Decimal("1e15")
+
+
+class SpendError(ValueError):
+    """A spend record that cannot be stored: says which field and why."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Spend:
+    campaign: str
+    start: date  # first day
+    end: date  # last day, included
+    amount: Decimal
+    currency: str
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+
+def parse_period(text: str) -> tuple[date, date]:
+    """A month ("2025-03") or an interval of days ("2025-03-01/2025-03-15") as (first, last day)."""
+    text = text.strip()
+    try:
+        if m := MONTH.match(text):
+            first = date(int(m[1]), int(m[2]), 1)
+            following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+            return first, following - timedelta(days=1)
+        start, sep, end = text.partition("/")
+        if sep:
+            first, last = date.fromisoformat(start), date.fromisoformat(end)
+            if last < first:
+                raise SpendError("period", f"{text!r} ends before it starts")
+            return first, last
+    except ValueError as error:
+        if isinstance(error, SpendError):
+            raise
+        raise SpendError("period", f"{text!r} is not a real month or date ({error})") from None
+    raise SpendError("period", f"{text!r} is neither a month (2025-03) nor an interval of days (2025-03-01/2025-03-15)")
+
+
+def parse_spend(campaign: str, period: str, amount: str | Decimal | int | float, currency: str) -> Spend:
+    """A checked spend record; SpendError names the field that is wrong."""
+    try:
+        campaign = check_text(campaign).strip()
+    except ValueError as error:
+        raise SpendError("campaign", str(error)) from None
+    if not campaign or len(campaign) > 200:
+        raise SpendError("campaign", "must be 1 to 200 characters")
+    start, end = parse_period(check_text(period))
+    try:
+        value = Decimal(str(amount).strip())
+    except (InvalidOperation, ValueError):
+        raise SpendError("amount", f"{str(amount)[:40]!r} is not a number") from None
+    if not value.is_finite() or value < 0 or value >= MAX_AMOUNT:
+        raise SpendError("amount", "must be a finite amount from 0 up to 10^15")
+    currency = currency.strip().upper()
+    if not CURRENCY.match(currency):
+        raise SpendError("currency", f"{currency[:10]!r} is not a three-letter ISO 4217 code (e.g. EUR)")
+    return Spend(campaign, start, end, value, currency)
+
+
+class SpendBook:
+    """Spend records stored beside the view, and what they make of leads and advances."""
+
+    def __init__(self, view: JourneyViewSQL):
+        self.view = view
+
+    def record(self, entries: list[Spend], recorded_by: str) -> int:
+        """Store spend records in one transaction (all or none); how many."""
+        now = ts(datetime.now(timezone.utc))
+        return self.view.execute_many(
+            f"INSERT INTO {self.view.table('spend')} (campaign, period_start, period_end, amount, currency, "
+            "recorded_at, recorded_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [[e.campaign, e.start.isoformat(), e.end.isoformat(), str(e.amount), e.currency, now, recorded_by]
+             for e in entries],
+        )
+
+    def entries(self, campaign: str | None = None) -> list[Spend]:
+        where, params = ("WHERE campaign = ?", [campaign]) if campaign is not None else ("", [])
+        rows = self.view.query(f"SELECT * FROM {self.view.table('spend')} {where} ORDER BY campaign, period_start, seq", params)
+        return [
+            Spend(r["campaign"], date.fromisoformat(r["period_start"]), date.fromisoformat(r["period_end"]),
+                  Decimal(r["amount"]), r["currency"])
+            for r in rows
+        ]
+
+    def spent(self, start: datetime | None, end: datetime | None) -> dict[str, dict[str, Decimal]]:
+        """campaign -> currency -> the spend falling in [start, end), prorated by day."""
+        totals: dict[str, dict[str, Decimal]] = {}
+        for e in self.entries():
+            share = _overlap_days(e, start, end)
+            if share:
+                by_currency = totals.setdefault(e.campaign, {})
+                by_currency[e.currency] = by_currency.get(e.currency, Decimal(0)) + e.amount * share / e.days
+        return totals
+
+
+def _overlap_days(e: Spend, start: datetime | None, end: datetime | None) -> int:
+    """Whole days of the spend's period inside [start, end) (a day counts if it begins inside)."""
+    first = e.start if start is None else max(e.start, _first_day_from(start))
+    last = e.end if end is None else min(e.end, _last_day_before(end))
+    return max(0, (last - first).days + 1)
+
+
+def _first_day_from(moment: datetime) -> date:
+    day = moment.astimezone(timezone.utc).date()
+    midnight = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return day if moment <= midnight else day + timedelta(days=1)
+
+
+def _last_day_before(moment: datetime) -> date:
+    day = moment.astimezone(timezone.utc).date()
+    return day - timedelta(days=1) if moment <= datetime(day.year, day.month, day.day, tzinfo=timezone.utc) else day
+
+
+def cost_report(spent: dict[str, dict[str, Decimal]], leads: dict[str, int],
+                advances: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Per campaign: spend per currency, leads, cost per lead, and per stage the credited advances
+    and cost per advance (per currency: amounts in different currencies are never added)."""
+    out = []
+    for campaign in sorted(set(spent) | set(leads) | {c for by in advances.values() for c in by}):
+        money = spent.get(campaign, {})
+        n = leads.get(campaign, 0)
+        stages = {
+            stage: {
+                "advances": round(by.get(campaign, 0.0), 4),
+                "cost_per_advance": {cur: _money(v / Decimal(str(by[campaign]))) for cur, v in money.items()}
+                if by.get(campaign) else {},
+            }
+            for stage, by in advances.items()
+        }
+        out.append({
+            "campaign": campaign,
+            "spend": {cur: _money(v) for cur, v in money.items()},
+            "leads": n,
+            "cost_per_lead": {cur: _money(v / n) for cur, v in money.items()} if n else {},
+            "stages": stages,
+        })
+    return out
+
+
+def _money(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.01")))

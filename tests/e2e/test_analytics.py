@@ -1,0 +1,261 @@
+"""Marketing analytics on a small hand-built history, exact numbers, SQLite and PostgreSQL (issue 10).
+
+Five customers in the buyer's journey (days after T0; campaign/channel in brackets):
+  ann: ad_clicked 0 [spring/ads], inquiry 1 [webinar/email], requirements 3, demo 4 [demo-day/event], contract 10
+  bob: inquiry 2 [spring/ads], quote 5 (skips two stages), deal_lost 7 (restart), inquiry 8
+  cat: website 0, inquiry 5 [webinar/email] recorded *after* requirements 6 (a late touchpoint)
+  dan: inquiry 1, qualification_assessed 2 (the seller two steps ahead of the buyer)
+  eve: case_study_viewed 1 [spring/social] (the buyer evaluating, no seller engaged; skips two stages)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.keys import Role
+from tests.factories import T0, payload
+
+DAY = 86400.0
+
+
+def at(days: float) -> str:
+    return (T0 + timedelta(days=days)).isoformat()
+
+
+def history() -> tuple[list[dict], list[dict]]:
+    first = [
+        payload("a1", "ad_clicked", 0, "ann", campaign="spring", channel="ads"),
+        payload("a2", "inquiry_received", 1, "ann", campaign="webinar", channel="email"),
+        payload("a3", "requirements_shared", 3, "ann"),
+        payload("a4", "demo_delivered", 4, "ann", campaign="demo-day", channel="event"),
+        payload("a5", "contract_signed", 10, "ann"),
+        payload("b1", "inquiry_received", 2, "bob", campaign="spring", channel="ads"),
+        payload("b2", "quote_requested", 5, "bob"),
+        payload("b3", "deal_lost", 7, "bob"),
+        payload("b4", "inquiry_received", 8, "bob"),
+        payload("c1", "website_visited", 0, "cat"),
+        payload("c3", "requirements_shared", 6, "cat"),
+        payload("d1", "inquiry_received", 1, "dan"),
+        payload("d2", "qualification_assessed", 2, "dan"),
+        payload("e1", "case_study_viewed", 1, "eve", campaign="spring", channel="social"),
+    ]
+    late = [payload("c2", "inquiry_received", 5, "cat", campaign="webinar", channel="email")]
+    return first, late
+
+
+def seed(client: TestClient) -> int:
+    position = 0
+    for batch in history():
+        answer = client.post("/touchpoints/batch", json=batch)
+        assert answer.status_code == 200, answer.text
+        assert {r["outcome"] for r in answer.json()["results"]} == {"recorded"}, answer.text
+        position = answer.json()["position"]
+    client.get("/customers/ann/stages", params={"min_position": position}).raise_for_status()
+    return position
+
+
+def get(client: TestClient, path: str, **params) -> dict:
+    answer = client.get(path, params=params)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def by_stage(found: dict) -> dict[str, dict]:
+    return {s["stage"]: s for s in found["stages"]}
+
+
+def counts(stage: dict) -> tuple:
+    return (stage["entered"], stage["advanced"], stage["to_next"], stage["skipped_next"], stage["restarted"],
+            stage["still_in"], stage["passed_over"], stage["conversion"])
+
+
+def test_funnel_counts_entries_advances_skips_restarts_and_times(client: TestClient):
+    seed(client)
+    funnel = by_stage(get(client, "/analytics/funnel", journey="buyer"))
+    #                                   entered adv next skip restart still passed conversion
+    assert counts(funnel["Identify Need"]) == (5, 3, 2, 1, 0, 2, 1, 0.6)
+    assert counts(funnel["Determine Requirements"]) == (2, 1, 1, 0, 0, 1, 2, 0.5)
+    assert counts(funnel["Evaluation"]) == (2, 1, 0, 1, 0, 1, 1, 0.5)
+    assert counts(funnel["Negotiation"]) == (1, 0, 0, 0, 1, 0, 1, 0.0)
+    assert counts(funnel["Purchase"]) == (1, 0, 0, 0, 0, 1, 0, 0.0)
+    # Identify Need was left after 2 (ann), 3 (bob) and 1 day (cat: the late inquiry re-derived it).
+    assert funnel["Identify Need"]["time_to_advance"] == {"median_seconds": 2 * DAY, "p90_seconds": 3 * DAY, "advances": 3}
+    assert funnel["Evaluation"]["time_to_advance"]["median_seconds"] == 6 * DAY
+    assert funnel["Negotiation"]["time_to_advance"] == {"median_seconds": None, "p90_seconds": None, "advances": 0}
+
+
+def test_funnel_window_cohort_and_campaign(client: TestClient):
+    seed(client)
+    window = by_stage(get(client, "/analytics/funnel", journey="buyer", **{"from": at(2), "to": at(6)}))
+    assert counts(window["Identify Need"]) == (2, 2, 1, 1, 0, 0, 0, 1.0)
+    assert window["Identify Need"]["time_to_advance"] == {"median_seconds": DAY, "p90_seconds": 3 * DAY, "advances": 2}
+    assert counts(window["Determine Requirements"]) == (1, 1, 1, 0, 0, 0, 1, 1.0)
+    assert counts(window["Evaluation"]) == (1, 1, 0, 1, 0, 0, 1, 1.0)
+    assert counts(window["Negotiation"]) == (1, 0, 0, 0, 1, 0, 1, 0.0)
+    assert counts(window["Purchase"]) == (0, 0, 0, 0, 0, 0, 0, None)
+    march = by_stage(get(client, "/analytics/funnel", journey="buyer", cohort="2026-03"))
+    assert counts(march["Identify Need"]) == (5, 3, 2, 1, 0, 2, 1, 0.6)
+    april = by_stage(get(client, "/analytics/funnel", journey="buyer", cohort="2026-04"))
+    assert all(s["entered"] == 0 for s in april.values())
+    spring = by_stage(get(client, "/analytics/funnel", journey="buyer", campaign="spring"))  # ann, bob, eve
+    assert counts(spring["Identify Need"]) == (3, 2, 1, 1, 0, 1, 1, round(2 / 3, 4))
+    email = by_stage(get(client, "/analytics/funnel", journey="buyer", channel="email"))  # ann, cat
+    assert counts(email["Identify Need"]) == (2, 2, 2, 0, 0, 0, 0, 1.0)
+
+
+def test_time_in_stage_and_stuck_customers(client: TestClient):
+    seed(client)
+    now = datetime.now(timezone.utc)
+    recent = payload("f1", "inquiry_received", 0, "fay")
+    recent["occurred_at"] = (now - timedelta(hours=1)).isoformat()
+    position = client.post("/touchpoints/batch", json=[recent]).json()["position"]
+    client.get("/customers/fay/stages", params={"min_position": position}).raise_for_status()
+    stages = by_stage(get(client, "/analytics/time-in-stage", journey="buyer"))
+    ended = stages["Identify Need"]["ended"]
+    assert ended == {"stays": 3, "p50_seconds": 2 * DAY, "p75_seconds": 3 * DAY, "p90_seconds": 3 * DAY}
+    current = stages["Identify Need"]["current"]  # fay (an hour), bob (since day 8), dan (since day 1)
+    assert current["stays"] == 3
+    age = lambda days: (now - T0 - timedelta(days=days)).total_seconds()  # noqa: E731
+    assert current["p50_seconds"] == pytest.approx(age(8), abs=120)
+    assert current["p90_seconds"] == pytest.approx(age(1), abs=120)
+    assert stages["Purchase"]["ended"] == {"stays": 0, "p50_seconds": None, "p75_seconds": None, "p90_seconds": None}
+
+    stuck = get(client, "/segments", journey="buyer", stage="Identify Need", stuck="true")
+    assert stuck["stuck_after_seconds"] == 3 * DAY
+    assert sorted(m["customer_id"] for m in stuck["customers"]) == ["bob", "dan"]  # not fay: an hour in
+    nothing_ended = client.get("/segments", params={"journey": "buyer", "stage": "Purchase", "stuck": "true"})
+    assert nothing_ended.status_code == 422 and "no stay in Purchase has ended" in nothing_ended.text
+    assert client.get("/segments", params={"stuck": "true"}).status_code == 422
+
+
+def test_alignment_matrix_calls_out_ahead_behind_and_defects(client: TestClient):
+    seed(client)
+    matrix = get(client, "/analytics/alignment")
+    cells = {(c["row"], c["column"]): c for c in matrix["cells"]}
+    assert sum(c["instances"] for c in matrix["cells"]) == 5
+    ann = cells[("Purchase", "Closing")]  # presented before qualifying: a process defect, now aligned
+    assert (ann["instances"], ann["with_defects"], ann["alignment"]) == (1, 1, "aligned")
+    assert ann["segment"] == "/segments?buyer=Purchase&seller=Closing"
+    assert cells[("Identify Need", "Prospecting")]["instances"] == 1  # bob after his restart
+    assert cells[("Determine Requirements", "Prospecting")]["alignment"] == "aligned"  # cat
+    assert cells[("Identify Need", "Qualifying")]["alignment"] == "seller_ahead"  # dan
+    eve = cells[("Evaluation", None)]
+    assert (eve["alignment"], eve["segment"]) == ("seller_behind", "/segments?buyer=Evaluation&seller=not_started")
+    followed = client.get(eve["segment"]).json()
+    assert [m["customer_id"] for m in followed["customers"]] == ["eve"]
+    assert matrix["row_stages"][0] is None and matrix["column_stages"][-1] == "Closing"
+
+
+@pytest.mark.parametrize("model, expected", [
+    ("first", {"spring": 1.0}),
+    ("last", {"demo-day": 1.0}),
+    ("linear", {"spring": 0.3333, "webinar": 0.3333, "demo-day": 0.3333}),
+    ("position", {"spring": 0.4, "demo-day": 0.4, "webinar": 0.2}),
+])
+def test_attribution_models_over_the_touches_before_the_advance(client: TestClient, model, expected):
+    seed(client)
+    found = get(client, "/analytics/attribution", journey="buyer", stage="Purchase", model=model)
+    assert {c["name"]: c["credit"] for c in found["campaigns"]} == {k: v for k, v in expected.items() if v}
+    assert (found["advances"], found["unattributed"]) == (1, 0)
+
+
+def test_attribution_credits_channels_and_counts_the_unattributed(client: TestClient):
+    seed(client)
+    found = get(client, "/analytics/attribution", journey="buyer", stage="Identify Need", model="linear")
+    # ann (spring, webinar), bob twice (spring), cat (webinar: the late inquiry), dan (no campaign touch)
+    assert {c["name"]: c["credit"] for c in found["campaigns"]} == {"spring": 2.5, "webinar": 1.5}
+    assert {c["name"]: c["credit"] for c in found["channels"]} == {"ads": 2.5, "email": 1.5}
+    assert (found["advances"], found["unattributed"]) == (5, 1)
+    windowed = get(client, "/analytics/attribution", journey="buyer", stage="Determine Requirements",
+                   model="last", **{"from": at(5)})
+    assert {c["name"]: c["credit"] for c in windowed["campaigns"]} == {"webinar": 1.0}  # cat only
+    bad = client.get("/analytics/attribution", params={"journey": "buyer", "stage": "Nope"})
+    assert bad.status_code == 422 and "not a stage of the buyer journey" in bad.text
+    assert client.get("/analytics/attribution", params={"journey": "buyer", "stage": "Purchase", "model": "x"}).status_code == 422
+
+
+def test_spend_gives_cost_per_lead_and_per_advance(client: TestClient):
+    seed(client)
+    recorded = client.post("/campaigns/spring/spend", json={"period": "2026-03", "amount": "310.00", "currency": "eur"})
+    assert recorded.status_code == 201, recorded.text
+    assert recorded.json() == {"campaign": "spring", "period_start": "2026-03-01", "period_end": "2026-03-31",
+                               "amount": "310.00", "currency": "EUR"}
+    assert client.post("/campaigns/webinar/spend",
+                       json={"period": "2026-03-01/2026-03-10", "amount": 100, "currency": "EUR"}).status_code == 201
+    for bad, field in [({"period": "2026-13", "amount": 1, "currency": "EUR"}, "period"),
+                       ({"period": "2026-03", "amount": -1, "currency": "EUR"}, "amount"),
+                       ({"period": "2026-03", "amount": "NaN", "currency": "EUR"}, "amount"),
+                       ({"period": "2026-03", "amount": 1, "currency": "euro"}, "currency")]:
+        answer = client.post("/campaigns/spring/spend", json=bad)
+        assert answer.status_code == 422 and field in json.dumps(answer.json()["detail"]), (bad, answer.text)
+    report = {c["campaign"]: c for c in get(client, "/analytics/cost", journey="buyer")["campaigns"]}
+    spring = report["spring"]
+    assert (spring["spend"], spring["leads"], spring["cost_per_lead"]) == ({"EUR": "310.00"}, 3, {"EUR": "103.33"})
+    assert spring["stages"]["Identify Need"] == {"advances": 2.5, "cost_per_advance": {"EUR": "124.00"}}
+    assert report["webinar"]["cost_per_lead"] == {"EUR": "50.00"}  # ann and cat
+    assert report["demo-day"]["spend"] == {} and report["demo-day"]["leads"] == 1
+    # A window takes the share of each period's days inside it: days 6 to 10 of the webinar's ten.
+    window = {c["campaign"]: c for c in get(client, "/analytics/cost", journey="buyer",
+                                             **{"from": "2026-03-06T00:00:00Z", "to": "2026-03-11T00:00:00Z"})["campaigns"]}
+    assert window["webinar"]["spend"] == {"EUR": "50.00"}
+    assert [s["period_start"] for s in get(client, "/campaigns/webinar/spend")] == ["2026-03-01"]
+
+
+def test_export_streams_the_whole_segment_with_next_messages(client: TestClient):
+    seed(client)
+    answer = client.get("/segments/export", params={"buyer": "Identify Need", "format": "csv"})
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    assert sorted(r["customer_id"] for r in rows) == ["bob", "dan"]
+    dan = next(r for r in rows if r["customer_id"] == "dan")
+    assert (dan["buyer"], dan["seller"], dan["awareness"], dan["next_message_id"]) == (
+        "Identify Need", "Qualifying", "Interested", "interested-roi")
+    lines = client.get("/segments/export", params={"buyer": "Identify Need", "format": "jsonl"}).text.splitlines()
+    assert sorted(json.loads(line)["customer_id"] for line in lines) == ["bob", "dan"]
+
+
+def test_timeline_has_touchpoints_and_transitions_per_journey(client: TestClient):
+    seed(client)
+    found = get(client, "/customers/cat/timeline")
+    assert [t["touchpoint_id"] for t in found["touchpoints"]] == ["c1", "c2", "c3"]
+    assert "properties" not in found["touchpoints"][0] and "actor" not in found["touchpoints"][0]
+    buyer = [(t["from_stage"], t["to_stage"]) for t in found["transitions"] if t["journey"] == "buyer"]
+    assert buyer == [(None, "Identify Need"), ("Identify Need", "Determine Requirements")]
+
+
+def test_deals_and_cases_have_funnels_and_stuck_segments_too(client: TestClient):
+    position = client.post("/touchpoints/batch", json=[
+        payload("k1", "complaint_filed", 0, "kim", case_id="K1"),
+        payload("k2", "complaint_processing_started", 1, "kim", case_id="K1"),
+        payload("k3", "complaint_answered", 3, "kim", case_id="K1"),
+        payload("l1", "complaint_filed", 0, "lee", case_id="K2"),
+        payload("l2", "complaint_answered", 2, "lee", case_id="K2"),
+        payload("l3", "complaint_resolution_checked", 4, "lee", case_id="K2"),
+    ]).json()["position"]
+    client.get("/cases/K1", params={"min_position": position}).raise_for_status()
+    funnel = by_stage(get(client, "/analytics/funnel", journey="complaints"))
+    assert get(client, "/analytics/funnel", journey="complaints")["scope"] == "case"
+    assert counts(funnel["Receipt"]) == (2, 2, 1, 1, 0, 0, 0, 1.0)
+    assert counts(funnel["Processing"]) == (1, 1, 1, 0, 0, 0, 1, 1.0)
+    assert counts(funnel["Response"]) == (2, 1, 1, 0, 0, 1, 0, 0.5)
+    stuck = get(client, "/segments", journey="complaints", stage="Response", stuck="true")
+    assert [i["id"] for i in stuck["instances"]] == ["K1"] and stuck["stuck_after_seconds"] == 2 * DAY
+    export = client.get("/segments/export", params={"journey": "complaints", "stage": "Control", "format": "csv"})
+    assert list(csv.DictReader(io.StringIO(export.text))) == [{"id": "K2", "touchpoint_count": "3", "complaints": "Control"}]
+
+
+def test_analytics_are_for_marketers(client: TestClient, keys):
+    publisher = keys.create("pub", Role.publisher)
+    marketer = keys.create("mkt", Role.marketer)
+    for path in ("/analytics/funnel?journey=buyer", "/analytics/alignment", "/analytics/time-in-stage?journey=buyer"):
+        assert client.get(path, headers={"Authorization": f"Bearer {publisher}"}).status_code == 403
+        assert client.get(path, headers={"Authorization": f"Bearer {marketer}"}).status_code == 200
+        assert client.get(path, headers={"Authorization": ""}).status_code == 401
+    assert client.post("/campaigns/x/spend", json={"period": "2026-03", "amount": 1, "currency": "EUR"},
+                       headers={"Authorization": f"Bearer {publisher}"}).status_code == 403

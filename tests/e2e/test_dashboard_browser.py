@@ -1,0 +1,127 @@
+"""The marketers' dashboard in a real browser: the system's headless Chromium driven by Playwright
+(issue 10). Seeds the hand-built history of test_analytics, serves the API with uvicorn, logs in
+with a marketer key, checks the charts' numbers, follows an alignment cell to its segment,
+exports it, opens a timeline, and saves screenshots to .artifacts/dashboard/.
+
+Chromium: /usr/bin/chromium (scripts/ensure-chromium.sh installs it), or JOURNEYS_CHROMIUM.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.sync_api import expect, sync_playwright
+
+from api.keys import KeyStore, Role
+from api.main import create_app
+from journeys.touchpoint import Touchpoint
+from projections.system import System
+from tests.e2e.test_analytics import history
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / ".artifacts" / "dashboard"
+CHROMIUM = os.environ.get("JOURNEYS_CHROMIUM", "/usr/bin/chromium")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served(system: System):
+    """The API (projecting) on a local port, seeded; yields its base URL and a marketer key."""
+    system.runner.start()
+    recorded = None
+    for batch in history():
+        recorded = system.record([Touchpoint(**t) for t in batch])
+    assert system.runner.wait(recorded.position, 30)
+    key = KeyStore(system.view, cache_seconds=0).create("dashboard-test", Role.marketer)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(system=system), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", key
+    server.should_exit = True
+    thread.join(10)
+
+
+def chart_data(page, canvas: str) -> list[list[float]]:
+    return page.evaluate(f"Chart.getChart(document.getElementById('{canvas}')).data.datasets.map(d => d.data)")
+
+
+def test_dashboard_in_chromium(served, tmp_path):
+    base, key = served
+    assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: run scripts/ensure-chromium.sh"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1800})
+        page = context.new_page()
+        requested, problems = [], []
+        page.on("request", lambda r: requested.append(r.url))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+
+        page.goto(f"{base}/dashboard")
+        page.fill("#key", key)
+        page.click("#login button")
+        expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=15000)
+
+        # Stage counts: ann Purchase, bob and dan Identify Need, cat Determine Requirements, eve Evaluation.
+        assert chart_data(page, "counts-chart") == [[0, 2, 1, 1, 0, 1]]
+        # The funnel: entered and advanced per stage, as test_analytics computes them by hand.
+        assert chart_data(page, "funnel-chart") == [[5, 2, 2, 1, 1], [3, 1, 1, 0, 0]]
+        expect(page.locator("#funnel-table")).to_contain_text("60.0%")
+        expect(page.locator("#time-table")).to_contain_text("2.0 d")  # Identify Need's median ended stay
+        page.select_option("#attribution-stage", "Purchase")
+        page.select_option("#attribution-model", "position")
+        page.click("#attribution-form button")
+        expect(page.locator("#attribution-table")).to_contain_text("demo-day")
+        assert sorted(chart_data(page, "attribution-chart")[0]) == [0.2, 0.4, 0.4]
+        page.screenshot(path=str(SCREENSHOTS / "1-overview.png"), full_page=True)
+
+        # The alignment matrix: eve evaluates with no seller engaged; follow the cell to its segment.
+        behind = page.locator('#alignment-table td[data-row="Evaluation"][data-column="not_started"]')
+        expect(behind).to_have_class("behind")
+        expect(behind).to_have_text("1")
+        expect(page.locator('#alignment-table td[data-row="Purchase"][data-column="Closing"]')).to_have_text("1 ⚑1")
+        behind.locator("a").click()
+        expect(page.locator("#segment-title")).to_have_text("buyer=Evaluation, seller=not_started")
+        expect(page.locator("#segment-table")).to_contain_text("eve")
+        page.screenshot(path=str(SCREENSHOTS / "2-alignment-segment.png"), full_page=True)
+
+        with page.expect_download() as download:
+            page.click("#segment-export")
+        saved = tmp_path / "segment.csv"
+        download.value.save_as(saved)
+        rows = list(csv.DictReader(saved.open()))
+        assert [(r["customer_id"], r["buyer"], r["seller"], r["next_message_id"]) for r in rows] == [
+            ("eve", "Evaluation", "", "evaluating-case-study")
+        ]
+
+        # eve's timeline: her one touchpoint and the transitions it caused, lane by lane.
+        page.locator("#segment-table a", has_text="eve").click()
+        expect(page.locator("#timeline")).to_have_attribute("data-customer", "eve")
+        assert page.locator('[data-lane="touchpoints"] .mark').count() == 1
+        assert page.locator('[data-lane="buyer"] .mark').count() == 1
+        assert page.locator('[data-lane="seller"] .mark').count() == 0
+        page.locator("#timeline-section").scroll_into_view_if_needed()
+        page.screenshot(path=str(SCREENSHOTS / "3-timeline.png"), full_page=True)
+        browser.close()
+
+    assert problems == []
+    assert all(url.startswith(base) or url.startswith("blob:") for url in requested), requested  # nothing from a CDN
