@@ -384,7 +384,7 @@ def _print_replay(result, playbook, as_of: datetime | None) -> None:
         console.print(f"{playbook.journeys[journey].title}: [bold]{position.stage or 'not started'}[/bold]{since}{cause}")
 
 
-from api import cli_audit, cli_models  # noqa: E402,F401 - register their commands on `app`
+from api import cli_audit, cli_marketing, cli_models  # noqa: E402,F401 - register their commands on `app`
 
 if __name__ == "__main__":
     from api.cli import app as registered  # the module the other command modules registered on

@@ -81,21 +81,28 @@ class Analytics:
         return "".join(f" AND {c}" for c in conditions), params
 
     def _quantiles(
-        self, table: str, value: str, where: str, params: list[Any], n: int, descending: bool = False
-    ) -> dict[str, Any]:
-        """Nearest-rank quantiles of `value` over the rows `where` selects (n of them): one sort."""
-        if n == 0:
-            return {name: None for name in PERCENTILES}
-        ranks = nearest_ranks(n, PERCENTILES)
-        order = f"{value} DESC" if descending else value
-        wanted = sorted(set(ranks.values()))
-        rows = self.view.query(
-            f"SELECT v, r FROM (SELECT {value} AS v, ROW_NUMBER() OVER (ORDER BY {order}) AS r FROM {table} x "
-            f"WHERE {where}) ranked WHERE r IN ({', '.join('?' * len(wanted))})",
-            [*params, *wanted],
-        )
-        at = {row["r"]: row["v"] for row in rows}
-        return {name: at.get(rank) for name, rank in ranks.items()}
+        self, table: str, group: str, value: str, where: str, params: list[Any], sizes: dict[Any, int],
+        descending: bool = False,
+    ) -> dict[Any, dict[str, Any]]:
+        """Nearest-rank quantiles of `value` per `group` over the rows `where` selects (sizes: how
+        many rows each group has): one sorting pass for all groups."""
+        ranks = {g: nearest_ranks(n, PERCENTILES) for g, n in sizes.items() if n}
+        wanted = sorted({r for found in ranks.values() for r in found.values()})
+        values: dict[tuple[Any, int], Any] = {}
+        if wanted:
+            order = f"{value} DESC" if descending else value
+            for row in self.view.query(
+                f"SELECT g, v, r FROM (SELECT {group} AS g, {value} AS v, "
+                f"ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY {order}) AS r FROM {table} x WHERE {where}) ranked "
+                f"WHERE r IN ({', '.join('?' * len(wanted))})",
+                [*params, *wanted],
+            ):
+                values[(row["g"], row["r"])] = row["v"]
+        return {
+            g: {name: values.get((g, rank)) for name, rank in ranks.get(g, nearest_ranks(1, PERCENTILES)).items()}
+            if sizes.get(g) else {name: None for name in PERCENTILES}
+            for g in sizes
+        }
 
     # -- funnel ----------------------------------------------------------------
 
@@ -138,16 +145,17 @@ class Analytics:
                 [journey, *params, *instance_params],
             )
         }
+        advances = {stage: ended.get(stage, {}).get("advanced", 0) for stage in model.stages}
+        quantiles = self._quantiles(
+            transitions, "from_stage", "stay_seconds", f"{ended_where} AND is_restart = 0 AND stay_seconds IS NOT NULL",
+            ended_params, advances,
+        )
         stages = []
         for i, stage in enumerate(model.stages):
             counts = ended.get(stage, {"advanced": 0, "to_next": 0, "restarted": 0})
             entered = counts["advanced"] + counts["restarted"] + open_stays.get(stage, 0)
             advanced = counts["advanced"]
-            times = self._quantiles(
-                transitions, "stay_seconds",
-                f"{ended_where} AND from_stage = ? AND is_restart = 0 AND stay_seconds IS NOT NULL",
-                [*ended_params, stage], advanced,
-            )
+            times = quantiles[stage]
             stages.append({
                 "stage": stage,
                 "next_stage": model.stages[i + 1] if i + 1 < len(model.stages) else None,
@@ -188,35 +196,40 @@ class Analytics:
     def time_in_stage(self, journey: str, now: datetime | None = None) -> list[dict[str, Any]]:
         """Per stage: the distribution of ended stays, and of the stays going on now."""
         now = now or datetime.now(timezone.utc)
+        stages = self._model(journey).stages
         transitions, positions = self.view.table("transitions"), self.view.table("positions")
-        out = []
-        for stage in self._model(journey).stages:
-            where = "x.journey = ? AND x.from_stage = ? AND x.stay_seconds IS NOT NULL"
-            n = self._count(transitions, where, [journey, stage])
-            ended = self._quantiles(transitions, "stay_seconds", where, [journey, stage], n)
-            current_where = "x.journey = ? AND x.stage = ? AND x.since IS NOT NULL"
-            m = self._count(positions, current_where, [journey, stage])
-            oldest_first = self._quantiles(positions, "since", current_where, [journey, stage], m, descending=True)
-            current = {
-                name: (now - datetime.fromisoformat(since)).total_seconds() if since else None
-                for name, since in oldest_first.items()
-            }
-            out.append({
+        ended_where = "x.journey = ? AND x.from_stage IS NOT NULL AND x.stay_seconds IS NOT NULL"
+        ended_sizes = self._sizes(transitions, "from_stage", ended_where, [journey], stages)
+        ended = self._quantiles(transitions, "from_stage", "stay_seconds", ended_where, [journey], ended_sizes)
+        current_where = "x.journey = ? AND x.stage IS NOT NULL AND x.since IS NOT NULL"
+        current_sizes = self._sizes(positions, "stage", current_where, [journey], stages)
+        # The longest stays began first: ages in ascending order are start times in descending order.
+        began = self._quantiles(positions, "stage", "since", current_where, [journey], current_sizes, descending=True)
+        return [
+            {
                 "stage": stage,
-                "ended": {"stays": n, **{f"{k}_seconds": v for k, v in ended.items()}},
-                "current": {"stays": m, **{f"{k}_seconds": v for k, v in current.items()}},
-            })
-        return out
+                "ended": {"stays": ended_sizes[stage], **{f"{k}_seconds": v for k, v in ended[stage].items()}},
+                "current": {"stays": current_sizes[stage], **{
+                    f"{k}_seconds": (now - datetime.fromisoformat(v)).total_seconds() if v else None
+                    for k, v in began[stage].items()
+                }},
+            }
+            for stage in stages
+        ]
 
-    def _count(self, table: str, where: str, params: list[Any]) -> int:
-        return int(self.view.query(f"SELECT COUNT(*) AS n FROM {table} x WHERE {where}", params)[0]["n"])
+    def _sizes(self, table: str, group: str, where: str, params: list[Any], stages: list[str]) -> dict[str, int]:
+        found = {
+            row["g"]: int(row["n"])
+            for row in self.view.query(f"SELECT {group} AS g, COUNT(*) AS n FROM {table} x WHERE {where} GROUP BY {group}", params)
+        }
+        return {stage: found.get(stage, 0) for stage in stages}
 
     def stuck_after(self, journey: str, stage: str) -> float | None:
         """How long a stay in the stage lasts at the 90th percentile of ended stays (None: none ended)."""
         where = "x.journey = ? AND x.from_stage = ? AND x.stay_seconds IS NOT NULL"
         transitions = self.view.table("transitions")
-        n = self._count(transitions, where, [journey, stage])
-        return self._quantiles(transitions, "stay_seconds", where, [journey, stage], n)["p90"]
+        sizes = self._sizes(transitions, "from_stage", where, [journey, stage], [stage])
+        return self._quantiles(transitions, "from_stage", "stay_seconds", where, [journey, stage], sizes)[stage]["p90"]
 
     # -- alignment -------------------------------------------------------------
 

@@ -213,8 +213,9 @@ class JourneyViewSQL:
         advances by the stage entered and when, current stays by when they began."""
         t, i = (lambda n: self._table(n, generation)), (lambda n: self._name(n, generation))
         return [
+            # Covering: a funnel counts outcomes and sorts durations from the index alone.
             f"CREATE INDEX IF NOT EXISTS {i('transitions_stays')} ON {t('transitions')} "
-            "(journey, from_stage, from_since, stay_seconds)",
+            "(journey, from_stage, from_since, stay_seconds, is_restart, to_stage, skipped)",
             f"CREATE INDEX IF NOT EXISTS {i('transitions_entries')} ON {t('transitions')} (journey, to_stage, occurred_at)",
             f"CREATE INDEX IF NOT EXISTS {i('positions_since')} ON {t('positions')} (journey, stage, since)",
         ]

@@ -259,3 +259,30 @@ def test_analytics_are_for_marketers(client: TestClient, keys):
         assert client.get(path, headers={"Authorization": ""}).status_code == 401
     assert client.post("/campaigns/x/spend", json={"period": "2026-03", "amount": 1, "currency": "EUR"},
                        headers={"Authorization": f"Bearer {publisher}"}).status_code == 403
+
+
+def test_spend_import_and_segment_export_on_the_command_line(client: TestClient, settings, tmp_path):
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from tests.e2e.test_cli import env_for
+
+    seed(client)
+    cli, env = CliRunner(), env_for(settings)
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("campaign,period,amount,currency\nspring,2026-03,100,EUR\nwebinar,2026-02-30/2026-03-01,5,EUR\n")
+    refused = cli.invoke(app, ["import-spend", str(wrong)], env=env)
+    assert refused.exit_code == 2 and "line 3: period" in refused.output and "nothing was recorded" in refused.output
+    assert get(client, "/campaigns/spring/spend") == []  # all or nothing
+    good = tmp_path / "spend.csv"
+    good.write_text("campaign,period,amount,currency\nspring,2026-03,310,EUR\nwebinar,2026-03-01/2026-03-10,100,eur\n")
+    assert cli.invoke(app, ["import-spend", str(good)], env=env).exit_code == 0
+    cost = {c["campaign"]: c for c in get(client, "/analytics/cost", journey="buyer")["campaigns"]}
+    assert cost["spring"]["cost_per_lead"] == {"EUR": "103.33"} and cost["webinar"]["spend"] == {"EUR": "100.00"}
+
+    out = tmp_path / "segment.csv"
+    done = cli.invoke(app, ["export-segment", "--stage", "buyer=Identify Need", "--output", str(out)], env=env)
+    assert done.exit_code == 0, done.output
+    assert sorted(r["customer_id"] for r in csv.DictReader(out.open())) == ["bob", "dan"]
+    assert "2 members written" in done.output
+    assert cli.invoke(app, ["export-segment", "--stage", "buyer=Nope", "-o", str(out)], env=env).exit_code == 2
