@@ -47,11 +47,12 @@ def fill(system: System, n: int) -> None:
                 options = ([] if model.initial else [None]) + list(model.stages)
                 stage = options[(i // (k + 1)) % len(options)]
                 positions.append(["customer", record, journey, stage, now if stage else None,
-                                  f"t{i}" if stage else None, "x" if stage else None, None, None])
+                                  f"t{i}" if stage else None, "x" if stage else None, None, None, None])
         with view.datastore.transaction(commit=True) as c:
             view._insert(c, "customers", ["record_id", "sealed_key"], customers)
             view._insert(c, "subjects", SUBJECT_COLUMNS, subjects)
             view._insert(c, "positions", POSITION_COLUMNS, positions)
+    view.count_all()  # the stage counters the summary reads, as the projection keeps them
     if not system.settings.is_sqlite:
         with view.datastore.transaction(commit=True) as c:
             for table in ("customers", "subjects", "positions"):

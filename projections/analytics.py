@@ -140,9 +140,9 @@ class Analytics:
         open_stays = {
             row["stage"]: row["n"]
             for row in self.view.query(
-                f"SELECT stage, COUNT(*) AS n FROM {positions} x WHERE journey = ? AND stage IS NOT NULL"
+                f"SELECT stage, COUNT(*) AS n FROM {positions} x WHERE journey = ? AND stage IN ({_marks(model.stages)})"
                 f"{window}{instances} GROUP BY stage",
-                [journey, *params, *instance_params],
+                [journey, *model.stages, *params, *instance_params],
             )
         }
         advances = {stage: ended.get(stage, {}).get("advanced", 0) for stage in model.stages}
@@ -175,20 +175,24 @@ class Analytics:
 
     def _ended(self, journey: str, f: Filters) -> tuple[str, list[Any]]:
         """The conditions selecting the ended stays of a journey entered in the window."""
+        # Stage by stage (IN), so the window bounds a range of the stays index in each.
+        stages = self._model(journey).stages
         window, params = self._window("x.from_since", f)
         instances, instance_params = self._instances(journey, "x.subject", f)
         return (
-            f"x.journey = ? AND x.from_stage IS NOT NULL{window}{instances}",
-            [journey, *params, *instance_params],
+            f"x.journey = ? AND x.from_stage IN ({_marks(stages)}){window}{instances}",
+            [journey, *stages, *params, *instance_params],
         )
 
     def _started(self, journey: str, f: Filters) -> tuple[str, list[Any]]:
         """The conditions selecting a journey's first steps out of 'not started' in the window."""
+        stages = self._model(journey).stages  # by the stage entered: the entries index, window as range
         window, params = self._window("x.occurred_at", f)
         instances, instance_params = self._instances(journey, "x.subject", f)
         return (
-            f"x.journey = ? AND x.from_stage IS NULL AND x.is_restart = 0 AND x.skipped != '[]'{window}{instances}",
-            [journey, *params, *instance_params],
+            f"x.journey = ? AND x.to_stage IN ({_marks(stages)}) AND x.from_stage IS NULL AND x.is_restart = 0 "
+            f"AND x.skipped != '[]'{window}{instances}",
+            [journey, *stages, *params, *instance_params],
         )
 
     # -- time in stage ---------------------------------------------------------
@@ -308,6 +312,10 @@ class Analytics:
             params,
         )
         return {row["campaign"]: int(row["n"]) for row in rows}
+
+
+def _marks(values: list[Any]) -> str:
+    return ", ".join("?" * len(values))
 
 
 def credits(model: str, n: int) -> list[float]:

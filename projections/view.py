@@ -530,7 +530,7 @@ class JourneyViewSQL:
         for statement in self._analytics_ddl(self.generation):
             self.execute(statement)
         if not self._query(f"SELECT 1 FROM {self._table('counts')} LIMIT 1"):
-            self._count_all()
+            self.count_all()
 
     def _has_column(self, table: str, column: str) -> bool:
         try:
@@ -539,8 +539,9 @@ class JourneyViewSQL:
         except Exception:
             return False
 
-    def _count_all(self) -> None:
-        """Fill the counters from the positions (a store from before them; empty: nothing to do)."""
+    def count_all(self) -> None:
+        """Count again, from the positions, the instances in each combination of stages (a store
+        from before the counters, or rows written around the projection, as benchmarks do)."""
         by_subject: dict[tuple[str, str], dict[str, list[Any]]] = {}
         for row in self._query(f"SELECT scope, subject, journey, stage, defects FROM {self._table('positions')}"):
             by_subject.setdefault((row["scope"], row["subject"]), {})[row["journey"]] = [row["stage"], bool(row["defects"])]
@@ -549,6 +550,7 @@ class JourneyViewSQL:
             key = (scope, combination(self.playbook, Scope(scope), found))
             totals[key] = totals.get(key, 0) + 1
         with self.datastore.transaction(commit=True) as c:
+            c.execute(f"DELETE FROM {self._table('counts')}")
             self._count(c, totals)
 
     def _count(self, c: Any, deltas: dict[tuple[str, str], int]) -> None:

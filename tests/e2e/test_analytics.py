@@ -286,3 +286,18 @@ def test_spend_import_and_segment_export_on_the_command_line(client: TestClient,
     assert sorted(r["customer_id"] for r in csv.DictReader(out.open())) == ["bob", "dan"]
     assert "2 members written" in done.output
     assert cli.invoke(app, ["export-segment", "--stage", "buyer=Nope", "-o", str(out)], env=env).exit_code == 2
+
+
+def test_a_store_from_before_the_counters_is_counted_when_opened(client: TestClient, system, settings):
+    from projections.system import System
+
+    seed(client)
+    before = get(client, "/segments/summary")
+    system.view.execute(f"DELETE FROM {system.view.table('counts')}")  # as a store from before them
+    reopened = System.build(settings)
+    try:
+        expected = {(None if k == "not_started" else k): n for k, n in before["buyer"].items() if n}
+        assert reopened.view.summary()["buyer"] == expected and sum(expected.values()) == 5
+        assert reopened.analytics.alignment("buyer", "seller")["cells"] == system.analytics.alignment("buyer", "seller")["cells"]
+    finally:
+        reopened.close()
