@@ -68,13 +68,15 @@ def parse_period(text: str) -> tuple[date, date]:
 
 def parse_spend(campaign: str, period: str, amount: str | Decimal | int | float, currency: str) -> Spend:
     """A checked spend record; SpendError names the field that is wrong."""
-    try:
-        campaign = check_text(campaign).strip()
-    except ValueError as error:
-        raise SpendError("campaign", str(error)) from None
+    for field, text in (("campaign", campaign), ("period", period), ("currency", currency)):
+        try:
+            check_text(text)
+        except ValueError as error:
+            raise SpendError(field, str(error)) from None
+    campaign = campaign.strip()
     if not campaign or len(campaign) > 200:
         raise SpendError("campaign", "must be 1 to 200 characters")
-    start, end = parse_period(check_text(period))
+    start, end = parse_period(period)
     try:
         value = Decimal(str(amount).strip())
     except (InvalidOperation, ValueError):

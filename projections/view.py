@@ -216,7 +216,8 @@ class JourneyViewSQL:
             # Covering: a funnel counts outcomes and sorts durations from the index alone.
             f"CREATE INDEX IF NOT EXISTS {i('transitions_stays')} ON {t('transitions')} "
             "(journey, from_stage, from_since, stay_seconds, is_restart, to_stage, skipped)",
-            f"CREATE INDEX IF NOT EXISTS {i('transitions_entries')} ON {t('transitions')} (journey, to_stage, occurred_at)",
+            f"CREATE INDEX IF NOT EXISTS {i('transitions_entries')} ON {t('transitions')} "
+            "(journey, to_stage, occurred_at, from_stage, is_restart, skipped)",
             f"CREATE INDEX IF NOT EXISTS {i('positions_since')} ON {t('positions')} (journey, stage, since)",
         ]
 

@@ -301,3 +301,51 @@ def test_a_store_from_before_the_counters_is_counted_when_opened(client: TestCli
         assert reopened.analytics.alignment("buyer", "seller")["cells"] == system.analytics.alignment("buyer", "seller")["cells"]
     finally:
         reopened.close()
+
+
+@pytest.mark.parametrize("path, params", [
+    ("/analytics/funnel", {"journey": "buyer", "campaign": "a\x00b"}),
+    ("/analytics/funnel", {"journey": "buyer", "campaign": "x" * 201}),
+    ("/analytics/funnel", {"journey": "buyer", "cohort": "9999-12"}),
+    ("/analytics/funnel", {"journey": "buyer", "cohort": "0000-01"}),
+    ("/analytics/funnel", {"journey": "buyer", "cohort": "2026-03-09/2026-03-01"}),
+    ("/analytics/funnel", {"journey": "buyer", "from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"}),
+    ("/analytics/funnel", {"journey": "buyer", "from": "not a date"}),
+    ("/analytics/funnel", {"journey": "nope"}),
+    ("/analytics/alignment", {"rows": "buyer", "columns": "buyer"}),
+    ("/analytics/alignment", {"rows": "buyer", "columns": "complaints"}),
+    ("/analytics/cost", {"journey": "buyer", "model": "everything"}),
+    ("/segments/export", {"buyer": "Nope"}),
+    ("/segments/export", {"format": "xlsx"}),
+])
+def test_bad_analytics_queries_get_a_clear_422(client: TestClient, path, params):
+    answer = client.get(path, params=params)
+    assert answer.status_code == 422, (path, params, answer.text)
+    assert answer.json()["detail"]
+
+
+def test_a_lone_surrogate_in_a_query_or_a_spend_body_gets_a_422(client: TestClient):
+    # Bytes that are not UTF-8 in a query string arrive as U+FFFD: a value that matches nothing.
+    for query in ("channel=%ED%A0%80", "campaign=%F0%9F"):
+        answer = client.get(f"/analytics/funnel?journey=buyer&{query}")
+        assert answer.status_code == 200, (query, answer.text)
+        assert "\ufffd" in json.dumps(answer.json()["window"], ensure_ascii=False)
+        assert all(s["entered"] == 0 for s in answer.json()["stages"])
+    assert client.get("/analytics/funnel?journey=buyer&cohort=%ED%A0%80").status_code == 422
+    raw = '{"period": "2026-03", "amount": 1, "currency": "E\\ud800R"}'
+    answer = client.post("/campaigns/spring/spend", content=raw, headers={"content-type": "application/json"})
+    assert answer.status_code == 422 and "currency" in answer.text, answer.text
+
+
+@pytest.mark.parametrize("body", [
+    {"period": "2026-03", "amount": "1e999999", "currency": "EUR"},
+    {"period": "2026-03", "amount": "Infinity", "currency": "EUR"},
+    {"period": "0000-01", "amount": 1, "currency": "EUR"},
+    {"period": "2026-03\x00", "amount": 1, "currency": "EUR"},
+    {"period": "2026-03", "amount": 1, "currency": "EUR", "extra": {"a": [[[[]]]]}},
+    {"period": "2026-03", "amount": 1},
+])
+def test_bad_spend_gets_a_clear_422_and_stores_nothing(client: TestClient, body):
+    answer = client.post("/campaigns/spring/spend", json=body)
+    assert answer.status_code == 422, (body, answer.text)
+    assert client.get("/campaigns/spring/spend").json() == []
