@@ -32,10 +32,26 @@ def account(account_id: InstanceId, system: SystemDep, min_position: MinPosition
 @router.get("/accounts/{account_id}/timeline", dependencies=[allow(*READERS)])
 def account_timeline(account_id: InstanceId, system: SystemDep, limit: TimelineLimit = 500) -> dict[str, Any]:
     """The account's latest touchpoints (of all its contacts) and its stage transitions: the dashboard's swim lanes."""
-    found = timeline(system, Scope.account, account_id, limit)
+    return instance_timeline(system, Scope.account, account_id, limit)
+
+
+@router.get("/deals/{deal_id}/timeline", dependencies=[allow(*READERS)])
+def deal_timeline(deal_id: InstanceId, system: SystemDep, limit: TimelineLimit = 500) -> dict[str, Any]:
+    """The deal's latest touchpoints (of all its contacts) and its stage transitions."""
+    return instance_timeline(system, Scope.deal, deal_id, limit)
+
+
+@router.get("/cases/{case_id}/timeline", dependencies=[allow(*READERS)])
+def case_timeline(case_id: InstanceId, system: SystemDep, limit: TimelineLimit = 500) -> dict[str, Any]:
+    """The case's latest touchpoints and its stage transitions."""
+    return instance_timeline(system, Scope.case, case_id, limit)
+
+
+def instance_timeline(system: System, scope: Scope, key: str, limit: int) -> dict[str, Any]:
+    found = timeline(system, scope, key, limit)
     if not found["touchpoint_count"]:
-        raise NotFoundError(f"no touchpoint with account_id {account_id!r} has been recorded")
-    return {"account_id": account_id, **found}
+        raise NotFoundError(f"no touchpoint with {scope.key} {key!r} has been recorded")
+    return {"id": key, **found}
 
 
 @router.get("/deals/{deal_id}", response_model=InstanceOut, dependencies=[allow(*READERS)])

@@ -177,7 +177,8 @@ async function openSegment(filters, cursor) {
     const id = m.customer_id ?? m.id;
     const td = el("td");
     const link = el("a", id, { href: "#" });
-    link.addEventListener("click", (e) => { e.preventDefault(); $("timeline-customer").value = id; showTimeline(); });
+    const plural = { customer: "customers", account: "accounts", deal: "deals", case: "cases" }[page.scope];
+    link.addEventListener("click", (e) => { e.preventDefault(); $("timeline-scope").value = plural; $("timeline-customer").value = id; showTimeline(); });
     td.appendChild(link);
     return [td, m.touchpoint_count, ...shown.map((j) => m.stages[j] ?? NOT_STARTED)];
   }));
@@ -204,7 +205,8 @@ async function showTimeline(event) {
   const id = $("timeline-customer").value.trim();
   if (!id) return;
   let found;
-  try { found = await json(`/customers/${encodeURIComponent(id)}/timeline`); } catch (error) { status(`Timeline: ${error.message}`); return; }
+  const scope = $("timeline-scope").value;
+  try { found = await json(`/${scope}/${encodeURIComponent(id)}/timeline`); } catch (error) { status(`Timeline: ${error.message}`); return; }
   const box = $("timeline");
   box.replaceChildren();
   const times = [...found.touchpoints.map((t) => Date.parse(t.occurred_at)), ...found.transitions.map((t) => Date.parse(t.at))];

@@ -40,6 +40,8 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/segments/export"): {M, A, ADM},
     ("GET", "/customers/{customer_id}/timeline"): {M, A, ADM},
     ("GET", "/accounts/{account_id}/timeline"): {M, A, ADM},
+    ("GET", "/deals/{deal_id}/timeline"): {M, A, ADM},
+    ("GET", "/cases/{case_id}/timeline"): {M, A, ADM},
     ("GET", "/analytics/funnel"): {M, ADM},
     ("GET", "/analytics/time-in-stage"): {M, ADM},
     ("GET", "/analytics/alignment"): {M, ADM},

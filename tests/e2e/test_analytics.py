@@ -248,6 +248,10 @@ def test_deals_and_cases_have_funnels_and_stuck_segments_too(client: TestClient)
     assert [i["id"] for i in stuck["instances"]] == ["K1"] and stuck["stuck_after_seconds"] == 2 * DAY
     export = client.get("/segments/export", params={"journey": "complaints", "stage": "Control", "format": "csv"})
     assert list(csv.DictReader(io.StringIO(export.text))) == [{"id": "K2", "touchpoint_count": "3", "complaints": "Control"}]
+    lanes = get(client, "/cases/K1/timeline")
+    assert [t["to_stage"] for t in lanes["transitions"]] == ["Receipt", "Processing", "Response"]
+    assert lanes["journeys"] == ["complaints"] and lanes["touchpoint_count"] == 3
+    assert client.get("/cases/K404/timeline").status_code == 404
 
 
 def test_analytics_are_for_marketers(client: TestClient, keys):
