@@ -302,16 +302,19 @@ class Analytics:
 
     # -- leads and cost --------------------------------------------------------
 
-    def leads(self, f: Filters) -> dict[str, int]:
-        """Per campaign: the customers whose first touch by it occurred in the window."""
+    def leads(self, f: Filters, by: str = "campaign") -> dict[str, int]:
+        """Per campaign (or per channel of campaign touches): the customers whose first such
+        touch occurred in the window."""
+        if by not in ("campaign", "channel"):
+            raise ValueError(f"leads by campaign or channel, not {by!r}")
         window, params = self._window("first_touch", f)
         rows = self.view.query(
-            f"SELECT campaign, COUNT(*) AS n FROM (SELECT campaign, record_id, MIN(occurred_at) AS first_touch "
-            f"FROM {self.view.table('touchpoints')} WHERE campaign IS NOT NULL GROUP BY campaign, record_id) firsts "
-            f"WHERE 1 = 1{window} GROUP BY campaign",
+            f"SELECT k, COUNT(*) AS n FROM (SELECT {by} AS k, record_id, MIN(occurred_at) AS first_touch "
+            f"FROM {self.view.table('touchpoints')} WHERE campaign IS NOT NULL GROUP BY {by}, record_id) firsts "
+            f"WHERE 1 = 1{window} GROUP BY k",
             params,
         )
-        return {row["campaign"]: int(row["n"]) for row in rows}
+        return {row["k"] or "unknown": int(row["n"]) for row in rows}
 
 
 def _marks(values: list[Any]) -> str:

@@ -143,29 +143,27 @@ def _last_day_before(moment: datetime) -> date:
     return day - timedelta(days=1) if moment <= datetime(day.year, day.month, day.day, tzinfo=timezone.utc) else day
 
 
-def cost_report(spent: dict[str, dict[str, Decimal]], leads: dict[str, int],
-                advances: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+def cost_report(spent: dict[str, dict[str, Decimal]] | None, leads: dict[str, int],
+                advances: dict[str, dict[str, float]], key: str = "campaign") -> list[dict[str, Any]]:
     """Per campaign: spend per currency, leads, cost per lead, and per stage the credited advances
-    and cost per advance (per currency: amounts in different currencies are never added)."""
+    and cost per advance (per currency: amounts in different currencies are never added).
+    Without spend (None: e.g. per channel, as spend is recorded per campaign): leads and advances."""
     out = []
-    for campaign in sorted(set(spent) | set(leads) | {c for by in advances.values() for c in by}):
-        money = spent.get(campaign, {})
-        n = leads.get(campaign, 0)
-        stages = {
-            stage: {
-                "advances": round(by.get(campaign, 0.0), 4),
-                "cost_per_advance": {cur: _money(v / Decimal(str(by[campaign]))) for cur, v in money.items()}
-                if by.get(campaign) else {},
-            }
-            for stage, by in advances.items()
-        }
-        out.append({
-            "campaign": campaign,
-            "spend": {cur: _money(v) for cur, v in money.items()},
-            "leads": n,
-            "cost_per_lead": {cur: _money(v / n) for cur, v in money.items()} if n else {},
-            "stages": stages,
-        })
+    for name in sorted((set(spent or {})) | set(leads) | {c for by in advances.values() for c in by}):
+        n = leads.get(name, 0)
+        row: dict[str, Any] = {key: name, "leads": n, "stages": {
+            stage: {"advances": round(by.get(name, 0.0), 4)} for stage, by in advances.items()
+        }}
+        if spent is not None:
+            money = spent.get(name, {})
+            row["spend"] = {cur: _money(v) for cur, v in money.items()}
+            row["cost_per_lead"] = {cur: _money(v / n) for cur, v in money.items()} if n else {}
+            for stage, by in advances.items():
+                credit = by.get(name)
+                row["stages"][stage]["cost_per_advance"] = (
+                    {cur: _money(v / Decimal(str(credit))) for cur, v in money.items()} if credit else {}
+                )
+        out.append(row)
     return out
 
 

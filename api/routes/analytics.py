@@ -124,16 +124,17 @@ def cost(
 ) -> dict[str, Any]:
     """Per campaign: spend in the window (prorated by day, per currency), leads (customers
     first touched by the campaign in the window), cost per lead, and for each stage of the
-    journey the advances credited to the campaign (by the model) and the cost per advance."""
+    journey the advances credited to the campaign (by the model) and the cost per advance.
+    Per channel the same leads and advances; spend is recorded per campaign, so no cost."""
     journey_of(system, journey)
     f = filters(start, end)
     analytics = system.analytics
-    advances = {
-        stage: {c["name"]: c["credit"] for c in analytics.attribution(journey, stage, model, f)["campaigns"]}
-        for stage in system.playbook.journeys[journey].stages
-    }
-    report = cost_report(system.spend.spent(start, end), analytics.leads(f), advances)
-    return {"journey": journey, "model": model, "window": _window(f), "campaigns": report}
+    credited = {stage: analytics.attribution(journey, stage, model, f) for stage in system.playbook.journeys[journey].stages}
+    by = {kind: {stage: {c["name"]: c["credit"] for c in found[kind]} for stage, found in credited.items()}
+          for kind in ("campaigns", "channels")}
+    report = cost_report(system.spend.spent(start, end), analytics.leads(f), by["campaigns"])
+    channels = cost_report(None, analytics.leads(f, by="channel"), by["channels"], key="channel")
+    return {"journey": journey, "model": model, "window": _window(f), "campaigns": report, "channels": channels}
 
 
 def _window(f: Filters) -> dict[str, Any]:

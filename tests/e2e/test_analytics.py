@@ -200,6 +200,9 @@ def test_spend_gives_cost_per_lead_and_per_advance(client: TestClient):
     assert spring["stages"]["Identify Need"] == {"advances": 2.5, "cost_per_advance": {"EUR": "124.00"}}
     assert report["webinar"]["cost_per_lead"] == {"EUR": "50.00"}  # ann and cat
     assert report["demo-day"]["spend"] == {} and report["demo-day"]["leads"] == 1
+    channels = {c["channel"]: c for c in get(client, "/analytics/cost", journey="buyer")["channels"]}
+    assert {k: c["leads"] for k, c in channels.items()} == {"ads": 2, "email": 2, "social": 1, "event": 1}
+    assert channels["ads"]["stages"]["Identify Need"] == {"advances": 2.5} and "spend" not in channels["ads"]
     # A window takes the share of each period's days inside it: days 6 to 10 of the webinar's ten.
     window = {c["campaign"]: c for c in get(client, "/analytics/cost", journey="buyer",
                                              **{"from": "2026-03-06T00:00:00Z", "to": "2026-03-11T00:00:00Z"})["campaigns"]}
