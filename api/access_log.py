@@ -12,6 +12,8 @@ import time
 import uuid
 from typing import Any
 
+from journeys import metrics
+
 log = logging.getLogger("journeys.access")
 
 
@@ -39,7 +41,9 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             route = getattr(scope.get("route"), "path", None) or "(unrouted)"
+            elapsed = time.perf_counter() - started
+            metrics.REQUESTS.labels(scope["method"], route, str(status)).observe(elapsed)
             log.info(
                 "%s %s %s %.1fms request_id=%s", scope["method"], route, status,
-                (time.perf_counter() - started) * 1000, request_id,
+                elapsed * 1000, request_id,
             )

@@ -16,6 +16,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from journeys import metrics
 from journeys.application import CustomerNotFoundError
 from journeys.playbook import PlaybookError, Scope, load_playbook
 from journeys.settings import Settings
@@ -178,6 +179,7 @@ def project() -> None:
     system = _system()
     stop = threading.Event()
     _on_signals(stop.set)
+    metrics.serve(system.settings.metrics_port, system.settings.metrics_host)
     system.runner.start()
     console.print(f"following the event log from position {system.runner.position}")
     stop.wait()
@@ -198,6 +200,7 @@ def consume() -> None:
     system = _system()
     consumer = TouchpointConsumer(system, settings)
     _on_signals(consumer.stop)
+    metrics.serve(settings.metrics_port, settings.metrics_host)
     if settings.run_projections:
         system.runner.start()
     console.print(f"consuming {settings.kafka_topic!r} as group {settings.kafka_group_id!r}")
@@ -220,6 +223,7 @@ def publish_stage_changes() -> None:
     producer = KafkaProducer(bootstrap_servers=settings.kafka_servers(), acks="all", linger_ms=5)
     publisher = StageChangePublisher(system, producer, settings.kafka_stage_changes_topic)
     _on_signals(publisher.stop)
+    metrics.serve(settings.metrics_port, settings.metrics_host)
     console.print(f"publishing stage changes to {settings.kafka_stage_changes_topic!r}")
     try:
         publisher.run()

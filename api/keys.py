@@ -32,6 +32,7 @@ class Role(str, Enum):
     publisher = "publisher"
     marketer = "marketer"
     auditor = "auditor"
+    operator = "operator"  # reads the metrics and the health, nothing else
     admin = "admin"
 
 

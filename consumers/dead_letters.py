@@ -7,13 +7,15 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from journeys import metrics
+
 
 class DeadLetters:
     def __init__(self, producer: KafkaProducer, topic: str):
         self.producer = producer
         self.topic = topic
         self.sent = 0
-        self._pending: list[Any] = []
+        self._pending: list[tuple[Any, str]] = []  # (the send's future, the dead letter's kind)
 
     def send(self, message: Any, kind: str, reason: str) -> None:
         """Keep the original key, value and headers; add headers saying why, where from and when."""
@@ -26,13 +28,15 @@ class DeadLetters:
             ("dlq.dead_lettered_at", datetime.now(timezone.utc).isoformat().encode()),
         ]
         self._pending.append(
-            self.producer.send(self.topic, key=message.key, value=message.value, headers=headers)
+            (self.producer.send(self.topic, key=message.key, value=message.value, headers=headers), kind)
         )
 
     def flush(self, timeout: float = 30.0) -> None:
         """Block until every dead letter is acknowledged; raises if one was not."""
         self.producer.flush(timeout)
         pending, self._pending = self._pending, []
-        for future in pending:
+        for future, _ in pending:
             future.get(timeout)  # raises the KafkaError of a failed send
         self.sent += len(pending)
+        for _, kind in pending:
+            metrics.DEAD_LETTERS.labels(kind).inc()

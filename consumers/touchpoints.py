@@ -21,6 +21,7 @@ from kafka.structs import OffsetAndMetadata
 
 from consumers.dead_letters import DeadLetters
 from consumers.messages import InvalidMessage, headers_of, parse
+from journeys import metrics
 from journeys.application import AlreadyRecordedError, Result
 from journeys.customer import Outcome
 from journeys.errors import describe
@@ -42,6 +43,7 @@ class TouchpointConsumer:
         self.counts: Counter[str] = Counter()
         self.stopping = threading.Event()
         self._uncommitted: dict[TopicPartition, int] = {}
+        self._next_offset: dict[TopicPartition, int] = {}  # per partition seen: the offset after the last polled
         self.consumer = KafkaConsumer(
             bootstrap_servers=settings.kafka_servers(),
             group_id=settings.kafka_group_id,
@@ -64,6 +66,7 @@ class TouchpointConsumer:
                 batch = self.consumer.poll(timeout_ms=500)
                 if batch:
                     self._until_done(batch)
+                self._observe_lag()
         finally:
             self.commit()
             self.consumer.close()  # leaves the group
@@ -71,6 +74,14 @@ class TouchpointConsumer:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def _observe_lag(self) -> None:
+        """Per partition processed: the messages between the next one to process and the end of
+        the partition as the last fetch saw it (no request to the broker)."""
+        for tp, following in list(self._next_offset.items()):
+            end = self.consumer.highwater(tp)
+            if end is not None:
+                metrics.KAFKA_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - following))
 
     def _until_done(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Process a poll; a failed write is retried with backoff, never skipped."""
@@ -92,6 +103,7 @@ class TouchpointConsumer:
     def process(self, partition: TopicPartition, messages: list[Any]) -> None:
         """Record one partition's messages and its offset in one transaction."""
         name = source_name(partition.topic, partition.partition)
+        self._next_offset[partition] = messages[-1].offset + 1
         applied = self.system.app.source_position(name)
         fresh = [m for m in messages if applied is None or m.offset > applied]
         if len(fresh) < len(messages):
@@ -119,7 +131,7 @@ class TouchpointConsumer:
 
         try:
             recorded = self.system.record(
-                touchpoints, Tracking(name, fresh[-1].offset), before_save=dead_letter_conflicts
+                touchpoints, Tracking(name, fresh[-1].offset), before_save=dead_letter_conflicts, intake="kafka"
             )
         except AlreadyRecordedError:
             self.counts["redelivered"] += len(fresh)  # another consumer of the group got there first

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         0, ge=0, description="requests per API key per minute in each API process; 0: no limit"
     )
 
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="project, consume and publish-stage-changes serve their Prometheus metrics on this port",
+    )
+    metrics_host: str = Field("127.0.0.1", description="the address that port listens on (no key is asked there)")
+
     kafka_bootstrap_servers: str | None = Field(
         None, description="comma-separated host:port list; needed by consume and publish-stage-changes"
     )

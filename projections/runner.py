@@ -18,6 +18,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from journeys.errors import describe
+from journeys import metrics
 from projections.rebuild import Progress, Rebuild, Rebuilt
 from projections.stages import StageProjection
 from projections.view import GenerationChanged
@@ -48,12 +49,17 @@ class ProjectionRunner:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._dropper: threading.Timer | None = None  # drops the generation an automatic rebuild retired
+        self.lag = metrics.Lag()
 
     @property
     def position(self) -> int:
         """The last notification id the view has processed (0: none)."""
         view = self.projection.view
         return view.max_tracking_id(view.tracking_name(self.app.name)) or 0
+
+    def observe(self) -> None:
+        """Report the position and the lag behind the event store to the metrics."""
+        self.lag.observe(self.position, self.app.recorder.max_notification_id() or 0)
 
     def run_once(self) -> int:
         """Process the next batch; returns how many notifications it covered."""
@@ -160,6 +166,7 @@ class ProjectionRunner:
         while not self._stopping.is_set():
             try:
                 processed = self.run_once()
+                self.observe()
                 self.last_error = self.paused
                 backoff = self.poll_interval
             except Exception as error:  # keep running; the position did not move

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from eventsourcing.persistence import Tracking
 
+from journeys import metrics
 from journeys.customer import Customer
 from journeys.playbook import Playbook, Scope
 from journeys.stages import Stages, fold, in_order, initial_stages, sort_key
@@ -80,6 +81,9 @@ class StageProjection:
             changes += [self._change(scope, s, new, current.get(s)) for s, new in by_subject.items()]
         rows = [_row(e) for e in recorded]
         self.view.write(rows, changes, tracking, registered, erasures, publish=self.live)
+        for change in changes:  # the new transitions (a rebuild derives none new: not live)
+            for t in change.new_transitions:
+                metrics.TRANSITIONS.labels(t.journey, t.to_stage or "not_started").inc()
         for change in changes:
             self._states[(change.scope, change.subject)] = (change.stages, change.touchpoint_count)
             self._states.move_to_end((change.scope, change.subject))

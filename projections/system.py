@@ -12,6 +12,7 @@ from psycopg import sql
 
 from uuid import UUID
 
+from journeys import metrics
 from journeys.application import JourneysApp, Recorded
 from journeys.audit import AuditTrail
 from journeys.keyring import Keyring
@@ -89,9 +90,11 @@ class System:
         self.runner.poke()
         return record_id
 
-    def record(self, touchpoints: Sequence[Touchpoint], *args: Any, **kwargs: Any) -> Recorded:
-        """Record touchpoints (see JourneysApp.record) and wake the projections."""
+    def record(self, touchpoints: Sequence[Touchpoint], *args: Any, intake: str = "http", **kwargs: Any) -> Recorded:
+        """Record touchpoints (see JourneysApp.record), count them by outcome, wake the projections."""
         recorded = self.app.record(touchpoints, *args, **kwargs)
+        for result in recorded.results:
+            metrics.TOUCHPOINTS.labels(result.outcome.value, intake).inc()
         if recorded.position is not None:
             self.runner.poke()
         return recorded

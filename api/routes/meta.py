@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Response
 
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
 from api.auth import ANY_ROLE, READERS, allow
+from api.keys import Role
 from api.deps import SystemDep
 from api.schemas import ComponentOut, HealthOut
 from projections.system import System
 
 router = APIRouter(tags=["meta"])
+log = logging.getLogger(__name__)
 
 
 @router.get("/playbook", dependencies=[allow(*READERS)])
@@ -24,6 +29,20 @@ def playbook(system: SystemDep) -> dict[str, Any]:
         "version": known.get("version"), "fingerprint": system.playbook.fingerprint,
         "read_models_derived_under": system.view.live_playbook, **system.playbook.model_dump(mode="json"),
     }
+
+
+@router.get(
+    "/metrics", dependencies=[allow(Role.operator)], response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
+)
+def metrics(system: SystemDep) -> Response:
+    """Operations metrics for Prometheus (journeys/metrics.py): touchpoints by outcome and intake,
+    request latency per route, projection position and lag, stage transitions, dead letters."""
+    try:
+        system.runner.observe()
+    except Exception as error:  # the database is away: the counters still answer
+        log.warning("projection position unavailable for the metrics (%s)", type(error).__name__)
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/health", response_model=HealthOut, dependencies=[allow(*ANY_ROLE)])

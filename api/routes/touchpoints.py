@@ -11,6 +11,7 @@ from api.auth import allow
 from api.deps import SystemDep
 from api.keys import Role
 from api.schemas import BatchOut, FieldError, TouchpointResult
+from journeys import metrics
 from journeys.application import Result
 from journeys.customer import Outcome
 from journeys.touchpoint import Touchpoint
@@ -79,6 +80,7 @@ def record_batch(
                 detail="invalid touchpoint; nothing stored for this item",
                 errors=field_errors(error),
             )
+            metrics.TOUCHPOINTS.labels(Outcome.invalid.value, "http").inc()
     recorded = system.record([t for _, t in valid])
     for (index, _), result in zip(valid, recorded.results, strict=True):
         results[index] = _result(result, recorded.position, index)

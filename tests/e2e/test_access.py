@@ -17,7 +17,7 @@ from api.routes.dashboard import router as PUBLIC_ROUTER
 from projections.system import System
 from tests.factories import payload
 
-P, M, A, ADM = Role.publisher, Role.marketer, Role.auditor, Role.admin
+P, M, A, O, ADM = Role.publisher, Role.marketer, Role.auditor, Role.operator, Role.admin
 # The access matrix. A route missing here fails the build: every new route needs a rule.
 MATRIX: dict[tuple[str, str], set[Role]] = {
     ("POST", "/touchpoints"): {P, ADM},
@@ -36,7 +36,8 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/segments"): {M, A, ADM},
     ("GET", "/segments/summary"): {M, A, ADM},
     ("GET", "/playbook"): {M, A, ADM},
-    ("GET", "/health"): {P, M, A, ADM},
+    ("GET", "/health"): {P, M, A, O, ADM},
+    ("GET", "/metrics"): {O, ADM},
     ("GET", "/segments/export"): {M, A, ADM},
     ("GET", "/customers/{customer_id}/timeline"): {M, A, ADM},
     ("GET", "/accounts/{account_id}/timeline"): {M, A, ADM},

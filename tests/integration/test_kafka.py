@@ -103,9 +103,25 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on(syst
         (b"acme", conflicting, None),
         (b"acme", payload("g2", "demo_delivered", 1), None),
     ])
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    kinds = ("not_json", "invalid", "conflict")
+    letters_before = {k: sample("journeys_dead_letters_total", reason=k) for k in kinds}
+    recorded_before = sample("journeys_touchpoints_received_total", outcome="recorded", intake="kafka")
     with Running(TouchpointConsumer(system, kafka_settings)) as consumer:
         wait_until(consumed(consumer, 4), what="the stream")
+        wait_until(lambda: sum(sample("journeys_kafka_consumer_lag", topic=kafka_settings.kafka_topic,
+                                      partition=str(p)) for p in range(3)) == 0, what="the lag to reach 0")
     assert consumer.counts["recorded"] == 2 and consumer.counts["dead_lettered"] == 2
+    # The metrics say the same: dead letters by reason, touchpoints by outcome from the kafka intake.
+    assert {k: sample("journeys_dead_letters_total", reason=k) - letters_before[k] for k in kinds} == dict.fromkeys(kinds, 1)
+    assert sample("journeys_touchpoints_received_total", outcome="recorded", intake="kafka") - recorded_before == 2
+    lags = [REGISTRY.get_sample_value("journeys_kafka_consumer_lag", {"topic": kafka_settings.kafka_topic, "partition": str(p)})
+            for p in range(3)]
+    assert 0.0 in lags and all(lag in (0.0, None) for lag in lags)  # measured where messages were, all caught up
     assert sorted(stored_ids(system, "acme")) == ["g1", "g2"]
     letters = read_all(kafka_settings.kafka_bootstrap_servers, kafka_settings.kafka_dead_letter_topic, 3)
     assert len(letters) == 3
