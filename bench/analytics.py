@@ -113,7 +113,7 @@ def fill(system: System, n: int) -> int:
                         for row in rows:
                             copy.write_row(row)
         print(f"  {min(n, start + BATCH):,} customers, {total:,} transitions", end="\r", flush=True)
-    print(f"\n  building indexes", flush=True)
+    print("\n  building indexes", flush=True)
     for statement in view._generation_ddl(view.generation) + view._analytics_ddl(view.generation):
         view.execute(statement)
     with view.datastore.transaction(commit=True) as c:
