@@ -21,6 +21,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/large_customer.py
 	$(BIN)/python bench/rebuild_verify.py
 	$(BIN)/python bench/deal_history.py
+	$(BIN)/python bench/analytics.py
 
 install: $(VENV)/.installed
 
