@@ -23,8 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from backends import BACKENDS, store  # noqa: E402
+from backends import add_backend_option, each_store  # noqa: E402
 from journeys.playbook import Scope  # noqa: E402
+from journeys.settings import Settings  # noqa: E402
 from projections.analytics import Filters  # noqa: E402
 from projections.system import System  # noqa: E402
 from projections.view import POSITION_COLUMNS, SUBJECT_COLUMNS, TRANSITION_COLUMNS, combination, ts  # noqa: E402
@@ -139,45 +140,44 @@ def timed(action, runs: int) -> tuple[float, float]:
     return statistics.median(samples), samples[max(0, math.ceil(0.99 * len(samples)) - 1)]
 
 
-def measure(backend: str, n: int, runs: int) -> None:
-    with store(backend) as settings:
-        system = System.build(settings)
-        try:
-            t = time.perf_counter()
-            transitions = fill(system, n)
-            filled = time.perf_counter() - t
-            analytics, view = system.analytics, system.view
-            month = Filters(datetime(2026, 3, 1, tzinfo=timezone.utc), datetime(2026, 4, 1, tzinfo=timezone.utc))
-            threshold = analytics.stuck_after("buyer", "Evaluation")
-            stuck_since = datetime.now(timezone.utc) - timedelta(seconds=threshold)
-            cases = [
-                ("stage counts (GET /segments/summary)", view.summary),
-                ("alignment buyer x seller", lambda: analytics.alignment("buyer", "seller")),
-                ("funnel buyer, all time", lambda: analytics.funnel("buyer", Filters())),
-                ("funnel buyer, one month", lambda: analytics.funnel("buyer", month)),
-                ("funnel buyer, one month, one campaign", lambda: analytics.funnel(
-                    "buyer", Filters(month.start, month.end, campaign="campaign-07"))),
-                ("time in stage buyer", lambda: analytics.time_in_stage("buyer")),
-                ("attribution buyer Evaluation, one month", lambda: analytics.attribution("buyer", "Evaluation", "linear", month)),
-                ("stuck in Evaluation, first page", lambda: view.segment({"buyer": "Evaluation"}, None, 100, Scope.customer, stuck_since)),
-            ]
-            print(f"{backend}: {n:,} customers, {transitions:,} transitions (filled in {filled:.0f} s); "
-                  f"median and p99 of {runs} runs")
-            for label, action in cases:
-                median, p99 = timed(action, runs)
-                print(f"  {label:45s} median {median:9.1f} ms   p99 {p99:9.1f} ms", flush=True)
-        finally:
-            system.close()
+def measure(backend: str, settings: Settings, n: int, runs: int) -> None:
+    system = System.build(settings)
+    try:
+        t = time.perf_counter()
+        transitions = fill(system, n)
+        filled = time.perf_counter() - t
+        analytics, view = system.analytics, system.view
+        month = Filters(datetime(2026, 3, 1, tzinfo=timezone.utc), datetime(2026, 4, 1, tzinfo=timezone.utc))
+        threshold = analytics.stuck_after("buyer", "Evaluation")
+        stuck_since = datetime.now(timezone.utc) - timedelta(seconds=threshold)
+        cases = [
+            ("stage counts (GET /segments/summary)", view.summary),
+            ("alignment buyer x seller", lambda: analytics.alignment("buyer", "seller")),
+            ("funnel buyer, all time", lambda: analytics.funnel("buyer", Filters())),
+            ("funnel buyer, one month", lambda: analytics.funnel("buyer", month)),
+            ("funnel buyer, one month, one campaign", lambda: analytics.funnel(
+                "buyer", Filters(month.start, month.end, campaign="campaign-07"))),
+            ("time in stage buyer", lambda: analytics.time_in_stage("buyer")),
+            ("attribution buyer Evaluation, one month", lambda: analytics.attribution("buyer", "Evaluation", "linear", month)),
+            ("stuck in Evaluation, first page", lambda: view.segment({"buyer": "Evaluation"}, None, 100, Scope.customer, stuck_since)),
+        ]
+        print(f"{backend}: {n:,} customers, {transitions:,} transitions (filled in {filled:.0f} s); "
+              f"median and p99 of {runs} runs")
+        for label, action in cases:
+            median, p99 = timed(action, runs)
+            print(f"  {label:45s} median {median:9.1f} ms   p99 {p99:9.1f} ms", flush=True)
+    finally:
+        system.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--backend", choices=BACKENDS, action="append")
+    add_backend_option(parser)
     args = parser.parse_args()
-    for backend in args.backend or BACKENDS:
-        measure(backend, args.customers, args.runs)
+    for backend, settings in each_store(args.backend):
+        measure(backend, settings, args.customers, args.runs)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 import uuid
@@ -30,3 +31,15 @@ def store(backend: str) -> Iterator[Settings]:
         finally:
             with psycopg.connect(POSTGRES, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=BACKENDS, action="append",
+                        help="run on this backend only (repeatable); all of them by default")
+
+
+def each_store(chosen: list[str] | None) -> Iterator[tuple[str, Settings]]:
+    """An empty store of each chosen backend (all by default), one after the other."""
+    for backend in chosen or BACKENDS:
+        with store(backend) as settings:
+            yield backend, settings

@@ -15,7 +15,7 @@ import statistics
 import time
 from datetime import datetime, timedelta, timezone
 
-from backends import BACKENDS, store
+from backends import add_backend_option, each_store
 from journeys.playbook import Scope
 from journeys.settings import Settings
 from journeys.touchpoint import Touchpoint
@@ -74,10 +74,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--touchpoints", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=10)
+    add_backend_option(parser)
     args = parser.parse_args()
-    for backend in BACKENDS:
-        with store(backend) as settings:
-            measure(backend, settings, args.touchpoints, args.repeat)
+    for backend, settings in each_store(args.backend):
+        measure(backend, settings, args.touchpoints, args.repeat)
 
 
 if __name__ == "__main__":

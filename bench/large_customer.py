@@ -20,7 +20,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from journeys.playbook import Scope
-from backends import BACKENDS, store
+from backends import add_backend_option, each_store
 from journeys.settings import Settings
 from journeys.stages import derive
 from journeys.touchpoint import Touchpoint
@@ -93,10 +93,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--touchpoints", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=20)
+    add_backend_option(parser)
     args = parser.parse_args()
-    for backend in BACKENDS:
-        with store(backend) as settings:
-            measure(backend, settings, args.touchpoints, args.repeat)
+    for backend, settings in each_store(args.backend):
+        measure(backend, settings, args.touchpoints, args.repeat)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import statistics
 import time
 from datetime import datetime, timedelta, timezone
 
-from backends import BACKENDS, store
+from backends import add_backend_option, each_store
 from journeys.settings import Settings
 from journeys.touchpoint import Touchpoint
 from projections.system import System
@@ -78,11 +78,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--backend", choices=BACKENDS, action="append")
+    add_backend_option(parser)
     args = parser.parse_args()
-    for backend in args.backend or BACKENDS:
-        with store(backend) as settings:
-            measure(backend, settings, args.events, args.repeat)
+    for backend, settings in each_store(args.backend):
+        measure(backend, settings, args.events, args.repeat)
 
 
 if __name__ == "__main__":
