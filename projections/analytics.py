@@ -69,6 +69,12 @@ class Analytics:
                 params.append(value)
         return "".join(f" AND {c}" for c in conditions), params
 
+    def _selected(self, journey: str, column: str, f: Filters) -> tuple[str, list[Any]]:
+        """The window on `column` and the instance filters on x.subject, as one SQL tail."""
+        window, params = self._window(column, f)
+        instances, instance_params = self._instances(journey, "x.subject", f)
+        return window + instances, [*params, *instance_params]
+
     @staticmethod
     def _window(column: str, f: Filters) -> tuple[str, list[Any]]:
         conditions, params = [], []
@@ -99,8 +105,8 @@ class Analytics:
             ):
                 values[(g, row["r"])] = row["v"]
         return {
-            g: {name: values.get((g, rank)) for name, rank in ranks.get(g, nearest_ranks(1, PERCENTILES)).items()}
-            if sizes.get(g) else {name: None for name in PERCENTILES}
+            g: {name: values.get((g, rank)) for name, rank in ranks[g].items()} if g in ranks
+            else dict.fromkeys(PERCENTILES)
             for g in sizes
         }
 
@@ -135,14 +141,13 @@ class Analytics:
         ):
             for stage in json.loads(row["skipped"]):
                 passed[stage] = passed.get(stage, 0) + row["n"]
-        window, params = self._window("x.since", f)
-        instances, instance_params = self._instances(journey, "x.subject", f)
+        selected, params = self._selected(journey, "x.since", f)
         open_stays = {
             row["stage"]: row["n"]
             for row in self.view.query(
                 f"SELECT stage, COUNT(*) AS n FROM {positions} x WHERE journey = ? AND stage IN ({_marks(model.stages)})"
-                f"{window}{instances} GROUP BY stage",
-                [journey, *model.stages, *params, *instance_params],
+                f"{selected} GROUP BY stage",
+                [journey, *model.stages, *params],
             )
         }
         advances = {stage: ended.get(stage, {}).get("advanced", 0) for stage in model.stages}
@@ -177,22 +182,20 @@ class Analytics:
         """The conditions selecting the ended stays of a journey entered in the window."""
         # Stage by stage (IN), so the window bounds a range of the stays index in each.
         stages = self._model(journey).stages
-        window, params = self._window("x.from_since", f)
-        instances, instance_params = self._instances(journey, "x.subject", f)
+        selected, params = self._selected(journey, "x.from_since", f)
         return (
-            f"x.journey = ? AND x.from_stage IN ({_marks(stages)}){window}{instances}",
-            [journey, *stages, *params, *instance_params],
+            f"x.journey = ? AND x.from_stage IN ({_marks(stages)}){selected}",
+            [journey, *stages, *params],
         )
 
     def _started(self, journey: str, f: Filters) -> tuple[str, list[Any]]:
         """The conditions selecting a journey's first steps out of 'not started' in the window."""
         stages = self._model(journey).stages  # by the stage entered: the entries index, window as range
-        window, params = self._window("x.occurred_at", f)
-        instances, instance_params = self._instances(journey, "x.subject", f)
+        selected, params = self._selected(journey, "x.occurred_at", f)
         return (
             f"x.journey = ? AND x.to_stage IN ({_marks(stages)}) AND x.from_stage IS NULL AND x.is_restart = 0 "
-            f"AND x.skipped != '[]'{window}{instances}",
-            [journey, *stages, *params, *instance_params],
+            f"AND x.skipped != '[]'{selected}",
+            [journey, *stages, *params],
         )
 
     # -- time in stage ---------------------------------------------------------
@@ -273,15 +276,14 @@ class Analytics:
         (touchpoints with a campaign) that occurred before each advance, by the model."""
         scope = self._model(journey).scope
         column = SUBJECT_COLUMN[scope]
-        window, params = self._window("x.occurred_at", f)
-        instances, instance_params = self._instances(journey, "x.subject", f)
+        selected, params = self._selected(journey, "x.occurred_at", f)
         rows = self.view.query(
             f"SELECT x.subject, x.occurred_at AS advanced_at, x.touchpoint_id AS cause, t.campaign, t.channel "
             f"FROM {self.view.table('transitions')} x LEFT JOIN {self.view.table('touchpoints')} t "
             f"ON t.{column} = x.subject AND t.occurred_at <= x.occurred_at AND t.campaign IS NOT NULL "
-            f"WHERE x.journey = ? AND x.to_stage = ? AND x.is_restart = 0{window}{instances} "
+            f"WHERE x.journey = ? AND x.to_stage = ? AND x.is_restart = 0{selected} "
             "ORDER BY x.subject, x.occurred_at, x.touchpoint_id, t.occurred_at, t.touchpoint_id",
-            [journey, stage, *params, *instance_params],
+            [journey, stage, *params],
         )
         campaigns: dict[str, float] = {}
         channels: dict[str, float] = {}
