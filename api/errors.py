@@ -45,6 +45,10 @@ class BadQueryError(Exception):
         self.location = location
 
 
+class BadBodyError(Exception):
+    """A request body that cannot be read as what the route takes (400); the message says why."""
+
+
 def error_response(description: str) -> dict[str, Any]:
     return {"model": ErrorOut, "description": description}
 
@@ -114,6 +118,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(NotCaughtUpError)
     async def _behind(_: Request, error: NotCaughtUpError) -> JSONResponse:
         return _json(503, str(error), {"Retry-After": "1"})
+
+    @app.exception_handler(BadBodyError)
+    async def _bad_body(_: Request, error: BadBodyError) -> JSONResponse:
+        return _json(400, str(error))
 
     @app.exception_handler(BadQueryError)
     async def _bad_query(_: Request, error: BadQueryError) -> JSONResponse:

@@ -7,11 +7,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from journeys import cloudevent
 from journeys.touchpoint import Touchpoint
-
-CLOUDEVENTS_JSON = "application/cloudevents+json"
-# CloudEvents attributes that stand in for touchpoint fields the data leaves out.
-CE_FALLBACKS = {"id": "touchpoint_id", "time": "occurred_at", "source": "source"}
 
 
 class InvalidMessage(Exception):
@@ -33,16 +30,20 @@ def parse(value: bytes | None, headers: dict[str, str], key: bytes | None, max_b
         raise InvalidMessage("empty", "the message has no value")
     if len(value) > max_bytes:
         raise InvalidMessage("oversize", f"{len(value)} bytes; the limit is {max_bytes}")
-    body = _json(value)
-    if "ce_specversion" in headers:  # binary mode: attributes in ce_* headers, data in the value
-        attributes = {k[3:]: v for k, v in headers.items() if k.startswith("ce_")}
-        fields = _with_fallbacks(body, attributes)
-    elif headers.get("content-type", "").split(";")[0].strip() == CLOUDEVENTS_JSON:
-        if not isinstance(body, dict) or "specversion" not in body:
-            raise InvalidMessage("invalid", "a structured CloudEvent needs a JSON object with specversion")
-        fields = _with_fallbacks(body.get("data"), body)
-    else:
-        fields = body
+    try:
+        if "ce_specversion" in headers:  # binary mode: attributes in ce_* headers, data in the value
+            fields = cloudevent.binary(headers, value, "ce_")
+        else:
+            body = _json(value)
+            if cloudevent.is_structured(body):  # whatever the content-type (the 1.x SDK's is the data's)
+                fields = cloudevent.structured(body, headers.get("content-type"))
+            elif cloudevent.media_type(headers.get("content-type")) == cloudevent.STRUCTURED:
+                raise InvalidMessage("invalid", "a structured CloudEvent needs a JSON object with specversion")
+            else:
+                fields = body
+    except cloudevent.CloudEventError as error:
+        kind = "not_json" if isinstance(error, cloudevent.DataNotJsonError) else "invalid"
+        raise InvalidMessage(kind, str(error)) from None
     if not isinstance(fields, dict):
         raise InvalidMessage("invalid", "the touchpoint must be a JSON object")
     if "customer_id" not in fields and key:
@@ -64,12 +65,3 @@ def _json(value: bytes) -> Any:
     except RecursionError:
         raise InvalidMessage("not_json", "the value is JSON nested far too deeply to be read") from None
 
-
-def _with_fallbacks(data: Any, attributes: dict[str, Any]) -> Any:
-    if not isinstance(data, dict):
-        raise InvalidMessage("invalid", "the CloudEvent's data must be a JSON object (the touchpoint)")
-    filled = dict(data)
-    for attribute, field in CE_FALLBACKS.items():
-        if field not in filled and attributes.get(attribute) is not None:
-            filled[field] = attributes[attribute]
-    return filled

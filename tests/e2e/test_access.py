@@ -22,6 +22,7 @@ P, M, A, O, ADM = Role.publisher, Role.marketer, Role.auditor, Role.operator, Ro
 MATRIX: dict[tuple[str, str], set[Role]] = {
     ("POST", "/touchpoints"): {P, ADM},
     ("POST", "/touchpoints/batch"): {P, ADM},
+    ("POST", "/cloudevents"): {P, ADM},
     ("GET", "/customers/{customer_id}/stages"): {M, A, ADM},
     ("GET", "/customers/{customer_id}/history"): {A, ADM},
     ("DELETE", "/customers/{customer_id}"): {ADM},

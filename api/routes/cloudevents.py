@@ -1,0 +1,86 @@
+"""CloudEvents over HTTP (binary and structured mode, single and batch) at POST /cloudevents.
+
+The event's data is the touchpoint (see journeys/cloudevent.py). A single event is
+answered like POST /touchpoints (201 recorded, 200 duplicate, 409 conflict, 422
+invalid); a batch (`application/cloudevents-batch+json`, a JSON array of structured
+events) like POST /touchpoints/batch: a result for each event, the valid ones stored.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import allow
+from api.deps import SystemDep
+from api.errors import BadBodyError
+from api.intake import STATUS, Rejected, record_items, validated
+from api.keys import Role
+from api.routes.touchpoints import MAX_BATCH
+from api.schemas import BatchOut, FieldError, TouchpointResult
+from journeys import cloudevent
+
+router = APIRouter(tags=["touchpoints"], dependencies=[allow(Role.publisher)])
+
+INTAKE = "cloudevents"
+
+
+@router.post(
+    "/cloudevents",
+    status_code=201,
+    response_model=TouchpointResult | BatchOut,
+    responses={
+        200: {"description": "a duplicate single event, or a batch (a result per event)"},
+        409: {"description": "conflict"}, 415: {"description": "not a CloudEvent"},
+        422: {"description": "the event's data is not a valid touchpoint"},
+    },
+    openapi_extra={"requestBody": {"required": True, "content": {
+        cloudevent.STRUCTURED: {"schema": {"type": "object"}},
+        cloudevent.BATCH: {"schema": {"type": "array", "items": {"type": "object"}}},
+        "application/json": {"schema": {"type": "object", "description": "binary mode: the touchpoint, ce-* headers"}},
+    }}},
+)
+async def receive(request: Request, system: SystemDep) -> JSONResponse:
+    """Record a CloudEvent (binary or structured mode) or a batch of them."""
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    kind = cloudevent.media_type(headers.get("content-type"))
+    if kind == cloudevent.BATCH:
+        envelopes = _parsed(body)
+        if not isinstance(envelopes, list) or not 1 <= len(envelopes) <= MAX_BATCH:
+            raise BadBodyError(f"a CloudEvents batch is a JSON array of 1 to {MAX_BATCH} events")
+        items = [_item(lambda e=e: cloudevent.structured(e)) for e in envelopes]
+        out = await run_in_threadpool(record_items, system, items, INTAKE)
+        return JSONResponse(out.model_dump(mode="json"))
+    if "ce-specversion" in headers:
+        item = _item(lambda: cloudevent.binary(headers, body, "ce-"))
+    elif kind == cloudevent.STRUCTURED:
+        item = _item(lambda: cloudevent.structured(_parsed(body)))
+    else:
+        return JSONResponse(status_code=415, content={"detail": (
+            "not a CloudEvent: send binary mode (ce-specversion and the other ce-* headers, the touchpoint "
+            f"as the body), or structured mode ({cloudevent.STRUCTURED}), or a batch ({cloudevent.BATCH})"
+        )})
+    result = (await run_in_threadpool(record_items, system, [item], INTAKE)).results[0]
+    return JSONResponse(status_code=STATUS[result.outcome], content=result.model_dump(mode="json"))
+
+
+def _parsed(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadBodyError(f"the body is not JSON: {error}") from None
+    except RecursionError:
+        raise BadBodyError("the body is JSON nested far too deeply to be read") from None
+
+
+def _item(fields: Any) -> Any:
+    """The touchpoint an event carries, or why it carries none."""
+    try:
+        return validated(fields())
+    except cloudevent.CloudEventError as error:
+        return Rejected([FieldError(field="(event)", reason=str(error))], detail="not a CloudEvent carrying a touchpoint")
