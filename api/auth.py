@@ -73,7 +73,8 @@ def authenticate(
     bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     basic_credentials: Annotated[HTTPBasicCredentials | None, Security(basic)],
 ) -> ApiKey:
-    secret = _secret(bearer_credentials, basic_credentials)
+    # A route may find the key in the body first (Segment's writeKey; see api/routes/segment.py).
+    secret = _secret(bearer_credentials, basic_credentials) or getattr(request.state, "write_key", None)
     if not secret:
         raise AuthError(401, "an API key is required: send `Authorization: Bearer KEY`", {"WWW-Authenticate": CHALLENGE})
     keys: KeyStore = request.app.state.keys

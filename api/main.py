@@ -13,13 +13,13 @@ from api.access_log import AccessLogMiddleware
 from api.auth import RateLimiter
 from api.keys import KeyStore
 from api.limits import BodyLimitMiddleware
-from api.routes import analytics, audit, campaigns, cloudevents, customers, dashboard, instances, keys, meta, records, segments, touchpoints
+from api.routes import analytics, audit, campaigns, cloudevents, customers, dashboard, instances, keys, meta, records, segment, segments, touchpoints
 from journeys.settings import Settings
 from projections.system import System
 
 ROUTERS = tuple(
     m.router
-    for m in (touchpoints, cloudevents, customers, instances, records, audit, segments, analytics, campaigns, keys, meta)
+    for m in (touchpoints, cloudevents, segment, customers, instances, records, audit, segments, analytics, campaigns, keys, meta)
 )
 
 

@@ -94,6 +94,21 @@ class Message(BaseModel):
     summary: str
 
 
+TypeName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length=100)]
+
+
+class SegmentNames(BaseModel):
+    """How the Segment-compatible intake names touchpoint types (see journeys/segment.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    events: dict[str, TypeName] = Field(
+        default_factory=dict, description="track calls' event names; others become the name in snake_case"
+    )
+    pages: dict[str, TypeName] = Field(default_factory=dict, description="page and screen calls by name")
+    page: TypeName = Field("website_visited", description="the type of any other page or screen call")
+
+
 class Playbook(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -103,6 +118,7 @@ class Playbook(BaseModel):
     messages: dict[str, list[Message]] = Field(default_factory=dict)
     criteria: list[str] = Field(default_factory=lambda: list(CRITERIA))
     buying_roles: list[str] = Field(default_factory=lambda: list(BUYING_ROLES))
+    segment: SegmentNames = Field(default_factory=SegmentNames)  # intake naming: derives nothing
 
     @model_validator(mode="after")
     def _check(self) -> Playbook:
@@ -164,8 +180,8 @@ class Playbook(BaseModel):
 
     def canonical(self) -> str:
         """The playbook's content as canonical JSON: the same for the same meaning, however the
-        YAML was laid out or commented."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        YAML was laid out or commented. The intake's naming is left out: it derives no stage."""
+        return json.dumps(self.model_dump(mode="json", exclude={"segment"}), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @cached_property
     def fingerprint(self) -> str:

@@ -23,6 +23,7 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("POST", "/touchpoints"): {P, ADM},
     ("POST", "/touchpoints/batch"): {P, ADM},
     ("POST", "/cloudevents"): {P, ADM},
+    **{("POST", f"/v1/{call}"): {P, ADM} for call in ("batch", "track", "page", "screen", "identify", "alias", "group")},
     ("GET", "/customers/{customer_id}/stages"): {M, A, ADM},
     ("GET", "/customers/{customer_id}/history"): {A, ADM},
     ("DELETE", "/customers/{customer_id}"): {ADM},

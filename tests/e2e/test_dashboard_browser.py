@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import expect, sync_playwright
 
 from api.keys import KeyStore, Role
@@ -24,15 +20,10 @@ from api.main import create_app
 from journeys.touchpoint import Touchpoint
 from projections.system import System
 from tests.e2e.test_analytics import history
+from tests.serving import serve
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".artifacts" / "dashboard"
 CHROMIUM = os.environ.get("JOURNEYS_CHROMIUM", "/usr/bin/chromium")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -44,17 +35,8 @@ def served(system: System):
         recorded = system.record([Touchpoint(**t) for t in batch])
     assert system.runner.wait(recorded.position, 30)
     key = KeyStore(system.view, cache_seconds=0).create("dashboard-test", Role.marketer)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(system=system), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", key
-    server.should_exit = True
-    thread.join(10)
+    with serve(create_app(system=system)) as base:
+        yield base, key
 
 
 def chart_data(page, canvas: str) -> list[list[float]]:

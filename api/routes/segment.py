@@ -1,0 +1,190 @@
+"""A Segment-compatible intake: POST /v1/batch and the single calls, as Segment's SDKs send them.
+
+The write key is a publisher API key: HTTP basic auth with the key as the user name
+(as the SDKs send it), a bearer token, or `writeKey` in the body. Bodies may be
+gzipped (Content-Encoding: gzip); a batch may be 500 KB once inflated, a message
+32 KB. A well-formed batch is answered 200 `{"success": true, ...}` with every valid
+message stored and the rest reported by index; a malformed one 400, with the `code`
+and `message` the SDKs log. Mapping: journeys/segment.py.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import allow
+from api.deps import SystemDep
+from api.intake import Rejected, record_items, validated
+from api.keys import Role
+from api.schemas import FieldError
+from journeys import segment
+from journeys.customer import Outcome
+from projections.system import System
+
+INTAKE = "segment"
+MAX_MESSAGES = 2500  # 500 KB of the smallest messages the SDKs send
+
+
+class BodyError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+async def read_body(request: Request) -> None:
+    """Read (and inflate) the body before the key is checked, since the key may be in it.
+    What is wrong with it is answered after the key is checked: no key, no details."""
+    request.state.segment_body = request.state.segment_error = None
+    try:
+        body = _json(_inflate(await request.body(), request.headers.get("content-encoding")))
+    except BodyError as error:
+        request.state.segment_error = error
+        return
+    request.state.segment_body = body
+    if isinstance(body, dict) and isinstance(body.get("writeKey"), str):
+        request.state.write_key = body["writeKey"]
+
+
+router = APIRouter(prefix="/v1", tags=["segment"], dependencies=[Depends(read_body), allow(Role.publisher)])
+
+
+def _inflate(raw: bytes, encoding: str | None) -> bytes:
+    encoding = (encoding or "identity").strip().lower()
+    if encoding == "identity":
+        inflated = raw
+    elif encoding == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:  # never more than the limit in memory, however well the body compresses
+            inflated = inflater.decompress(raw, segment.MAX_BATCH_BYTES + 1)
+        except zlib.error as error:
+            raise BodyError(400, "invalid_gzip", f"the body is not valid gzip: {error}") from None
+        if not inflater.eof and len(inflated) <= segment.MAX_BATCH_BYTES:
+            raise BodyError(400, "invalid_gzip", "the gzip body ends early")
+    else:
+        raise BodyError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; use gzip or none")
+    if len(inflated) > segment.MAX_BATCH_BYTES:
+        raise BodyError(413, "batch_too_large", f"the body is over {segment.MAX_BATCH_BYTES} bytes (inflated); "
+                        "send smaller batches")
+    return inflated
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BodyError(400, "invalid_json", f"the body is not JSON: {error}") from None
+    except RecursionError:
+        raise BodyError(400, "invalid_json", "the body is JSON nested far too deeply to be read") from None
+
+
+def _refused(error: BodyError) -> JSONResponse:
+    return JSONResponse(status_code=error.status, content={
+        "success": False, "code": error.code, "message": error.message, "detail": error.message,
+    })
+
+
+def _body(request: Request) -> Any:
+    if request.state.segment_error is not None:
+        raise request.state.segment_error
+    return request.state.segment_body
+
+
+@router.post("/batch", responses={400: {"description": "a malformed batch"}, 413: {"description": "over 500 KB"}})
+async def batch(request: Request, system: SystemDep) -> JSONResponse:
+    """Segment's batch call: `{"batch": [messages], "sentAt": ...}`, each message with its `type`."""
+    try:
+        body = _body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
+            raise BodyError(400, "invalid_batch", 'a batch is a JSON object with "batch": a list of messages')
+        if not 1 <= len(body["batch"]) <= MAX_MESSAGES:
+            raise BodyError(400, "invalid_batch", f"a batch holds 1 to {MAX_MESSAGES} messages")
+    except BodyError as error:
+        return _refused(error)
+    messages = [(m, None) for m in body["batch"]]
+    return JSONResponse(await run_in_threadpool(take, system, messages, body.get("sentAt")))
+
+
+def _single(call: str) -> Any:
+    async def receive(request: Request, system: SystemDep) -> JSONResponse:
+        try:
+            body = _body(request)
+            if not isinstance(body, dict):
+                raise BodyError(400, "invalid_message", "the body must be a JSON object (one message)")
+        except BodyError as error:
+            return _refused(error)
+        report = await run_in_threadpool(take, system, [(body, call)], None)
+        if report["rejected"]:
+            reason = report["rejected"][0]["reason"]
+            return JSONResponse(status_code=400, content={
+                **report, "success": False, "code": "invalid_message", "message": reason, "detail": reason,
+            })
+        return JSONResponse(report)
+
+    receive.__name__ = f"segment_{call}"
+    receive.__doc__ = f"Segment's {call} call: one message."
+    return receive
+
+
+for _call in segment.CALLS:
+    router.add_api_route(f"/{_call}", _single(_call), methods=["POST"], responses={400: {"description": "a malformed message"}})
+
+
+def take(system: System, messages: list[tuple[Any, str | None]], sent_at: Any) -> dict[str, Any]:
+    """Store what can be stored, one transaction; say what became of the rest."""
+    received = datetime.now(timezone.utc)
+    items: list[Any] = []
+    rejected: list[dict[str, Any]] = []
+    ignored: list[dict[str, Any]] = []
+    indices: list[int] = []
+    for index, (message, call) in enumerate(messages):
+        message_id = message.get("messageId") if isinstance(message, dict) else None
+        try:
+            parsed = segment.parse(message, call, system.playbook, received, sent_at)
+        except segment.SegmentError as error:
+            rejected.append({"index": index, "messageId": message_id, "reason": str(error)})
+            continue
+        if parsed is None or isinstance(parsed, segment.Link):
+            ignored.append({"index": index, "messageId": message_id, "reason": _ignored(message, call, parsed)})
+            continue
+        items.append(validated(parsed))
+        indices.append(index)
+    out = record_items(system, items, INTAKE) if items else None
+    counts = {o.value: 0 for o in Outcome}
+    for index, item, result in zip(indices, items, out.results if out else [], strict=True):
+        counts[result.outcome.value] += 1
+        if result.outcome in (Outcome.invalid, Outcome.conflict):
+            rejected.append({"index": index, "messageId": result.touchpoint_id, "reason": _reason(item, result)})
+    rejected.sort(key=lambda r: r["index"])
+    return {
+        "success": True, "received": len(messages), "recorded": counts["recorded"], "duplicates": counts["duplicate"],
+        "rejected": rejected, "ignored": ignored, "position": out.position if out else None,
+    }
+
+
+def _ignored(message: dict[str, Any], call: str | None, parsed: Any) -> str:
+    kind = call or message.get("type")
+    if isinstance(parsed, segment.Link):
+        return f"{kind}: identity links are not applied yet (stitching is planned); nothing stored"
+    if kind == "identify":
+        return "identify without both anonymousId and userId links nothing; traits are not stored"
+    return f"{kind} calls are accepted and not stored: they are not touchpoints"
+
+
+def _reason(item: Any, result: Any) -> str:
+    if isinstance(item, Rejected):
+        return "; ".join(f"{_segment_field(e)}: {e.reason}" for e in item.errors)
+    return result.detail or result.outcome.value
+
+
+def _segment_field(error: FieldError) -> str:
+    """The Segment field a touchpoint field came from, so the publisher knows what to fix."""
+    head = error.field.split(".")[0]
+    return {"touchpoint_id": "messageId", "customer_id": "userId/anonymousId", "occurred_at": "timestamp",
+            "type": "event", "campaign": "context.campaign.name"}.get(head, error.field)
