@@ -2,7 +2,8 @@
 
 Uvicorn's own access log prints the request path, which can hold a customer key
 (/customers/jane@example.com/stages): it is turned off, and this logs the route's
-template instead. The request id is also sent back as X-Request-ID.
+template instead. The request id is also sent back as X-Request-ID, and is on every line
+logged while the request is served (journeys/logs.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from journeys import metrics
+from journeys import logs, metrics
 
 log = logging.getLogger("journeys.access")
 
@@ -26,6 +27,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = uuid.uuid4().hex[:16]
+        token = logs.REQUEST_ID.set(request_id)  # on every line logged while serving it
         started = time.perf_counter()
         status = 500
 
@@ -44,6 +46,8 @@ class AccessLogMiddleware:
             elapsed = time.perf_counter() - started
             metrics.REQUESTS.labels(scope["method"], route, str(status)).observe(elapsed)
             log.info(
-                "%s %s %s %.1fms request_id=%s", scope["method"], route, status,
-                elapsed * 1000, request_id,
+                "%s %s %s %.1fms request_id=%s", scope["method"], route, status, elapsed * 1000, request_id,
+                extra={"method": scope["method"], "route": route, "status": status,
+                       "duration_ms": round(elapsed * 1000, 1)},
             )
+            logs.REQUEST_ID.reset(token)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from datetime import datetime
@@ -16,12 +15,20 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from journeys import metrics
+from journeys import logs, metrics
 from journeys.application import CustomerNotFoundError
 from journeys.playbook import PlaybookError, Scope, load_playbook
 from journeys.settings import Settings
 
 app = typer.Typer(help="Event-sourced buyer/seller/marketer journey tracker.", no_args_is_help=True)
+
+
+@app.callback()
+def _logging() -> None:
+    """Every command logs in the configured format (JOURNEYS_LOG_FORMAT, JOURNEYS_LOG_LEVEL)."""
+    settings = Settings()
+    logs.configure(settings.log_format, settings.log_level)
+
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console()
@@ -82,10 +89,10 @@ def serve(
     _playbook(settings.playbook)  # a broken playbook stops start-up here, clearly
     _first_admin_key()
     # Uvicorn's access log would print request paths, which may hold customer keys: ours logs
-    # route templates instead (api/access_log.py).
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # route templates instead (api/access_log.py). Logging is configured by the app callback.
     uvicorn.run(
         create_app(settings), host=host or settings.host, port=port or settings.port, access_log=False,
+        log_config=None,
     )
 
 

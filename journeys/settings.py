@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -23,6 +25,10 @@ class Settings(BaseSettings):
     playbook: str = Field("default", description="a bundled playbook name or a YAML file path")
     host: str = "127.0.0.1"
     port: int = 8000
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text lines, or one JSON object a line (with the request id) for log collectors"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     run_projections: bool = Field(
         True, description="keep the projections current inside the API process"
     )

@@ -13,7 +13,7 @@ from typing import Any
 import uvicorn
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -22,7 +22,7 @@ def _free_port() -> int:
 @contextmanager
 def serve(app: Any) -> Iterator[str]:
     """Serve `app`; yields its base URL, stops it on exit."""
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
