@@ -12,7 +12,7 @@ from api.schemas import BatchOut, FieldError, TouchpointResult
 from journeys import metrics
 from journeys.application import Result
 from journeys.customer import Outcome
-from journeys.touchpoint import Touchpoint
+from journeys.touchpoint import Touchpoint, check_text
 from projections.system import System
 
 STATUS = {Outcome.recorded: 201, Outcome.duplicate: 200, Outcome.conflict: 409, Outcome.invalid: 422}
@@ -42,7 +42,7 @@ def validated(fields: Any) -> Touchpoint | Rejected:
     try:
         return Touchpoint.model_validate(fields)
     except ValidationError as error:
-        return Rejected(field_errors(error), _str_or_none(fields.get("touchpoint_id")), _str_or_none(fields.get("customer_id")))
+        return Rejected(field_errors(error), echoable(fields.get("touchpoint_id")), echoable(fields.get("customer_id")))
 
 
 def record_items(system: System, items: list[Touchpoint | Rejected], intake: str) -> BatchOut:
@@ -74,5 +74,11 @@ def result_of(result: Result, position: int | None, index: int | None = None) ->
     )
 
 
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+def echoable(value: Any) -> str | None:
+    """A value the answer may repeat: text any JSON encoder can write (no NUL, no lone surrogate)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return check_text(value)
+    except ValueError:
+        return None

@@ -5,17 +5,24 @@ backend on a free loopback port, posts BATCHES batches of BATCH_SIZE touchpoints
 spread over CUSTOMERS customers, and reports the median batch latency, the write
 rate, and how long the projections took to be current afterwards.
 
+With --intake segment (or segment-gzip), the same load goes to the Segment-compatible
+POST /v1/batch instead (as track calls, gzipped or not), each intake on a fresh store:
+the figures of the two endpoints side by side.
+
 With --baseline REV, the same load also runs against the code of an earlier
 commit (checked out in a temporary git worktree, served by the same Python), so
 both figures come from one run: e.g. the last commit before personal data was
 encrypted.
 
-    .venv/bin/python bench/batch_throughput.py [--batches 40] [--batch-size 1000] [--customers 5000] [--baseline REV]
+    .venv/bin/python bench/batch_throughput.py [--batches 40] [--batch-size 1000] [--customers 5000]
+        [--intake touchpoints|segment|segment-gzip ...] [--baseline REV]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import os
 import socket
 import statistics
@@ -58,6 +65,28 @@ def batches(n: int, size: int, customers: int, run: str):
         ]
 
 
+def as_segment(batch: list[dict]) -> dict:
+    """The same touchpoints as Segment track calls: the event name is the type in title case
+    (snake_case maps it back), the rest where Segment's SDKs put it."""
+    return {"batch": [
+        {"type": "track", "event": t["type"].replace("_", " ").title(), "userId": t["customer_id"],
+         "messageId": t["touchpoint_id"], "timestamp": t["occurred_at"], "properties": t["properties"],
+         "context": {"library": {"name": "bench"}}}
+        for t in batch
+    ], "sentAt": datetime.now(timezone.utc).isoformat()}
+
+
+def request_for(intake: str, batch: list[dict]) -> dict:
+    """The keyword arguments of the POST that sends a batch to an intake."""
+    if intake == "touchpoints":
+        return {"url": "/touchpoints/batch", "json": batch}
+    body = json.dumps(as_segment(batch)).encode()
+    if intake == "segment-gzip":
+        return {"url": "/v1/batch", "content": gzip.compress(body),
+                "headers": {"Content-Encoding": "gzip", "Content-Type": "application/json"}}
+    return {"url": "/v1/batch", "content": body, "headers": {"Content-Type": "application/json"}}
+
+
 def admin_key(server: subprocess.Popen) -> str:
     """The admin key `journeys serve` prints when it starts on a store without keys."""
     found: list[str] = []
@@ -76,7 +105,7 @@ def admin_key(server: subprocess.Popen) -> str:
     return found[0]
 
 
-def run(label: str, database_url: str, args, code: str | None = None) -> dict[str, float]:
+def run(label: str, database_url: str, args, code: str | None = None, intake: str = "touchpoints") -> dict[str, float]:
     port = free_port()
     keys = tempfile.mkdtemp()
     env = {**os.environ, "JOURNEYS_DATABASE_URL": database_url, "JOURNEYS_PORT": str(port),
@@ -97,9 +126,10 @@ def run(label: str, database_url: str, args, code: str | None = None) -> dict[st
             latencies, position = [], 0
             bodies = list(batches(args.batches, args.batch_size, args.customers, uuid.uuid4().hex[:6]))
             started = time.perf_counter()
-            for body in bodies:
+            requests = [request_for(intake, body) for body in bodies]
+            for request in requests:
                 t = time.perf_counter()
-                response = client.post("/touchpoints/batch", json=body)
+                response = client.post(**request)
                 latencies.append(time.perf_counter() - t)
                 response.raise_for_status()
                 position = response.json()["position"]
@@ -124,13 +154,13 @@ def run(label: str, database_url: str, args, code: str | None = None) -> dict[st
     return result
 
 
-def both_backends(args, code: str | None = None, tag: str = "") -> dict[str, dict[str, float]]:
+def both_backends(args, code: str | None = None, tag: str = "", intake: str = "touchpoints") -> dict[str, dict[str, float]]:
     found = {}
     with tempfile.TemporaryDirectory() as tmp:
-        found["sqlite"] = run(f"sqlite{tag}", f"sqlite:///{tmp}/bench.db", args, code)
+        found["sqlite"] = run(f"sqlite{tag}", f"sqlite:///{tmp}/bench.db", args, code, intake)
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     try:
-        found["postgresql"] = run(f"postgresql{tag}", f"{POSTGRES}?schema={schema}", args, code)
+        found["postgresql"] = run(f"postgresql{tag}", f"{POSTGRES}?schema={schema}", args, code, intake)
     finally:
         with psycopg.connect(POSTGRES, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -143,9 +173,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--customers", type=int, default=5000)
     parser.add_argument("--baseline", help="also run the code of this git revision, for comparison")
+    parser.add_argument("--intake", action="append", choices=["touchpoints", "segment", "segment-gzip"],
+                        help="the endpoint the load goes to (repeatable; default: touchpoints)")
     args = parser.parse_args()
-    now = both_backends(args)
+    intakes = args.intake or ["touchpoints"]
+    figures = {intake: both_backends(args, tag=f" {intake}" if len(intakes) > 1 else "", intake=intake)
+               for intake in intakes}
+    now = figures[intakes[0]]
     print(f"postgresql/sqlite write-rate ratio: {now['postgresql']['write_rate'] / now['sqlite']['write_rate']:.2f}")
+    for intake in intakes[1:]:
+        for backend in ("sqlite", "postgresql"):
+            ratio = figures[intake][backend]["write_rate"] / now[backend]["write_rate"]
+            print(f"{backend:10s} write rate {intake}/{intakes[0]}: {ratio:.2f}")
     if not args.baseline:
         return
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import allow
 from api.deps import SystemDep
-from api.intake import Rejected, record_items, validated
+from api.intake import Rejected, echoable, record_items, validated
 from api.keys import Role
 from api.schemas import FieldError
 from journeys import segment
@@ -144,7 +144,7 @@ def take(system: System, messages: list[tuple[Any, str | None]], sent_at: Any) -
     ignored: list[dict[str, Any]] = []
     indices: list[int] = []
     for index, (message, call) in enumerate(messages):
-        message_id = message.get("messageId") if isinstance(message, dict) else None
+        message_id = echoable(message.get("messageId")) if isinstance(message, dict) else None
         try:
             parsed = segment.parse(message, call, system.playbook, received, sent_at)
         except segment.SegmentError as error:
@@ -160,7 +160,7 @@ def take(system: System, messages: list[tuple[Any, str | None]], sent_at: Any) -
     for index, item, result in zip(indices, items, out.results if out else [], strict=True):
         counts[result.outcome.value] += 1
         if result.outcome in (Outcome.invalid, Outcome.conflict):
-            rejected.append({"index": index, "messageId": result.touchpoint_id, "reason": _reason(item, result)})
+            rejected.append({"index": index, "messageId": echoable(result.touchpoint_id), "reason": _reason(item, result)})
     rejected.sort(key=lambda r: r["index"])
     return {
         "success": True, "received": len(messages), "recorded": counts["recorded"], "duplicates": counts["duplicate"],

@@ -186,3 +186,36 @@ def test_logs_name_routes_not_the_customer_keys_in_paths(client: TestClient, cap
     text = "\n".join(r.getMessage() for r in ours)
     assert "GET /customers/{customer_id}/stages" in text
     assert "jane" not in text.lower() and "nobody@" not in text
+
+
+HOSTILE_FIELDS = [  # (field of the touchpoint, hostile value): each must fail its own item only
+    ("customer_id", "a\x00b"), ("customer_id", "\ud800"), ("touchpoint_id", "\udfff"),
+    ("occurred_at", "9999-12-31T23:59:59-14:00"), ("occurred_at", "0001-01-01T00:00:00+14:00"),
+    ("properties", {"k": "\ud800"}), ("properties", json.loads('{"a":' * 40 + "1" + "}" * 40)),
+]
+
+
+def _segment(t: dict) -> dict:
+    return {"type": "track", "event": t["type"], "userId": t["customer_id"], "messageId": t["touchpoint_id"],
+            "timestamp": t["occurred_at"], "properties": t.get("properties", {})}
+
+
+def _cloudevent(t: dict) -> dict:
+    return {"specversion": "1.0", "id": t["touchpoint_id"], "source": "crm", "type": "x", "data": t}
+
+
+@pytest.mark.parametrize(("path", "wrap", "content_type"), [
+    ("/v1/batch", lambda items: {"batch": [_segment(t) for t in items]}, "application/json"),
+    ("/cloudevents", lambda items: [_cloudevent(t) for t in items], "application/cloudevents-batch+json"),
+], ids=["segment", "cloudevents"])
+def test_hostile_items_in_the_new_intakes_fail_alone(client: TestClient, path, wrap, content_type):
+    items = [good(0)] + [{**good(i + 1), field: value} for i, (field, value) in enumerate(HOSTILE_FIELDS)]
+    body = json.dumps(wrap(items)).encode()  # lone surrogates travel as \\ud800 escapes, as a client sends them
+    answer = client.post(path, content=body, headers={"content-type": content_type})
+    assert answer.status_code == 200, answer.text
+    out = answer.json()
+    stored = out["recorded"] if path == "/v1/batch" else out["counts"]["recorded"]
+    assert stored == 1, out
+    deep = b'{"a":' * 50_000 + b"1" + b"}" * 50_000  # under Segment's 500 KB, far deeper than JSON reads
+    assert client.post(path, content=deep, headers={"content-type": content_type}).status_code == 400
+    assert_still_works(client)

@@ -12,7 +12,7 @@ import time
 import requests
 
 from tests.factories import payload
-from tests.serving import free_port
+from tests.brokers import free_port
 
 CUSTOMER = "jane.secret@example.com"
 

@@ -1,6 +1,6 @@
 """The Segment-compatible intake driven by Segment's own Python SDK (segment-analytics-python)
-against a served API, gzip on and off; the error paths with plain HTTP, since the SDK
-never sends them."""
+against a served API, gzip on and off, and by RudderStack's (rudder-sdk-python), which speaks
+the same API; the error paths with plain HTTP, since the SDKs never send them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-from segment.analytics import Client
+from rudderstack.analytics import Client as RudderClient
+from segment.analytics import Client as SegmentClient
 from segment.analytics.request import post as sdk_post
 
 from api.keys import KeyStore, Role
@@ -34,12 +35,13 @@ def stored(system: System, customer: str) -> dict:
     return {t.touchpoint_id: t for t in system.app.replay(customer).touchpoints}
 
 
-@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
-def test_the_python_sdk_records_page_track_and_screen_calls(served, system: System, compressed):
+@pytest.mark.parametrize(("sdk", "compressed"), [(SegmentClient, False), (SegmentClient, True), (RudderClient, True)],
+                         ids=["segment-plain", "segment-gzip", "rudderstack-gzip"])
+def test_the_python_sdk_records_page_track_and_screen_calls(served, system: System, sdk, compressed):
     base, key = served
     errors = []
-    client = Client(key, host=base, gzip=compressed, on_error=lambda e, batch: errors.append(e),
-                    max_retries=1, upload_interval=0.1)
+    client = sdk(key, host=base, gzip=compressed, on_error=lambda e, batch: errors.append(e),
+                 max_retries=1, upload_interval=0.1)
     client.page(anonymous_id=VISITOR, name="Pricing", properties={"url": "https://example.com/pricing"},
                 timestamp=T, message_id="m1")
     client.track(user_id=BUYER, event="Demo Completed", properties={"deal_id": "D-9", "seats": 40},
