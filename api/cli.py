@@ -256,6 +256,32 @@ def erase(
     console.print(f"erased: record {record_id} is anonymous now; its data key is destroyed", highlight=False)
 
 
+identities_app = typer.Typer(help="Identity links (Segment identify and alias): undo one.", no_args_is_help=True)
+app.add_typer(identities_app, name="identities")
+
+
+@identities_app.command("unlink")
+def unlink(
+    customer: Annotated[str, typer.Argument(help="the customer id that was linked (the anonymous or previous id)")],
+    by: Annotated[str, typer.Option(help="who asks (kept in the unlink event)")] = "cli",
+) -> None:
+    """Undo a customer's link to another: both customers' stages are derived again as if it never
+    happened. The link and the unlink stay in the history, as events."""
+    system = _system()
+    try:
+        was = system.app.unlink(customer, unlinked_by=by)
+        system.runner.catch_up()
+    except CustomerNotFoundError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        system.close()
+    if was is None:
+        console.print("not linked: nothing to undo")
+        raise typer.Exit(1)
+    console.print(f"unlinked from record {was}; both customers' stages are derived again", highlight=False)
+
+
 @app.command("rotate-master-key")
 def rotate_master_key() -> None:
     """Re-wrap every data key under JOURNEYS_MASTER_KEY (the old one in JOURNEYS_PREVIOUS_MASTER_KEYS)."""

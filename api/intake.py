@@ -4,14 +4,14 @@ in one transaction, a result for each (the invalid ones say which field is wrong
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from pydantic import ValidationError
 
 from api.schemas import BatchOut, FieldError, TouchpointResult
 from journeys import metrics
 from journeys.application import Result
-from journeys.customer import Outcome
+from journeys.customer import IdentityLink, Outcome
 from journeys.touchpoint import Touchpoint, check_text
 from projections.system import System
 
@@ -45,8 +45,16 @@ def validated(fields: Any) -> Touchpoint | Rejected:
         return Rejected(field_errors(error), echoable(fields.get("touchpoint_id")), echoable(fields.get("customer_id")))
 
 
-def record_items(system: System, items: list[Touchpoint | Rejected], intake: str) -> BatchOut:
-    """Store the valid items in one transaction; a result per item, in the order received."""
+@dataclass
+class Stored:
+    batch: BatchOut
+    links: list[Result]  # of the identity links, in the order given
+
+
+def record_items(system: System, items: list[Touchpoint | Rejected], intake: str,
+                 links: Sequence[IdentityLink] = ()) -> Stored:
+    """Store the valid items (and the links) in one transaction; a result per item, in the order
+    received."""
     valid = [(i, item) for i, item in enumerate(items) if isinstance(item, Touchpoint)]
     results: list[TouchpointResult | None] = [None] * len(items)
     for index, item in enumerate(items):
@@ -56,12 +64,13 @@ def record_items(system: System, items: list[Touchpoint | Rejected], intake: str
                 index=index, detail=item.detail, errors=item.errors,
             )
             metrics.TOUCHPOINTS.labels(Outcome.invalid.value, intake).inc()
-    recorded = system.record([t for _, t in valid], intake=intake) if valid else None
+    recorded = system.record([t for _, t in valid], intake=intake, links=links) if valid or links else None
+    position = recorded.position if recorded else None
     for (index, _), result in zip(valid, recorded.results if recorded else [], strict=True):
-        results[index] = result_of(result, recorded.position if recorded else None, index)
+        results[index] = result_of(result, position, index)
     final = [r for r in results if r is not None]
     counts = {o: sum(r.outcome is o for r in final) for o in Outcome}
-    return BatchOut(results=final, counts=counts, position=recorded.position if recorded else None)
+    return Stored(BatchOut(results=final, counts=counts, position=position), recorded.links if recorded else [])
 
 
 def result_of(result: Result, position: int | None, index: int | None = None) -> TouchpointResult:

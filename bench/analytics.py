@@ -34,7 +34,8 @@ START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 DAYS = 670
 CAMPAIGNS = [f"campaign-{i:02d}" for i in range(40)]
 CHANNELS = ["web", "email", "ads", "social", "event"]
-TOUCHPOINT_COLUMNS = ["record_id", "touchpoint_id", "type", "channel", "occurred_at", "recorded_at", "source", "campaign"]
+TOUCHPOINT_COLUMNS = ["record_id", "touchpoint_id", "type", "channel", "occurred_at", "recorded_at", "source", "campaign",
+                      "customer"]
 BATCH = 20_000
 
 
@@ -97,7 +98,7 @@ def fill(system: System, n: int) -> int:
             for k in range(rng.choice((1, 2, 2, 3))):  # campaign touches for attribution and leads
                 touched = first_seen + timedelta(days=k * rng.random() * 20)
                 touchpoints.append([record, f"c{i}-{k}", "ad_clicked", rng.choice(CHANNELS), ts(touched), ts(touched),
-                                    "bench", rng.choice(CAMPAIGNS)])
+                                    "bench", rng.choice(CAMPAIGNS), record])
         total += len(transitions)
         with view.datastore.transaction(commit=True) as c:
             for table, columns, rows in (

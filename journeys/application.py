@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 from uuid import UUID
 
 from eventsourcing.application import Application
@@ -17,6 +17,8 @@ from journeys.crypto import DataKey
 from journeys.customer import (
     Customer,
     CustomerErasedError,
+    IdentityConflictError,
+    IdentityLink,
     Outcome,
     RecordedTouchpoint,
     TouchpointConflictError,
@@ -60,6 +62,7 @@ class Recorded:
 
     results: list[Result]
     position: int | None = None
+    links: list[Result] = field(default_factory=list)  # of the identity links, in the order given
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,10 @@ class JourneysApp(Application[UUID]):
         touchpoints: Sequence[Touchpoint],
         tracking: Tracking | None = None,
         before_save: Callable[[list[Result]], None] | None = None,
+        links: Sequence[IdentityLink] = (),
     ) -> Recorded:
-        """Record touchpoints in one transaction; retried when a concurrent writer wins.
+        """Record touchpoints (and identity links) in one transaction; retried when a concurrent
+        writer wins.
 
         `tracking` (an input source's position) is stored in the same transaction, so
         the same input is never applied twice. `before_save` sees the results (e.g.
@@ -112,12 +117,15 @@ class JourneysApp(Application[UUID]):
         """
         with self._write_lock:
             for attempt in range(self.max_attempts):
-                records = self.keyring.resolve(t.customer_id for t in touchpoints)
+                records = self.keyring.resolve(
+                    [*(t.customer_id for t in touchpoints), *(k for x in links for k in (x.anonymous_key, x.user_key))]
+                )
                 customers = self.customers.get_many({record_id for record_id, _ in records.values()})
                 known = self.customers.fingerprints({(records[t.customer_id][0], t.touchpoint_id) for t in touchpoints})
                 versions = {i: c.version for i, c in customers.items()}
                 try:  # commands mutate cached customers: anything failing below evicts them
                     results = [self._apply(customers, records, known, tp) for tp in touchpoints]
+                    linked = [self._link(customers, records, x) for x in links]
                     if before_save is not None:
                         before_save(results)
                     new_events = [e for c in customers.values() for e in c.collect_events()]
@@ -146,7 +154,7 @@ class JourneysApp(Application[UUID]):
                 self.customers.keep(customers.values())
                 self.customers.snapshot_if_due(customers.values(), versions)
                 position = max((r.notification.id for r in recordings), default=None)
-                return Recorded(results, position)
+                return Recorded(results, position, linked)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _was_recorded(self, tracking: Tracking) -> bool:
@@ -172,6 +180,39 @@ class JourneysApp(Application[UUID]):
             return Result(Outcome.conflict, touchpoint.touchpoint_id, key, known_type, str(error))
         known[(record_id, touchpoint.touchpoint_id)] = fingerprint  # a repeat later in the batch
         return Result(outcome, touchpoint.touchpoint_id, key, known_type)
+
+    def _link(self, customers: dict[UUID, Customer], records: dict[str, tuple[UUID, DataKey]], link: IdentityLink) -> Result:
+        anonymous, target = records[link.anonymous_key][0], records[link.user_key][0]
+        if anonymous == target:
+            return Result(Outcome.invalid, link.message_id, link.user_key, error="the two ids are the same customer")
+        for key in (link.anonymous_key, link.user_key):
+            record_id, data_key = records[key]
+            if record_id not in customers:
+                customers[record_id] = Customer.register(record_id, key, data_key)
+        at, seen = target, set()  # the target's own links must not lead back: no circles
+        while at is not None and at not in seen:
+            if at == anonymous:
+                return Result(Outcome.conflict, link.message_id, link.user_key,
+                              error="the known customer is linked to this visitor already: that would be a circle")
+            seen.add(at)
+            if at not in customers:
+                customers.update(self.customers.get_many([at]))
+            found = customers.get(at)
+            at = UUID(found.linked_to) if found is not None and found.linked_to else None
+        try:
+            outcome = customers[anonymous].link(target, link.message_id, link.call)
+        except IdentityConflictError as error:
+            return Result(Outcome.conflict, link.message_id, link.user_key, error=str(error))
+        return Result(outcome, link.message_id, link.user_key)
+
+    def unlink(self, customer_key: str, unlinked_by: str) -> UUID | None:
+        """Undo the customer's link to another (it was an anonymous visitor's record); the record
+        it was linked to, or None if it was linked to none."""
+        record_id = self.keyring.find(customer_key)
+        if record_id is None:
+            raise CustomerNotFoundError(customer_key)
+        was = self._update(record_id, lambda customer: customer.unlink(unlinked_by))
+        return UUID(was) if was else None
 
     def replay(self, customer_key: str, as_of: datetime | None = None, known_at: datetime | None = None) -> Replay:
         """An auditor's view: the customer's stored events, folded by the playbook (only those
@@ -216,13 +257,19 @@ class JourneysApp(Application[UUID]):
         return len(pending)
 
     def _record_erasure(self, record_id: UUID, erased_by: str) -> None:
+        self._update(record_id, lambda customer: customer.erase(erased_by))
+        self.keyring.erasure_recorded(record_id)
+
+    def _update(self, record_id: UUID, command: Callable[[Customer], Any]) -> Any:
+        """Run a command on one stored customer and store its events; retried against concurrent
+        writers. None if the record has no aggregate (its first write never happened)."""
         with self._write_lock:
             for attempt in range(self.max_attempts):
                 customer = self.customers.get_many([record_id]).get(record_id)
                 if customer is None:
-                    break  # a record whose first write never happened: nothing stored to mark
+                    return None
                 try:
-                    customer.erase(erased_by)
+                    answer = command(customer)
                     self.events.put(customer.collect_events())
                 except BaseException as error:
                     self.customers.evict([record_id])
@@ -230,5 +277,5 @@ class JourneysApp(Application[UUID]):
                         continue
                     raise
                 self.customers.keep([customer])
-                break
-        self.keyring.erasure_recorded(record_id)
+                return answer
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -8,6 +8,7 @@ is in clear, so stages, counts and an auditor's timeline survive an erasure.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -38,6 +39,20 @@ class TouchpointConflictError(Exception):
         )
         self.customer_key = customer_key
         self.touchpoint_id = touchpoint_id
+
+
+@dataclass(frozen=True)
+class IdentityLink:
+    """A link asked for: the anonymous (or previous) customer key is the known one's."""
+
+    message_id: str
+    anonymous_key: str
+    user_key: str
+    call: str  # identify or alias
+
+
+class IdentityConflictError(Exception):
+    """A link that cannot be made: says why."""
 
 
 class CustomerErasedError(Exception):
@@ -120,6 +135,40 @@ class Customer(Aggregate):
         fingerprint: str,
     ) -> None:
         pass  # nothing the aggregate's rules need: the touchpoint index answers for duplicates
+
+    # -- identity links ---------------------------------------------------------------
+    # An anonymous visitor's record is linked to a known customer's (Segment's identify
+    # with both ids, or alias): the event is on the visitor's record, which is linked to at
+    # most one other at a time. The projection derives the linked records' stages as one
+    # customer's (projections/stages.py); an unlink makes them two again.
+
+    @property
+    def linked_to(self) -> str | None:
+        return getattr(self, "_linked_to", None)  # snapshots from before links lack it
+
+    def link(self, to_record: UUID, message_id: str, call: str) -> Outcome:
+        """Link this record to another; the same link again is a duplicate, another a conflict."""
+        if self.linked_to == str(to_record):
+            return Outcome.duplicate
+        if self.linked_to is not None:
+            raise IdentityConflictError("it is linked to another customer already; unlink it first")
+        self._identity_linked(to_record=str(to_record), message_id=message_id, call=call)
+        return Outcome.recorded
+
+    @event("IdentityLinked")
+    def _identity_linked(self, to_record: str, message_id: str, call: str) -> None:
+        self._linked_to = to_record
+
+    def unlink(self, unlinked_by: str) -> str | None:
+        """Undo the link (who asked: an API key's or operator's name); the record it was linked to."""
+        was = self.linked_to
+        if was is not None:
+            self._identity_unlinked(unlinked_by=unlinked_by)
+        return was
+
+    @event("IdentityUnlinked")
+    def _identity_unlinked(self, unlinked_by: str) -> None:
+        self._linked_to = None
 
     def erase(self, erased_by: str) -> None:
         """Record that the data key was destroyed: who asked (an API key's name), nothing personal."""

@@ -4,7 +4,7 @@ As Segment's SDKs send them (the spec's common fields): `messageId` is the touch
 id, `userId` (else `anonymousId`) the customer key, the event or page name the
 touchpoint type (see the playbook's `segment` names), `properties` the properties,
 `context.campaign` the campaign. `identify` with both ids and `alias` are identity
-links. The time a call happened is `timestamp` (else `originalTimestamp`); a client
+links (the anonymous or previous id's customer is the user id's, see projections/stages.py). The time a call happened is `timestamp` (else `originalTimestamp`); a client
 clock more than MAX_TRANSIT off ours (sentAt against when we received it) is
 corrected as Segment does, timestamp + (received - sentAt), to the minute, so that a
 retried batch (a new sentAt) still gives the same time, hence a duplicate.
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from journeys.customer import IdentityLink
 from journeys.playbook import Playbook
-from journeys.touchpoint import Channel
+from journeys.touchpoint import Channel, check_text
 
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -41,16 +41,6 @@ class SegmentError(ValueError):
     """A message that is not a call this intake takes; the message says why."""
 
 
-@dataclass(frozen=True)
-class Link:
-    """An identity link a call asked for: the anonymous (or previous) id is the known user."""
-
-    message_id: str
-    anonymous_id: str
-    user_id: str
-    call: str
-
-
 def snake_case(name: str) -> str:
     """"Demo Completed" -> demo_completed, "DemoCompleted" -> demo_completed."""
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name.strip())
@@ -62,8 +52,8 @@ def message_size(message: Any) -> int:
 
 
 def parse(message: Any, call: str | None, playbook: Playbook, received_at: datetime,
-          sent_at: Any = None) -> dict[str, Any] | Link | None:
-    """Touchpoint fields (track, page, screen), a Link (identify with both ids, alias), or None
+          sent_at: Any = None) -> dict[str, Any] | IdentityLink | None:
+    """Touchpoint fields (track, page, screen), an IdentityLink (identify with both ids, alias), or None
     (a call that stores nothing: identify without an anonymousId, group). `call` is the
     route's (None: the message's own `type`, as in a batch); `sent_at` the batch's."""
     if not isinstance(message, dict):
@@ -76,11 +66,11 @@ def parse(message: Any, call: str | None, playbook: Playbook, received_at: datet
         raise SegmentError(f"type {call!r} is not a call this intake takes ({', '.join(CALLS)})")
     message_id = _id(message.get("messageId"), "messageId")
     if call == "alias":
-        return Link(message_id, _id(message.get("previousId"), "previousId"), _id(message.get("userId"), "userId"), call)
+        return IdentityLink(message_id, _text(message.get("previousId"), "previousId"), _text(message.get("userId"), "userId"), call)
     if call == "identify":
         if message.get("anonymousId") is None or message.get("userId") is None:
             return None  # traits alone: nothing to link, and traits are not touchpoints
-        return Link(message_id, _id(message["anonymousId"], "anonymousId"), _id(message["userId"], "userId"), call)
+        return IdentityLink(message_id, _text(message["anonymousId"], "anonymousId"), _text(message["userId"], "userId"), call)
     if call == "group":
         return None
     return _touchpoint(message, call, message_id, playbook, received_at, sent_at)
@@ -170,6 +160,18 @@ def _id(value: Any, name: str) -> str:
     text = str(value)
     if not text.strip():
         raise SegmentError(f"{name} must not be empty")
+    return text
+
+
+def _text(value: Any, name: str) -> str:
+    """An id that is stored as a customer key (a link's): what a touchpoint's customer_id may be."""
+    text = _id(value, name)
+    try:
+        check_text(text)
+    except ValueError as error:
+        raise SegmentError(f"{name} {error}") from None
+    if len(text) > 200:
+        raise SegmentError(f"{name} is longer than 200 characters")
     return text
 
 

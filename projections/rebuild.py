@@ -27,7 +27,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
 
 from journeys.playbook import Playbook, Scope
-from projections.stages import StageProjection, subject_of
+from projections.stages import StageProjection, next_batch, subject_of
 from projections.view import JourneyViewSQL, NotCaughtUp, Revision, _chunks, revision_row
 
 log = logging.getLogger(__name__)
@@ -116,10 +116,14 @@ class Rebuild:
             if not notifications:
                 break
             events = [self.app.mapper.to_domain_event(n) for n in notifications]
-            projection.process(events, Tracking(tracking_name, notifications[-1].id), after=position)
+            taken = 0
+            while taken < len(events):  # an identity link is processed alone
+                n = next_batch(events[taken:])
+                last = notifications[taken + n - 1].id
+                projection.process(events[taken : taken + n], Tracking(tracking_name, last), after=position)
+                position, taken = last, taken + n
             if touched is not None:
                 touched.update(s for e in events for scope in scopes if (s := subject_of(e, scope)) is not None)
-            position = notifications[-1].id
             processed += len(notifications)
             self.progress(position, target)
         return processed

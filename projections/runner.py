@@ -20,7 +20,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from journeys.errors import describe
 from journeys import metrics
 from projections.rebuild import Progress, Rebuild, Rebuilt
-from projections.stages import StageProjection
+from projections.stages import StageProjection, next_batch
 from projections.view import GenerationChanged
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ class ProjectionRunner:
         if not notifications:
             return 0
         events = [self.app.mapper.to_domain_event(n) for n in notifications]
+        taken = next_batch(events)  # an identity link is processed alone
+        events, notifications = events[:taken], notifications[:taken]
         tracking = Tracking(view.tracking_name(self.app.name), notifications[-1].id)
         try:
             self.projection.process(events, tracking, after=start - 1)

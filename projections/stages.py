@@ -8,10 +8,16 @@ out-of-order delivery) makes the instance be derived again from the stages just
 before it, so the view always equals `derive()` over the same touchpoints.
 Personal data is copied as the events hold it, sealed: the projection never
 needs a data key.
+
+Identity links: a customer's touchpoints are those of its record and of the records
+linked to it (an anonymous visitor's, once identified). A link or an unlink is
+processed alone (see `next_batch`): the customers it joins or parts are derived again
+from all their touchpoints, and a customer that is joined into another is no more.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict, defaultdict
 from typing import Any, Sequence
 
@@ -21,7 +27,19 @@ from journeys import metrics
 from journeys.customer import Customer
 from journeys.playbook import Playbook, Scope
 from journeys.stages import Stages, fold, in_order, initial_stages, sort_key
-from projections.view import JourneyViewSQL, Revision, SubjectChange, parse_ts, ts
+from journeys.touchpoint import EARLIEST
+from projections.view import IdentityChange, JourneyViewSQL, Revision, SubjectChange, parse_ts, ts
+
+log = logging.getLogger(__name__)
+LINK_EVENTS = (Customer.IdentityLinked, Customer.IdentityUnlinked)
+
+
+def next_batch(events: Sequence[Any]) -> int:
+    """How many of these events one `process` call takes: a link event alone, else all up to
+    the next link event (so a link is applied between the touchpoints before and after it)."""
+    if isinstance(events[0], LINK_EVENTS):
+        return 1
+    return next((i for i, e in enumerate(events) if isinstance(e, LINK_EVENTS)), len(events))
 
 
 class StageProjection:
@@ -41,10 +59,12 @@ class StageProjection:
         # that starts anywhere else (another runner went on, a rebuild) starts afresh.
         self.cache_size = cache_size
         self._states: OrderedDict[tuple[Scope, str], tuple[Stages, int]] = OrderedDict()
+        self._roots: dict[str, str] = {}  # record -> the customer its touchpoints belong to
         self._written_up_to: int | None = None
 
     def forget(self) -> None:
         self._states.clear()
+        self._roots.clear()
         self._written_up_to = None
 
     def process(self, events: Sequence[Any], tracking: Tracking, after: int | None = None) -> None:
@@ -62,6 +82,11 @@ class StageProjection:
         self._written_up_to = tracking.notification_id
 
     def _process(self, events: Sequence[Any], tracking: Tracking) -> None:
+        if any(isinstance(e, LINK_EVENTS) for e in events):
+            if len(events) != 1:
+                raise ValueError("an identity link event is processed alone: see next_batch")
+            self._relink(events[0], tracking)
+            return
         recorded, registered, erasures = [], {}, []
         for e in events:
             if isinstance(e, Customer.TouchpointRecorded):
@@ -70,16 +95,17 @@ class StageProjection:
                 registered[str(e.originator_id)] = e.sealed_key
             elif isinstance(e, Customer.Erased):
                 erasures.append((str(e.originator_id), e.timestamp))
+        roots = self._roots_of({str(e.originator_id) for e in recorded})
         changes = []
         for scope in self.playbook.scopes:
             by_subject: dict[str, list[Any]] = defaultdict(list)
             for e in recorded:
-                subject = subject_of(e, scope)
+                subject = roots[str(e.originator_id)] if scope is Scope.customer else subject_of(e, scope)
                 if subject is not None:
                     by_subject[subject].append(e)
             current = self._current(scope, list(by_subject))
             changes += [self._change(scope, s, new, current.get(s)) for s, new in by_subject.items()]
-        rows = [_row(e) for e in recorded]
+        rows = [{**_row(e), "customer": roots[str(e.originator_id)]} for e in recorded]
         self.view.write(rows, changes, tracking, registered, erasures, publish=self.live)
         for change in changes:  # the new transitions (a rebuild derives none new: not live)
             for t in change.new_transitions:
@@ -89,6 +115,62 @@ class StageProjection:
             self._states.move_to_end((change.scope, change.subject))
         while len(self._states) > self.cache_size:
             self._states.popitem(last=False)
+
+    def _roots_of(self, records: set[str]) -> dict[str, str]:
+        missing = [r for r in records if r not in self._roots]
+        if missing:
+            if len(self._roots) > 4 * self.cache_size:
+                self._roots.clear()
+            self._roots.update(self.view.roots(missing))
+        return {r: self._roots[r] for r in records}
+
+    def _relink(self, e: Any, tracking: Tracking) -> None:
+        """Join a record's customer into another's (a link), or part them (an unlink), deriving
+        each customer that remains from all its touchpoints."""
+        view, scope, record = self.view, Scope.customer, str(e.originator_id)
+        linked_to = view.linked_to(record)
+        if isinstance(e, Customer.IdentityLinked):
+            root = view.roots([e.to_record])[e.to_record]
+            if linked_to is not None or root == record:  # the write side refuses these; never trust it blindly
+                log.warning("identity link of record %s ignored: it would not leave a tree of links", record)
+                view.write([], [], tracking)
+                return
+            moving = [record, *view.linked_below(record)]
+            identity = IdentityChange(linked=(record, e.to_record, root), roots=dict.fromkeys(moving, root))
+            derive = {root: [*view.touchpoints_from(scope, record, EARLIEST), *view.touchpoints_from(scope, root, EARLIEST)]}
+            gone = [record]
+        else:
+            if linked_to is None:
+                view.write([], [], tracking)
+                return
+            root = view.roots([record])[record]
+            moving = {record, *view.linked_below(record)}
+            identity = IdentityChange(unlinked=record, roots=dict.fromkeys(moving, record))
+            rows = view.touchpoints_from(scope, root, EARLIEST)
+            derive = {root: [r for r in rows if r["record_id"] not in moving], record: [r for r in rows if r["record_id"] in moving]}
+            gone = [s for s, found in derive.items() if not found]
+        current = view.load_states(scope, list({*derive, *gone}))
+        changes = [self._rederived(s, rows, current.get(s)) for s, rows in derive.items() if rows]
+        identity.removed = [(s, current[s][0]) for s in gone if s in current]
+        view.write([], changes, tracking, identity=identity, publish=self.live)
+        for change in changes:
+            for t in change.new_transitions:
+                metrics.TRANSITIONS.labels(t.journey, t.to_stage or "not_started").inc()
+        self.forget()
+
+    def _rederived(self, subject: str, rows: list[dict[str, Any]], current: Any) -> SubjectChange:
+        """A customer derived again from all its touchpoints (each id once)."""
+        scope = Scope.customer
+        touchpoints = in_order([StoredTouchpoint(r) for r in sorted(rows, key=lambda r: r["record_id"])])
+        derivation = fold(initial_stages(self.playbook, scope), touchpoints, self.playbook)
+        stored = self.view.transitions_of(subject, scope=scope) if self.live and current else []
+        seen = {_identity(t) for t in stored}
+        fresh = [t for t in derivation.transitions if _identity(t.__dict__) not in seen]
+        return SubjectChange(
+            scope, subject, derivation.stages, len(touchpoints), derivation.transitions,
+            {t.touchpoint_id: t.record_id for t in touchpoints}, EARLIEST, fresh if self.live else [],
+            _changed(current, derivation.stages), None, current[0] if current else None,
+        )
 
     def _current(self, scope: Scope, subjects: list[str]) -> dict[str, tuple[Stages, int]]:
         found = {s: self._states[(scope, s)] for s in subjects if (scope, s) in self._states}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -30,7 +30,7 @@ from journeys.stages import Criterion, Position, Stages, Transition, initial_sta
 # Personal data only sealed: `sealed` holds the touchpoint's customer key, actor and properties.
 TOUCHPOINT_COLUMNS = [
     "record_id", "touchpoint_id", "type", "channel", "occurred_at", "recorded_at", "source", "campaign",
-    "deal_id", "account_id", "case_id", "buying_role", "criteria", "sealed",
+    "deal_id", "account_id", "case_id", "buying_role", "criteria", "sealed", "customer",
 ]
 SUBJECT_COLUMNS = ["scope", "subject", "first_seen", "last_occurred_at", "last_touchpoint_id", "touchpoint_count"]
 POSITION_COLUMNS = [
@@ -46,13 +46,15 @@ REVISION_COLUMNS = [
 ]
 # The read models one generation holds: a rebuild derives a new generation beside the live one.
 # The outbox, the revisions and the registries are kept across generations.
-GENERATIONAL = ("customers", "subjects", "positions", "touchpoints", "transitions", "counts")
+GENERATIONAL = ("customers", "subjects", "positions", "touchpoints", "transitions", "counts", "identities")
 OUTBOX_COLUMNS = [
     "scope", "subject", "kind", "journey", "from_stage", "to_stage", "skipped", "is_restart", "occurred_at",
     "touchpoint_id", "touchpoint_type", "awareness_stage", "defects",
 ]
 # Which touchpoint column names the instance of each scope.
-SUBJECT_COLUMN = {Scope.customer: "record_id", Scope.account: "account_id", Scope.deal: "deal_id", Scope.case: "case_id"}
+# A touchpoint's customer is its record's, or, when the record is linked to others (identity
+# stitching), the root record of the linked ones: the customer whose stages it moves.
+SUBJECT_COLUMN = {Scope.customer: "customer", Scope.account: "account_id", Scope.deal: "deal_id", Scope.case: "case_id"}
 CHUNK = 500
 # Columns that are not text, with their PostgreSQL types.
 COLUMN_TYPES = {
@@ -116,6 +118,16 @@ class SubjectChange:
     changed: tuple[str, ...]  # the journeys whose position (or criteria, defects) differ from the stored
     revision: Revision | None = None  # what re-deriving the past changed in it
     before: Stages | None = None  # its stages before the batch (None: a new instance)
+
+
+@dataclass
+class IdentityChange:
+    """What a link or an unlink does to the view (see StageProjection)."""
+
+    linked: tuple[str, str, str] | None = None  # (record, linked to, root) to insert
+    unlinked: str | None = None  # the record whose link goes
+    roots: dict[str, str] = field(default_factory=dict)  # record -> its new root, for the records that move
+    removed: list[tuple[str, Stages]] = field(default_factory=list)  # customer subjects that are no more
 
 
 class JourneyViewSQL:
@@ -187,8 +199,12 @@ class JourneyViewSQL:
             "PRIMARY KEY (journey, subject))",
             f"CREATE TABLE IF NOT EXISTS {t('touchpoints')} (record_id TEXT, touchpoint_id TEXT, type TEXT, "
             "channel TEXT, occurred_at TEXT, recorded_at TEXT, source TEXT, campaign TEXT, deal_id TEXT, "
-            "account_id TEXT, case_id TEXT, buying_role TEXT, criteria TEXT, sealed TEXT, "
+            "account_id TEXT, case_id TEXT, buying_role TEXT, criteria TEXT, sealed TEXT, customer TEXT, "
             "PRIMARY KEY (record_id, touchpoint_id))",
+            # Identity links: a record linked to another, and the root of its linked records.
+            f"CREATE TABLE IF NOT EXISTS {t('identities')} (record_id TEXT PRIMARY KEY, linked_to TEXT, root TEXT)",
+            f"CREATE INDEX IF NOT EXISTS {i('identities_root')} ON {t('identities')} (root)",
+            f"CREATE INDEX IF NOT EXISTS {i('identities_linked')} ON {t('identities')} (linked_to)",
             f"CREATE TABLE IF NOT EXISTS {t('transitions')} (scope TEXT, subject TEXT, journey TEXT, "
             "occurred_at TEXT, touchpoint_id TEXT, from_stage TEXT, to_stage TEXT, skipped TEXT, "
             "is_restart INTEGER, touchpoint_type TEXT, defects TEXT, record_id TEXT, playbook TEXT, "
@@ -210,9 +226,12 @@ class JourneyViewSQL:
 
     def _analytics_ddl(self, generation: int) -> list[str]:
         """Indexes the marketing analytics read: stays by the stage left and when it was entered,
-        advances by the stage entered and when, current stays by when they began."""
+        advances by the stage entered and when, current stays by when they began; and a
+        customer's touchpoints (of all its linked records) in occurred order."""
         t, i = (lambda n: self._table(n, generation)), (lambda n: self._name(n, generation))
         return [
+            f"CREATE INDEX IF NOT EXISTS {i('touchpoints_customer')} ON {t('touchpoints')} "
+            "(customer, occurred_at, touchpoint_id)",
             # Covering: a funnel counts outcomes and sorts durations from the index alone.
             f"CREATE INDEX IF NOT EXISTS {i('transitions_stays')} ON {t('transitions')} "
             "(journey, from_stage, from_since, stay_seconds, is_restart, to_stage, skipped)",
@@ -401,6 +420,7 @@ class JourneyViewSQL:
         registered: dict[str, str] | None = None,
         erasures: Sequence[tuple[str, datetime]] = (),
         publish: bool = True,
+        identity: IdentityChange | None = None,
     ) -> None:
         """Store one processed batch and the position it reached, atomically."""
         changes = list(changes)
@@ -411,6 +431,8 @@ class JourneyViewSQL:
                 self._claim(c)  # a rebuild may have switched generations since this batch was read
             # Tracking first: a concurrent runner that got here first makes this fail.
             self._insert_tracking(c, tracking)
+            if identity is not None:
+                self._relink(c, identity)
             self._insert(
                 c, "touchpoints", TOUCHPOINT_COLUMNS, [_touchpoint_row(t) for t in touchpoints],
                 "ON CONFLICT (record_id, touchpoint_id) DO NOTHING",
@@ -440,6 +462,55 @@ class JourneyViewSQL:
             ]
             self._insert(c, "revisions", REVISION_COLUMNS, revisions)
             self._erase(c, erasures, publish)
+
+    def _relink(self, c: Any, change: IdentityChange) -> None:
+        """Apply a link or an unlink: the links, the customer of the touchpoints, and the
+        customer subjects that are no more (their stages counted out)."""
+        identities, touchpoints = self._table("identities"), self._table("touchpoints")
+        if change.unlinked is not None:
+            c.execute(self._sql(f"DELETE FROM {identities} WHERE record_id = ?"), [change.unlinked])
+        if change.linked is not None:
+            c.execute(self._sql(f"INSERT INTO {identities} (record_id, linked_to, root) VALUES (?, ?, ?)"), list(change.linked))
+        for record_id, root in sorted(change.roots.items()):
+            c.execute(self._sql(f"UPDATE {identities} SET root = ? WHERE record_id = ?"), [root, record_id])
+            c.execute(self._sql(f"UPDATE {touchpoints} SET customer = ? WHERE record_id = ?"), [root, record_id])
+        deltas: dict[tuple[str, str], int] = {}
+        for subject, stages in change.removed:
+            for table in ("positions", "subjects", "transitions"):
+                c.execute(self._sql(f"DELETE FROM {self._table(table)} WHERE scope = ? AND subject = ?"),
+                          [Scope.customer.value, subject])
+            key = (Scope.customer.value, combination(self.playbook, Scope.customer, _marks_of(stages)))
+            deltas[key] = deltas.get(key, 0) - 1
+        self._count(c, deltas)
+
+    def roots(self, record_ids: Iterable[str]) -> dict[str, str]:
+        """The customer each record's touchpoints belong to: its root if linked, else itself."""
+        wanted = sorted(set(record_ids))
+        found = {r: r for r in wanted}
+        for chunk in _chunks(wanted):
+            for row in self._query(
+                f"SELECT record_id, root FROM {self._table('identities')} WHERE record_id IN ({self._marks(len(chunk))})",
+                chunk,
+            ):
+                found[row["record_id"]] = row["root"]
+        return found
+
+    def linked_to(self, record_id: str) -> str | None:
+        rows = self._query(f"SELECT linked_to FROM {self._table('identities')} WHERE record_id = ?", [record_id])
+        return rows[0]["linked_to"] if rows else None
+
+    def linked_below(self, record_id: str) -> list[str]:
+        """The records linked to this one, directly or through others."""
+        found: list[str] = []
+        frontier = [record_id]
+        while frontier:
+            rows = self._query(
+                f"SELECT record_id FROM {self._table('identities')} WHERE linked_to IN ({self._marks(len(frontier))})",
+                frontier,
+            )
+            frontier = [r["record_id"] for r in rows if r["record_id"] not in found]
+            found += frontier
+        return found
 
     def _deltas(self, changes: list[SubjectChange]) -> dict[tuple[str, str], int]:
         """How the batch moves instances between combinations of stages."""
@@ -523,11 +594,14 @@ class JourneyViewSQL:
             for table, column, kind in (
                 ("positions", "playbook", "TEXT"), ("transitions", "playbook", "TEXT"),
                 ("transitions", "from_since", "TEXT"), ("transitions", "stay_seconds", "DOUBLE PRECISION"),
+                ("touchpoints", "customer", "TEXT"),
             )
             if not self._has_column(table, column)
         ]
         for table, column, kind in missing:
             self.execute(f"ALTER TABLE {self._table(table)} ADD COLUMN {column} {kind}")
+        if ("touchpoints", "customer", "TEXT") in missing:  # a store from before links: each its own customer
+            self.execute(f"UPDATE {self._table('touchpoints')} SET customer = record_id")
         for statement in self._analytics_ddl(self.generation):
             self.execute(statement)
         if not self._query(f"SELECT 1 FROM {self._table('counts')} LIMIT 1"):
@@ -764,7 +838,7 @@ class JourneyViewSQL:
 
     def touchpoints_where(self, column: str, value: str) -> list[dict[str, Any]]:
         """The touchpoints carrying a key (record, deal, account or case), in occurred order."""
-        if column not in SUBJECT_COLUMN.values():
+        if column not in {*SUBJECT_COLUMN.values(), "record_id"}:
             raise ValueError(f"not a subject column: {column}")
         rows = self._query(
             f"SELECT * FROM {self._table('touchpoints')} WHERE {column} = ? ORDER BY occurred_at, touchpoint_id",
@@ -939,7 +1013,7 @@ def _touchpoint_row(t: dict[str, Any]) -> list[Any]:
     return [
         t["record_id"], t["touchpoint_id"], t["type"], t["channel"], ts(t["occurred_at"]), ts(t["recorded_at"]),
         t["source"], t["campaign"], t["deal_id"], t.get("account_id"), t.get("case_id"), t.get("buying_role"),
-        json.dumps(list(criteria)) if criteria else None, t["sealed"],
+        json.dumps(list(criteria)) if criteria else None, t["sealed"], t.get("customer") or t["record_id"],
     ]
 
 

@@ -54,7 +54,7 @@ async def receive(request: Request, system: SystemDep) -> JSONResponse:
         if not isinstance(envelopes, list) or not 1 <= len(envelopes) <= MAX_BATCH:
             raise BadBodyError(f"a CloudEvents batch is a JSON array of 1 to {MAX_BATCH} events")
         items = [_item(lambda e=e: cloudevent.structured(e)) for e in envelopes]
-        out = await run_in_threadpool(record_items, system, items, INTAKE)
+        out = (await run_in_threadpool(record_items, system, items, INTAKE)).batch
         return JSONResponse(out.model_dump(mode="json"))
     if "ce-specversion" in headers:
         item = _item(lambda: cloudevent.binary(headers, body, "ce-"))
@@ -65,7 +65,7 @@ async def receive(request: Request, system: SystemDep) -> JSONResponse:
             "not a CloudEvent: send binary mode (ce-specversion and the other ce-* headers, the touchpoint "
             f"as the body), or structured mode ({cloudevent.STRUCTURED}), or a batch ({cloudevent.BATCH})"
         )})
-    result = (await run_in_threadpool(record_items, system, [item], INTAKE)).results[0]
+    result = (await run_in_threadpool(record_items, system, [item], INTAKE)).batch.results[0]
     return JSONResponse(status_code=STATUS[result.outcome], content=result.model_dump(mode="json"))
 
 

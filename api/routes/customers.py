@@ -62,6 +62,13 @@ def record_of(system: System, customer_key: str) -> str:
     return str(record_id)
 
 
+def customer_of(system: System, customer_key: str) -> str:
+    """The record whose stages answer for the key: its own, or, when it is linked to others
+    (identity stitching), the root of the linked records, so either key finds the customer."""
+    record_id = record_of(system, customer_key)
+    return system.view.roots([record_id])[record_id]
+
+
 @router.get("/{customer_id}/stages", response_model=StagesOut, dependencies=[allow(*READERS)])
 def stages(
     customer_id: CustomerKey,
@@ -74,7 +81,7 @@ def stages(
     position = caught_up(system, min_position)
     if as_of is not None or known_at is not None:
         return _replayed(system, customer_id, as_of, known_at, position)
-    record_id = record_of(system, customer_id)
+    record_id = customer_of(system, customer_id)
     found = system.view.customer(record_id)
     if found is None:  # recorded, but not yet projected
         raise CustomerNotFoundError(customer_id)
@@ -87,7 +94,7 @@ def stages(
 def customer_timeline(customer_id: CustomerKey, system: SystemDep, limit: TimelineLimit = 500) -> dict[str, Any]:
     """The customer's latest touchpoints (type, channel, campaign, time: no personal data) and
     stage transitions per journey: the dashboard's swim lanes."""
-    found = timeline(system, Scope.customer, record_of(system, customer_id), limit)
+    found = timeline(system, Scope.customer, customer_of(system, customer_id), limit)
     return {"customer_id": customer_id, **found}
 
 

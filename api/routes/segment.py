@@ -21,11 +21,11 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import allow
 from api.deps import SystemDep
-from api.intake import Rejected, echoable, record_items, validated
+from api.intake import Rejected, echoable, record_items, result_of, validated
 from api.keys import Role
 from api.schemas import FieldError
 from journeys import segment
-from journeys.customer import Outcome
+from journeys.customer import IdentityLink, Outcome
 from projections.system import System
 
 INTAKE = "segment"
@@ -137,12 +137,14 @@ for _call in segment.CALLS:
 
 
 def take(system: System, messages: list[tuple[Any, str | None]], sent_at: Any) -> dict[str, Any]:
-    """Store what can be stored, one transaction; say what became of the rest."""
+    """Store what can be stored (touchpoints and identity links), one transaction; say what
+    became of the rest."""
     received = datetime.now(timezone.utc)
     items: list[Any] = []
+    indices: list[int] = []
+    links: list[tuple[int, IdentityLink]] = []
     rejected: list[dict[str, Any]] = []
     ignored: list[dict[str, Any]] = []
-    indices: list[int] = []
     for index, (message, call) in enumerate(messages):
         message_id = echoable(message.get("messageId")) if isinstance(message, dict) else None
         try:
@@ -150,31 +152,35 @@ def take(system: System, messages: list[tuple[Any, str | None]], sent_at: Any) -
         except segment.SegmentError as error:
             rejected.append({"index": index, "messageId": message_id, "reason": str(error)})
             continue
-        if parsed is None or isinstance(parsed, segment.Link):
-            ignored.append({"index": index, "messageId": message_id, "reason": _ignored(message, call, parsed)})
-            continue
-        items.append(validated(parsed))
-        indices.append(index)
-    out = record_items(system, items, INTAKE) if items else None
-    counts = {o.value: 0 for o in Outcome}
-    for index, item, result in zip(indices, items, out.results if out else [], strict=True):
-        counts[result.outcome.value] += 1
+        if isinstance(parsed, IdentityLink):
+            links.append((index, parsed))
+        elif parsed is None:
+            ignored.append({"index": index, "messageId": message_id, "reason": _ignored(message, call)})
+        else:
+            items.append(validated(parsed))
+            indices.append(index)
+    stored = record_items(system, items, INTAKE, [link for _, link in links]) if items or links else None
+    touchpoints = list(zip(indices, items, stored.batch.results if stored else []))
+    linked = [(i, None, result_of(r, None, i)) for (i, _), r in zip(links, stored.links if stored else [])]
+    for index, item, result in touchpoints + linked:
         if result.outcome in (Outcome.invalid, Outcome.conflict):
             rejected.append({"index": index, "messageId": echoable(result.touchpoint_id), "reason": _reason(item, result)})
     rejected.sort(key=lambda r: r["index"])
+
+    def count(found: list[Any], outcome: Outcome) -> int:
+        return sum(result.outcome is outcome for _, _, result in found)
+
     return {
-        "success": True, "received": len(messages), "recorded": counts["recorded"], "duplicates": counts["duplicate"],
-        "rejected": rejected, "ignored": ignored, "position": out.position if out else None,
+        "success": True, "received": len(messages), "recorded": count(touchpoints, Outcome.recorded),
+        "linked": count(linked, Outcome.recorded), "duplicates": count(touchpoints + linked, Outcome.duplicate),
+        "rejected": rejected, "ignored": ignored, "position": stored.batch.position if stored else None,
     }
 
 
-def _ignored(message: dict[str, Any], call: str | None, parsed: Any) -> str:
-    kind = call or message.get("type")
-    if isinstance(parsed, segment.Link):
-        return f"{kind}: identity links are not applied yet (stitching is planned); nothing stored"
-    if kind == "identify":
+def _ignored(message: dict[str, Any], call: str | None) -> str:
+    if (call or message.get("type")) == "identify":
         return "identify without both anonymousId and userId links nothing; traits are not stored"
-    return f"{kind} calls are accepted and not stored: they are not touchpoints"
+    return "group calls are accepted and not stored: they are not touchpoints"
 
 
 def _reason(item: Any, result: Any) -> str:

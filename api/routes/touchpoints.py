@@ -40,4 +40,4 @@ def record_batch(
     system: SystemDep,
 ) -> BatchOut:
     """Record up to 1,000 touchpoints in one transaction; a result for each item."""
-    return record_items(system, [validated(item) for item in items], "http")
+    return record_items(system, [validated(item) for item in items], "http").batch

@@ -111,7 +111,7 @@ def test_valid_messages_are_stored_and_the_rest_reported(served, system: System)
     assert sorted(reasons) == ["bad1", "bad2", "bad3", "bad4", "bad5", "big"]
     assert "event" in reasons["bad1"] and "userId" in reasons["bad2"] and reasons["bad3"].startswith("timestamp")
     assert reasons["bad4"].startswith("event") and "teleport" in reasons["bad5"] and "32768" in reasons["big"]
-    assert {i["messageId"] for i in out["ignored"]} == {"g1", "a1"}
+    assert [i["messageId"] for i in out["ignored"]] == ["g1"] and out["linked"] == 1  # the alias
     assert list(stored(system, BUYER)) == ["ok1"]
 
 
@@ -137,3 +137,39 @@ def test_no_key_or_a_wrong_role_is_refused_before_the_body_is_judged(served, sys
     assert requests.post(f"{base}/v1/batch", data=b"{not json", timeout=10).status_code == 401
     assert requests.post(f"{base}/v1/batch", json={"writeKey": "jrn_wrong", "batch": []}, timeout=10).status_code == 401
     assert requests.post(f"{base}/v1/batch", data=b"{", auth=(marketer, ""), timeout=10).status_code == 403
+
+
+def test_anonymous_visits_an_identify_and_a_deal_make_one_customer_until_unlinked(served, system: System, settings):
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from tests.e2e.test_cli import env_for
+
+    base, key = served
+    client = SegmentClient(key, host=base, gzip=True, max_retries=1, upload_interval=0.1)
+    client.page(anonymous_id=VISITOR, name="Case Study", timestamp=T, message_id="v1")
+    client.page(anonymous_id=VISITOR, name="Pricing", timestamp=T + timedelta(hours=1), message_id="v2")
+    client.identify(user_id=BUYER, anonymous_id=VISITOR, traits={"plan": "pro"}, message_id="i1")
+    client.track(user_id=BUYER, event="Signed Up", timestamp=T + timedelta(days=1), message_id="d1")
+    client.track(user_id=BUYER, event="Demo Completed", timestamp=T + timedelta(days=2), message_id="d2")
+    client.flush()
+    client.shutdown()
+    reader = {"Authorization": f"Bearer {KeyStore(system.view, cache_seconds=0).create('reader', Role.marketer)}"}
+
+    def stages(who: str) -> dict:
+        system.runner.catch_up()
+        answer = requests.get(f"{base}/customers/{who}/stages", headers=reader, timeout=10)
+        assert answer.status_code == 200, answer.text
+        return {name: s["stage"] for name, s in answer.json()["journeys"].items()}
+
+    merged = stages(VISITOR)
+    assert merged == stages(BUYER)
+    assert merged["buyer"] == "Evaluation" and merged["awareness"] == "Evaluating" and merged["seller"] == "Presenting"
+
+    result = CliRunner().invoke(app, ["identities", "unlink", VISITOR, "--by", "test"], env=env_for(settings))
+    assert result.exit_code == 0, result.output
+    visitor, buyer = stages(VISITOR), stages(BUYER)
+    assert (visitor["buyer"], visitor["seller"], visitor["awareness"]) == ("Evaluation", None, "Evaluating")
+    assert (buyer["seller"], buyer["lead_funnel"]) == ("Presenting", "Identify")
+    again = CliRunner().invoke(app, ["identities", "unlink", VISITOR], env=env_for(settings))
+    assert again.exit_code == 1 and "not linked" in again.output
