@@ -8,12 +8,25 @@ by a filter, so any log line written while serving a request carries it.
 from __future__ import annotations
 
 import logging
+import sys
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 TEXT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes to the standard error of the moment (a test runner may swap and close it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: object) -> None:
+        pass
 
 
 class RequestIdFilter(logging.Filter):
@@ -24,7 +37,7 @@ class RequestIdFilter(logging.Filter):
 
 def configure(log_format: str = "text", level: str = "INFO") -> None:
     """Send every logger's records to standard error in the chosen format."""
-    handler = logging.StreamHandler()
+    handler = StderrHandler()
     handler.addFilter(RequestIdFilter())
     if log_format == "json":
         handler.setFormatter(JsonFormatter(
