@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import ValidationError
 
 from journeys import cloudevent
-from journeys.touchpoint import Touchpoint
+from journeys.touchpoint import NotJsonError, Touchpoint, read_json
 
 
 class InvalidMessage(Exception):
@@ -59,9 +58,7 @@ def parse(value: bytes | None, headers: dict[str, str], key: bytes | None, max_b
 
 def _json(value: bytes) -> Any:
     try:
-        return json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidMessage("not_json", f"the value is not JSON: {error}") from None
-    except RecursionError:
-        raise InvalidMessage("not_json", "the value is JSON nested far too deeply to be read") from None
+        return read_json(value, "the value")
+    except NotJsonError as error:
+        raise InvalidMessage("not_json", str(error)) from None
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 from urllib.parse import unquote
+
+from journeys.touchpoint import NotJsonError, read_json
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -86,11 +87,9 @@ def _data(raw: bytes, content_type: str | None) -> Any:
     if not _is_json(content_type):
         raise CloudEventError(f"the event's data is {media_type(content_type)}; a touchpoint is application/json")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataNotJsonError(f"the event's data is not JSON: {error}") from None
-    except RecursionError:
-        raise DataNotJsonError("the event's data is JSON nested far too deeply to be read") from None
+        return read_json(raw, "the event's data")
+    except NotJsonError as error:
+        raise DataNotJsonError(str(error)) from None
 
 
 def _base64(value: Any) -> bytes:

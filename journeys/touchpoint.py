@@ -39,6 +39,20 @@ class Channel(str, Enum):
     other = "other"
 
 
+class NotJsonError(ValueError):
+    """Bytes that cannot be read as JSON; the message says why."""
+
+
+def read_json(raw: bytes, what: str) -> Any:
+    """JSON from bytes, or NotJsonError naming `what` (e.g. "the body") and the reason."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise NotJsonError(f"{what} is not JSON: {error}") from None
+    except RecursionError:
+        raise NotJsonError(f"{what} is JSON nested far too deeply to be read") from None
+
+
 def check_text(value: str) -> str:
     """Text every store can hold: no NUL (PostgreSQL refuses it) and no lone surrogate."""
     if "\x00" in value:

@@ -8,7 +8,6 @@ events) like POST /touchpoints/batch: a result for each event, the valid ones st
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -23,6 +22,7 @@ from api.keys import Role
 from api.routes.touchpoints import MAX_BATCH
 from api.schemas import BatchOut, FieldError, TouchpointResult
 from journeys import cloudevent
+from journeys.touchpoint import NotJsonError, read_json
 
 router = APIRouter(tags=["touchpoints"], dependencies=[allow(Role.publisher)])
 
@@ -71,11 +71,9 @@ async def receive(request: Request, system: SystemDep) -> JSONResponse:
 
 def _parsed(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadBodyError(f"the body is not JSON: {error}") from None
-    except RecursionError:
-        raise BadBodyError("the body is JSON nested far too deeply to be read") from None
+        return read_json(body, "the body")
+    except NotJsonError as error:
+        raise BadBodyError(str(error)) from None
 
 
 def _item(fields: Any) -> Any:

@@ -10,7 +10,6 @@ and `message` the SDKs log. Mapping: journeys/segment.py.
 
 from __future__ import annotations
 
-import json
 import zlib
 from datetime import datetime, timezone
 from typing import Any
@@ -26,6 +25,7 @@ from api.keys import Role
 from api.schemas import FieldError
 from journeys import segment
 from journeys.customer import IdentityLink, Outcome
+from journeys.touchpoint import NotJsonError, read_json
 from projections.system import System
 
 INTAKE = "segment"
@@ -77,11 +77,9 @@ def _inflate(raw: bytes, encoding: str | None) -> bytes:
 
 def _json(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BodyError(400, "invalid_json", f"the body is not JSON: {error}") from None
-    except RecursionError:
-        raise BodyError(400, "invalid_json", "the body is JSON nested far too deeply to be read") from None
+        return read_json(raw, "the body")
+    except NotJsonError as error:
+        raise BodyError(400, "invalid_json", str(error)) from None
 
 
 def _refused(error: BodyError) -> JSONResponse:
