@@ -76,7 +76,7 @@ def fill(system: System, n: int) -> int:
     counts: dict[tuple[str, str], int] = {}
     tid, total = [0], 0
     # Secondary indexes are built once at the end: far faster than kept up row by row.
-    indexes = ["transitions_stays", "transitions_entries", "positions_since", "positions_stage", "touchpoints_occurred"]
+    indexes = ["transitions_stays", "transitions_entries", "positions_since", "positions_stage", "touchpoints_customer"]
     for name in indexes:
         view.execute(f"DROP INDEX IF EXISTS {view.table(name)}")
     for start in range(0, n, BATCH):

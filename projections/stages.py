@@ -60,11 +60,13 @@ class StageProjection:
         self.cache_size = cache_size
         self._states: OrderedDict[tuple[Scope, str], tuple[Stages, int]] = OrderedDict()
         self._roots: dict[str, str] = {}  # record -> the customer its touchpoints belong to
+        self._any_links: bool | None = None  # whether the view holds any identity link (None: not asked)
         self._written_up_to: int | None = None
 
     def forget(self) -> None:
         self._states.clear()
         self._roots.clear()
+        self._any_links = None
         self._written_up_to = None
 
     def process(self, events: Sequence[Any], tracking: Tracking, after: int | None = None) -> None:
@@ -117,6 +119,10 @@ class StageProjection:
             self._states.popitem(last=False)
 
     def _roots_of(self, records: set[str]) -> dict[str, str]:
+        if self._any_links is None:  # links are written by this projection only: asked once a run
+            self._any_links = self.view.any_links()
+        if not self._any_links:
+            return {r: r for r in records}
         missing = [r for r in records if r not in self._roots]
         if missing:
             if len(self._roots) > 4 * self.cache_size:

@@ -215,8 +215,6 @@ class JourneyViewSQL:
             f"CREATE TABLE IF NOT EXISTS {t('counts')} (scope TEXT, combination TEXT, instances BIGINT, "
             "PRIMARY KEY (scope, combination))",
             f"CREATE INDEX IF NOT EXISTS {i('positions_stage')} ON {t('positions')} (journey, stage, subject)",
-            f"CREATE INDEX IF NOT EXISTS {i('touchpoints_occurred')} ON {t('touchpoints')} "
-            "(record_id, occurred_at, touchpoint_id)",
         ]
         statements += [
             f"CREATE INDEX IF NOT EXISTS {i('touchpoints_' + column)} ON {t('touchpoints')} ({column}, occurred_at)"
@@ -495,6 +493,9 @@ class JourneyViewSQL:
                 found[row["record_id"]] = row["root"]
         return found
 
+    def any_links(self) -> bool:
+        return bool(self._query(f"SELECT 1 FROM {self._table('identities')} LIMIT 1"))
+
     def linked_to(self, record_id: str) -> str | None:
         rows = self._query(f"SELECT linked_to FROM {self._table('identities')} WHERE record_id = ?", [record_id])
         return rows[0]["linked_to"] if rows else None
@@ -602,6 +603,8 @@ class JourneyViewSQL:
             self.execute(f"ALTER TABLE {self._table(table)} ADD COLUMN {column} {kind}")
         if ("touchpoints", "customer", "TEXT") in missing:  # a store from before links: each its own customer
             self.execute(f"UPDATE {self._table('touchpoints')} SET customer = record_id")
+            # A record's touchpoints in occurred order are read by customer now (touchpoints_customer).
+            self.execute(f"DROP INDEX IF EXISTS {self._name('touchpoints_occurred')}")
         for statement in self._analytics_ddl(self.generation):
             self.execute(statement)
         if not self._query(f"SELECT 1 FROM {self._table('counts')} LIMIT 1"):
