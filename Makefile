@@ -11,6 +11,7 @@ serve: $(VENV)/.installed
 test: $(VENV)/.installed
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-node-sdks.sh
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The intake tests drive Segment's official Node SDK: install it (pinned by
+# tests/node/package-lock.json) with the machine's Node.js and npm when it is missing.
+set -eu
+cd "$(dirname "$0")/../tests/node"
+[ -d node_modules/@segment/analytics-node ] && exit 0
+if ! command -v npm >/dev/null; then
+  echo "No npm: install Node.js 20 and npm; the Node SDK test will fail without them" >&2
+  exit 0
+fi
+npm ci --no-audit --no-fund --loglevel=error
