@@ -132,6 +132,11 @@ def _single(call: str) -> Any:
 
 for _call in segment.CALLS:
     router.add_api_route(f"/{_call}", _single(_call), methods=["POST"], responses={400: {"description": "a malformed message"}})
+    # The browser SDK (analytics.js) posts to the call's first letter: /v1/t, /v1/p, /v1/i, ...
+    router.add_api_route(f"/{_call[0]}", _single(_call), methods=["POST"], name=f"segment_{_call}_short",
+                         summary=f"Segment's {_call} call, at the browser SDK's path")
+router.add_api_route("/b", batch, methods=["POST"], name="segment_batch_short",
+                     summary="Segment's batch call, at the browser SDK's path (its batching delivery)")
 
 
 def take(system: System, messages: list[tuple[Any, str | None]], sent_at: Any) -> dict[str, Any]:

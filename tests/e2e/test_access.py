@@ -24,6 +24,7 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("POST", "/touchpoints/batch"): {P, ADM},
     ("POST", "/cloudevents"): {P, ADM},
     **{("POST", f"/v1/{call}"): {P, ADM} for call in ("batch", "track", "page", "screen", "identify", "alias", "group")},
+    **{("POST", f"/v1/{short}"): {P, ADM} for short in ("b", "t", "p", "s", "i", "a", "g")},  # analytics.js's paths
     ("GET", "/customers/{customer_id}/stages"): {M, A, ADM},
     ("GET", "/customers/{customer_id}/history"): {A, ADM},
     ("DELETE", "/customers/{customer_id}"): {ADM},
