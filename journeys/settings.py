@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         None, description="comma-separated earlier master keys, still read while `journeys rotate-master-key` runs"
     )
 
+    segment_cors_origins: list[str] = Field(
+        default_factory=list,
+        description='web sites whose pages may send to the Segment intake (/v1/*) from the browser, as a JSON '
+        'list, e.g. ["https://www.example.com"]; none by default',
+    )
     max_body_bytes: int = Field(
         5 * 1024 * 1024, ge=1024, description="larger request bodies are refused with 413 before being read"
     )

@@ -173,3 +173,21 @@ def test_anonymous_visits_an_identify_and_a_deal_make_one_customer_until_unlinke
     assert (buyer["seller"], buyer["lead_funnel"]) == ("Presenting", "Identify")
     again = CliRunner().invoke(app, ["identities", "unlink", VISITOR], env=env_for(settings))
     assert again.exit_code == 1 and "not linked" in again.output
+
+
+def test_cors_answers_only_the_configured_sites_and_only_on_the_segment_intake(system: System, settings):
+    from fastapi.testclient import TestClient
+
+    site, other = "https://www.example.com", "https://evil.example.net"
+    key = KeyStore(system.view, cache_seconds=0).create("site", Role.publisher)
+    configured = settings.model_copy(update={"segment_cors_origins": [site]})
+    with TestClient(create_app(configured, system=system)) as client:
+        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,authorization"}
+        allowed = client.options("/v1/t", headers={"Origin": site, **preflight})
+        assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == site
+        assert client.options("/v1/t", headers={"Origin": other, **preflight}).status_code == 400
+        sent = client.post("/v1/t", headers={"Origin": site, "Content-Type": "text/plain"}, content=(
+            '{"type": "track", "event": "Trial Started", "anonymousId": "site-visitor", "messageId": "c1", "writeKey": "%s"}' % key))
+        assert sent.status_code == 200 and sent.headers["access-control-allow-origin"] == site
+        elsewhere = client.get("/health", headers={"Origin": site, "Authorization": f"Bearer {key}"})
+        assert "access-control-allow-origin" not in elsewhere.headers
