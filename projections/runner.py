@@ -163,12 +163,15 @@ class ProjectionRunner:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _loop(self) -> None:
+    def _loop(self, observe_every: float = 1.0) -> None:
         backoff = self.poll_interval
+        observed = 0.0
         while not self._stopping.is_set():
             try:
                 processed = self.run_once()
-                self.observe()
+                if time.monotonic() - observed >= observe_every:  # two queries: not at every idle poll
+                    self.observe()
+                    observed = time.monotonic()
                 self.last_error = self.paused
                 backoff = self.poll_interval
             except Exception as error:  # keep running; the position did not move
