@@ -77,14 +77,15 @@ def as_segment(batch: list[dict]) -> dict:
 
 
 def request_for(intake: str, batch: list[dict]) -> dict:
-    """The keyword arguments of the POST that sends a batch to an intake."""
+    """The keyword arguments of the POST that sends a batch to an intake, its body encoded
+    (and compressed) already, so that no intake's timing includes the client's work."""
+    headers = {"Content-Type": "application/json"}
     if intake == "touchpoints":
-        return {"url": "/touchpoints/batch", "json": batch}
+        return {"url": "/touchpoints/batch", "content": json.dumps(batch).encode(), "headers": headers}
     body = json.dumps(as_segment(batch)).encode()
     if intake == "segment-gzip":
-        return {"url": "/v1/batch", "content": gzip.compress(body),
-                "headers": {"Content-Encoding": "gzip", "Content-Type": "application/json"}}
-    return {"url": "/v1/batch", "content": body, "headers": {"Content-Type": "application/json"}}
+        return {"url": "/v1/batch", "content": gzip.compress(body), "headers": {**headers, "Content-Encoding": "gzip"}}
+    return {"url": "/v1/batch", "content": body, "headers": headers}
 
 
 def admin_key(server: subprocess.Popen) -> str:
@@ -124,9 +125,9 @@ def run(label: str, database_url: str, args, code: str | None = None, intake: st
                 except httpx.TransportError:
                     time.sleep(0.1)
             latencies, position = [], 0
-            bodies = list(batches(args.batches, args.batch_size, args.customers, uuid.uuid4().hex[:6]))
-            started = time.perf_counter()
+            bodies = batches(args.batches, args.batch_size, args.customers, uuid.uuid4().hex[:6])
             requests = [request_for(intake, body) for body in bodies]
+            started = time.perf_counter()
             for request in requests:
                 t = time.perf_counter()
                 response = client.post(**request)

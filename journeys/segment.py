@@ -4,7 +4,8 @@ As Segment's SDKs send them (the spec's common fields): `messageId` is the touch
 id, `userId` (else `anonymousId`) the customer key, the event or page name the
 touchpoint type (see the playbook's `segment` names), `properties` the properties,
 `context.campaign` the campaign. `identify` with both ids and `alias` are identity
-links (the anonymous or previous id's customer is the user id's, see projections/stages.py). The time a call happened is `timestamp` (else `originalTimestamp`); a client
+links (the anonymous or previous id's customer is the user id's, see projections/stages.py).
+The time a call happened is `timestamp` (else `originalTimestamp`); a client
 clock more than MAX_TRANSIT off ours (sentAt against when we received it) is
 corrected as Segment does, timestamp + (received - sentAt), to the minute, so that a
 retried batch (a new sentAt) still gives the same time, hence a duplicate.
@@ -17,22 +18,23 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from journeys.customer import IdentityLink
 from journeys.playbook import Playbook
-from journeys.touchpoint import Channel, check_text
+from journeys.touchpoint import Channel, Text
 
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 MAX_TRANSIT = timedelta(minutes=5)
-TOUCHPOINT_CALLS = ("track", "page", "screen")
-LINK_CALLS = ("identify", "alias")
-CALLS = (*TOUCHPOINT_CALLS, *LINK_CALLS, "group")
+CALLS = ("track", "page", "screen", "identify", "alias", "group")
 # utm_medium values (context.campaign.medium) that name a channel.
 MEDIUM_CHANNELS = {
     "email": Channel.email, "newsletter": Channel.email, "cpc": Channel.ads, "ppc": Channel.ads,
     "paid": Channel.ads, "display": Channel.ads, "paid_social": Channel.ads, "social": Channel.social,
     "event": Channel.event, "webinar": Channel.event,
 }
+CUSTOMER_KEY = TypeAdapter(Text)  # the rule of a touchpoint's customer_id
 # Properties that are touchpoint fields of their own.
 FIELD_PROPERTIES = ("deal_id", "account_id", "case_id", "buying_role", "actor")
 
@@ -165,14 +167,10 @@ def _id(value: Any, name: str) -> str:
 
 def _text(value: Any, name: str) -> str:
     """An id that is stored as a customer key (a link's): what a touchpoint's customer_id may be."""
-    text = _id(value, name)
     try:
-        check_text(text)
-    except ValueError as error:
-        raise SegmentError(f"{name} {error}") from None
-    if len(text) > 200:
-        raise SegmentError(f"{name} is longer than 200 characters")
-    return text
+        return CUSTOMER_KEY.validate_python(_id(value, name))
+    except ValidationError as error:
+        raise SegmentError(f"{name}: {error.errors()[0]['msg']}") from None
 
 
 def _object(value: Any, name: str) -> dict[str, Any]:

@@ -116,6 +116,8 @@ class Rebuild:
             if not notifications:
                 break
             events = [self.app.mapper.to_domain_event(n) for n in notifications]
+            records = {str(e.originator_id) for e in events}
+            customers_before = builder.roots(records) if touched is not None else {}
             taken = 0
             while taken < len(events):  # an identity link is processed alone
                 n = next_batch(events[taken:])
@@ -124,6 +126,8 @@ class Rebuild:
                 position, taken = last, taken + n
             if touched is not None:
                 touched.update(s for e in events for scope in scopes if (s := subject_of(e, scope)) is not None)
+                # A record's touchpoints (and links) move the customer it is linked into, before and after.
+                touched.update(customers_before.values(), builder.roots(records).values())
             processed += len(notifications)
             self.progress(position, target)
         return processed

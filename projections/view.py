@@ -502,7 +502,7 @@ class JourneyViewSQL:
 
     def linked_below(self, record_id: str) -> list[str]:
         """The records linked to this one, directly or through others."""
-        found: list[str] = []
+        found: set[str] = set()
         frontier = [record_id]
         while frontier:
             rows = self._query(
@@ -510,8 +510,8 @@ class JourneyViewSQL:
                 frontier,
             )
             frontier = [r["record_id"] for r in rows if r["record_id"] not in found]
-            found += frontier
-        return found
+            found.update(frontier)
+        return sorted(found)
 
     def _deltas(self, changes: list[SubjectChange]) -> dict[tuple[str, str], int]:
         """How the batch moves instances between combinations of stages."""
@@ -1016,7 +1016,7 @@ def _touchpoint_row(t: dict[str, Any]) -> list[Any]:
     return [
         t["record_id"], t["touchpoint_id"], t["type"], t["channel"], ts(t["occurred_at"]), ts(t["recorded_at"]),
         t["source"], t["campaign"], t["deal_id"], t.get("account_id"), t.get("case_id"), t.get("buying_role"),
-        json.dumps(list(criteria)) if criteria else None, t["sealed"], t.get("customer") or t["record_id"],
+        json.dumps(list(criteria)) if criteria else None, t["sealed"], t["customer"],
     ]
 
 

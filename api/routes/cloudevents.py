@@ -8,7 +8,7 @@ events) like POST /touchpoints/batch: a result for each event, the valid ones st
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -22,7 +22,7 @@ from api.keys import Role
 from api.routes.touchpoints import MAX_BATCH
 from api.schemas import BatchOut, FieldError, TouchpointResult
 from journeys import cloudevent
-from journeys.touchpoint import NotJsonError, read_json
+from journeys.touchpoint import NotJsonError, Touchpoint, read_json
 
 router = APIRouter(tags=["touchpoints"], dependencies=[allow(Role.publisher)])
 
@@ -53,13 +53,13 @@ async def receive(request: Request, system: SystemDep) -> JSONResponse:
         envelopes = _parsed(body)
         if not isinstance(envelopes, list) or not 1 <= len(envelopes) <= MAX_BATCH:
             raise BadBodyError(f"a CloudEvents batch is a JSON array of 1 to {MAX_BATCH} events")
-        items = [_item(lambda e=e: cloudevent.structured(e)) for e in envelopes]
+        items = [_item(cloudevent.structured, envelope) for envelope in envelopes]
         out = (await run_in_threadpool(record_items, system, items, INTAKE)).batch
         return JSONResponse(out.model_dump(mode="json"))
     if "ce-specversion" in headers:
-        item = _item(lambda: cloudevent.binary(headers, body, "ce-"))
+        item = _item(cloudevent.binary, headers, body, "ce-")
     elif kind == cloudevent.STRUCTURED:
-        item = _item(lambda: cloudevent.structured(_parsed(body)))
+        item = _item(cloudevent.structured, _parsed(body))
     else:
         return JSONResponse(status_code=415, content={"detail": (
             "not a CloudEvent: send binary mode (ce-specversion and the other ce-* headers, the touchpoint "
@@ -76,9 +76,9 @@ def _parsed(body: bytes) -> Any:
         raise BadBodyError(str(error)) from None
 
 
-def _item(fields: Any) -> Any:
-    """The touchpoint an event carries, or why it carries none."""
+def _item(read: Callable[..., dict[str, Any]], *frame: Any) -> Touchpoint | Rejected:
+    """The touchpoint an event carries (`read` takes it out of the frame), or why it carries none."""
     try:
-        return validated(fields())
+        return validated(read(*frame))
     except cloudevent.CloudEventError as error:
         return Rejected([FieldError(field="(event)", reason=str(error))], detail="not a CloudEvent carrying a touchpoint")

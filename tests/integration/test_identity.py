@@ -74,8 +74,8 @@ def test_a_link_in_any_arrival_order_gives_the_union_and_an_unlink_undoes_it(tmp
     rng.shuffle(arrival)
     with store(tmp_path_factory) as system:
         while arrival:  # random batches; a link goes with the touchpoints of its batch
-            batch, arrival = arrival[: rng.randint(1, 5)], arrival
-            arrival = arrival[len(batch):]
+            size = rng.randint(1, 5)
+            batch, arrival = arrival[:size], arrival[size:]
             system.record([t for t in batch if isinstance(t, Touchpoint)], links=[x for x in batch if x is LINK])
             if rng.random() < 0.5:
                 system.runner.run_once()
