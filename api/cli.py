@@ -246,14 +246,15 @@ def erase(
     """Erase a customer's personal data everywhere by destroying its data key (GDPR art. 17)."""
     system = _system()
     try:
-        record_id = system.erase(customer, erased_by=by)
+        erased = system.erase(customer, erased_by=by)
         system.runner.catch_up()  # the read models forget it now, and the tombstone is queued
     except CustomerNotFoundError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
     finally:
         system.close()
-    console.print(f"erased: record {record_id} is anonymous now; its data key is destroyed", highlight=False)
+    also = f", and so are the records linked to it: {', '.join(map(str, erased.linked))}" if erased.linked else ""
+    console.print(f"erased: record {erased.record_id} is anonymous now{also}; data keys destroyed", highlight=False)
 
 
 identities_app = typer.Typer(help="Identity links (Segment identify and alias): undo one.", no_args_is_help=True)

@@ -231,6 +231,10 @@ class DealHistoryOut(BaseModel):
 
 class ErasureOut(BaseModel):
     record_id: str = Field(description="the erased record, by which an auditor can still read its anonymous history")
+    linked_records: list[str] = Field(
+        default_factory=list,
+        description="the person's other records (ids linked by identify or alias), erased in the same operation",
+    )
     erased_by: str
     detail: str
 

@@ -240,14 +240,24 @@ class JourneysApp(Application[UUID]):
 
     # -- erasure ----------------------------------------------------------------------
 
-    def erase(self, customer_key: str, erased_by: str) -> UUID:
-        """Destroy the customer's data key and link, then record who erased it (nothing personal)."""
-        record_id = self.keyring.find(customer_key)
-        if record_id is None:
-            raise CustomerNotFoundError(customer_key)
-        self.keyring.erase(record_id, erased_by)
-        self._record_erasure(record_id, erased_by)
-        return record_id
+    def erase(self, record_ids: Sequence[UUID], erased_by: str) -> None:
+        """Destroy the records' data keys and links at once, then record who erased each (nothing
+        personal). A crash in between is finished by complete_erasures."""
+        self.keyring.erase(record_ids, erased_by)
+        for record_id in record_ids:
+            self._record_erasure(record_id, erased_by)
+
+    def linked_above(self, record_id: UUID) -> list[UUID]:
+        """The records this one is linked to, directly or through others (its aggregates' links)."""
+        found: list[UUID] = []
+        at: UUID | None = record_id
+        while at is not None:
+            customer = self.customers.get_many([at]).get(at)
+            at = UUID(customer.linked_to) if customer is not None and customer.linked_to else None
+            if at is None or at in found or at == record_id:
+                break
+            found.append(at)
+        return found
 
     def complete_erasures(self) -> int:
         """Record the erasure events that a crash left unrecorded; how many."""

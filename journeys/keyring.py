@@ -115,16 +115,18 @@ class Keyring:
             )
         return rows
 
-    def erase(self, record_id: UUID, by: str) -> bool:
-        """Destroy a record's data key and its link to the customer key; False if already erased."""
+    def erase(self, record_ids: Sequence[UUID], by: str) -> int:
+        """Destroy the records' data keys and their links to the customer keys, in one statement
+        (all of a person's records or none); how many were not erased before."""
         with self._lock:
-            self._unwrapped.clear()  # nothing of it stays in this process either
-        changed = self.store.execute(
+            self._unwrapped.clear()  # nothing of them stays in this process either
+        if not record_ids:
+            return 0
+        return self.store.execute(
             f"UPDATE {self.table} SET subject = NULL, wrapped_key = NULL, erased_at = ?, erased_by = ? "
-            "WHERE record_id = ? AND erased_at IS NULL",
-            [_ts(datetime.now(timezone.utc)), by, str(record_id)],
+            f"WHERE erased_at IS NULL AND record_id IN ({', '.join('?' * len(record_ids))})",
+            [_ts(datetime.now(timezone.utc)), by, *(str(r) for r in record_ids)],
         )
-        return changed > 0
 
     def pending_erasures(self) -> list[Erasure]:
         """Erased records whose erasure event is not recorded yet (e.g. after a crash in between)."""

@@ -13,7 +13,7 @@ from psycopg import sql
 from uuid import UUID
 
 from journeys import metrics
-from journeys.application import JourneysApp, Recorded
+from journeys.application import CustomerNotFoundError, JourneysApp, Recorded
 from journeys.audit import AuditTrail
 from journeys.keyring import Keyring
 from journeys.playbook import Playbook, load_playbook
@@ -29,6 +29,12 @@ from projections.view import JourneyViewSQL, PostgresJourneyView, SQLiteJourneyV
 
 STORE_FORMAT = "3"  # 2: personal data sealed under per-customer data keys, records keyed by random ids;
 # 3: every event hash-chained (journeys/chain.py). A format 2 store is chained on first start.
+
+
+@dataclass(frozen=True)
+class Erased:
+    record_id: UUID  # the record of the key asked for
+    linked: list[UUID]  # the person's other records (identity links), erased with it
 
 
 class StoreFormatError(Exception):
@@ -83,12 +89,27 @@ class System:
     def spend(self) -> SpendBook:
         return SpendBook(self.view)
 
-    def erase(self, customer_key: str, erased_by: str) -> UUID:
-        """Crypto-shred a customer (see JourneysApp.erase), then purge freed pages where the store can."""
-        record_id = self.app.erase(customer_key, erased_by)
+    def erase(self, customer_key: str, erased_by: str) -> Erased:
+        """Crypto-shred a person: the customer's record and every record linked to it (identity
+        stitching says they are the same person), in one operation (see JourneysApp.erase);
+        then purge freed pages where the store can."""
+        record_id = self.keyring.find(customer_key)
+        if record_id is None:
+            raise CustomerNotFoundError(customer_key)
+        linked = self.linked_records(record_id)
+        self.app.erase([record_id, *linked], erased_by)
         self.view.purge_freed(self.keyring.table)
         self.runner.poke()
-        return record_id
+        return Erased(record_id, linked)
+
+    def linked_records(self, record_id: UUID) -> list[UUID]:
+        """The other records of the same person: those it is linked to (from the events), and
+        those linked to any of them (from the read model, made current first)."""
+        self.runner.catch_up()
+        above = self.app.linked_above(record_id)
+        root = above[-1] if above else record_id
+        below = {UUID(r) for r in self.view.linked_below(str(root))}
+        return sorted({*above, root, *below} - {record_id}, key=str)
 
     def record(self, touchpoints: Sequence[Touchpoint], *args: Any, intake: str = "http", **kwargs: Any) -> Recorded:
         """Record touchpoints (see JourneysApp.record), count them by outcome, wake the projections."""

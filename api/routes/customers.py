@@ -159,11 +159,15 @@ def history_of(
 
 @router.delete("/{customer_id}", response_model=ErasureOut, dependencies=[allow()])
 def erase(customer_id: CustomerKey, system: SystemDep, key: Annotated[ApiKey, Depends(authenticate)]) -> ErasureOut:
-    """Erase a customer's personal data everywhere (crypto-shredding); stages and counts stay, anonymous."""
-    record_id = system.erase(customer_id, erased_by=f"api key {key.name}")
+    """Erase a person's personal data everywhere (crypto-shredding): the customer's record and every
+    record linked to it by identity stitching; stages and counts stay, anonymous."""
+    erased = system.erase(customer_id, erased_by=f"api key {key.name}")
+    also = (f"; so are the {len(erased.linked)} records linked to it (the same person's other ids), "
+            "which no longer answer by their keys either") if erased.linked else ""
     return ErasureOut(
-        record_id=str(record_id),
+        record_id=str(erased.record_id),
+        linked_records=[str(r) for r in erased.linked],
         erased_by=f"api key {key.name}",
         detail="the customer's data key is destroyed: its personal data cannot be read anywhere, and it no "
-        "longer answers by key; a tombstone goes to the stage-change topic",
+        f"longer answers by key{also}; a tombstone goes to the stage-change topic for each",
     )

@@ -133,7 +133,7 @@ def test_an_erasure_interrupted_after_the_key_was_destroyed_is_finished_at_start
 
     system.record([Touchpoint(**payload("t1", "email_opened", 0, EMAIL))])
     record_id = system.keyring.find(EMAIL)
-    system.keyring.erase(record_id, "admin")  # ...and the process dies before recording the event
+    system.keyring.erase([record_id], "admin")  # ...and the process dies before recording the event
     restarted = System.build(settings)
     try:
         events = list(restarted.app.events.get(record_id))
@@ -196,3 +196,55 @@ def test_a_store_from_before_encryption_is_refused_with_a_clear_message(settings
     factory.close()
     with pytest.raises(StoreFormatError, match="cannot be migrated in place"):
         System.build(settings)
+
+
+def test_erasing_a_person_erases_every_record_linked_to_it_in_one_operation(system: System):
+    """Identity stitching says linked records are one person: erasing any of their keys erases all
+    of them (here a chain: visitor -> device id -> known customer), and nothing of anyone else."""
+    from datetime import datetime, timedelta, timezone
+
+    import requests
+    from segment.analytics import Client as SegmentClient
+
+    from api.keys import KeyStore, Role
+    from api.main import create_app
+    from tests.serving import serve
+
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    visitor, device, known, bystander = "anon-X", "device-Y", EMAIL, "other@example.com"
+    keys = KeyStore(system.view, cache_seconds=0)
+    system.runner.start()
+    with serve(create_app(system=system)) as base:
+        sdk = SegmentClient(keys.create("site", Role.publisher), host=base, max_retries=1, upload_interval=0.1)
+        sdk.page(anonymous_id=visitor, name="Pricing", timestamp=t0, message_id="v1", properties={"ip": "203.0.113.9"})
+        sdk.page(anonymous_id=device, name="Pricing", timestamp=t0 + timedelta(hours=1), message_id="v2")
+        sdk.track(user_id=bystander, event="Signed Up", timestamp=t0, message_id="b1")
+        sdk.identify(user_id=device, anonymous_id=visitor, message_id="i1")
+        sdk.alias(previous_id=device, user_id=known, message_id="i2")
+        sdk.track(user_id=known, event="Signed Up", timestamp=t0 + timedelta(days=1), message_id="d1")
+        sdk.flush()
+        sdk.shutdown()
+        system.runner.catch_up()
+        admin = {"Authorization": f"Bearer {keys.create('dpo', Role.admin)}"}
+        for who in (visitor, device, known):
+            answer = requests.get(f"{base}/customers/{who}/stages", headers=admin, timeout=10)
+            assert answer.status_code == 200, answer.text
+
+        erased = requests.delete(f"{base}/customers/{device}", headers=admin, timeout=10)  # the middle of the chain
+        assert erased.status_code == 200, erased.text
+        body = erased.json()
+        records = {system.view.roots([r])[r] for r in [body["record_id"], *body["linked_records"]]}
+        assert len(body["linked_records"]) == 2 and len(records) == 1  # the other two, all one customer
+        assert "linked" in body["detail"]
+        system.runner.catch_up()
+        for who in (visitor, device, known):
+            for path in ("stages", "history", "timeline"):
+                answer = requests.get(f"{base}/customers/{who}/{path}", headers=admin, timeout=10)
+                assert answer.status_code == 404, (who, path, answer.text)
+        assert requests.get(f"{base}/customers/{bystander}/stages", headers=admin, timeout=10).status_code == 200
+        for record in [body["record_id"], *body["linked_records"]]:
+            replay = system.app.replay_record(__import__("uuid").UUID(record))
+            assert replay.erased
+            assert all(t.customer_id == "erased" and t.properties == "erased" for t in replay.touchpoints)
+    found = stored_bytes(system.settings)
+    assert b"203.0.113.9" not in found and b"anon-X" not in found
