@@ -105,7 +105,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(CustomerNotFoundError)
     async def _not_found(_: Request, error: CustomerNotFoundError) -> JSONResponse:
-        return _json(404, str(error), customer_id=error.customer_key)
+        return _json(404, str(error))
 
     @app.exception_handler(NotFoundError)
     async def _nothing(_: Request, error: NotFoundError) -> JSONResponse:

@@ -47,12 +47,20 @@ class ApiKey:
 
 class KeyExistsError(Exception):
     def __init__(self, name: str):
-        super().__init__(f"a key named {name!r} exists already (names are never reused, even when revoked)")
+        super().__init__("a key with this name exists already (names are never reused, even when revoked)")
+
+
+class LastAdminError(Exception):
+    def __init__(self) -> None:
+        super().__init__(
+            "this is the last active admin key: revoking it would leave no one able to manage keys "
+            "over the API; create another admin key first (or use the journeys keys command)"
+        )
 
 
 class KeyNotFoundError(Exception):
     def __init__(self, name: str):
-        super().__init__(f"no key is named {name!r}")
+        super().__init__("no key has this name")
 
 
 def hash_key(key: str) -> str:
@@ -89,12 +97,22 @@ class KeyStore:
     def any_active(self) -> bool:
         return bool(self.view.query(f"SELECT name FROM {self.table} WHERE revoked_at IS NULL LIMIT 1"))
 
-    def revoke(self, name: str) -> ApiKey:
+    def revoke(self, name: str, keep_an_admin: bool = False) -> ApiKey:
+        """Revoke a key. With keep_an_admin (the API), never the last active admin key: only the
+        command line, which needs no key, could recover from that."""
         rows = self.view.query(f"SELECT * FROM {self.table} WHERE name = ?", [name])
         if not rows:
             raise KeyNotFoundError(name)
         if rows[0]["revoked_at"] is None:
-            self.view.execute(f"UPDATE {self.table} SET revoked_at = ? WHERE name = ?", [ts(_now()), name])
+            guard = (
+                f" AND (role <> 'admin' OR (SELECT COUNT(*) FROM {self.table} WHERE role = 'admin' "
+                "AND revoked_at IS NULL) > 1)" if keep_an_admin else ""
+            )
+            changed = self.view.execute(
+                f"UPDATE {self.table} SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL{guard}", [ts(_now()), name]
+            )
+            if not changed and keep_an_admin and rows[0]["role"] == Role.admin.value:
+                raise LastAdminError()
         with self._lock:
             self._cache = {h: c for h, c in self._cache.items() if c[1].name != name}
         return _key(self.view.query(f"SELECT * FROM {self.table} WHERE name = ?", [name])[0])

@@ -33,7 +33,7 @@ from journeys.touchpoint import Touchpoint
 
 class CustomerNotFoundError(Exception):
     def __init__(self, customer_key: str):
-        super().__init__(f"no touchpoint has been recorded for customer {customer_key!r}")
+        super().__init__("no touchpoint has been recorded for this customer key (or it was erased)")
         self.customer_key = customer_key
 
 

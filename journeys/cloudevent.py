@@ -75,7 +75,7 @@ def binary(headers: dict[str, str], body: bytes, prefix: str) -> dict[str, Any]:
 
 def _check_version(version: Any) -> None:
     if version not in SPEC_VERSIONS:
-        raise CloudEventError(f"specversion {version!r} is not one this reads ({', '.join(SPEC_VERSIONS)})")
+        raise CloudEventError(f"this specversion is not one this reads ({', '.join(SPEC_VERSIONS)})")
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -34,8 +34,8 @@ class TouchpointConflictError(Exception):
 
     def __init__(self, customer_key: str, touchpoint_id: str):
         super().__init__(
-            f"touchpoint {touchpoint_id!r} of customer {customer_key!r} was already "
-            "recorded with different content; touchpoints are immutable"
+            "this touchpoint_id was already recorded for this customer with different content; "
+            "touchpoints are immutable"
         )
         self.customer_key = customer_key
         self.touchpoint_id = touchpoint_id

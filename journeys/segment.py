@@ -22,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from journeys.customer import IdentityLink
 from journeys.playbook import Playbook
-from journeys.touchpoint import Channel, Text
+from journeys.touchpoint import Channel, Key
 
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -34,7 +34,7 @@ MEDIUM_CHANNELS = {
     "paid": Channel.ads, "display": Channel.ads, "paid_social": Channel.ads, "social": Channel.social,
     "event": Channel.event, "webinar": Channel.event,
 }
-CUSTOMER_KEY = TypeAdapter(Text)  # the rule of a touchpoint's customer_id
+CUSTOMER_KEY = TypeAdapter(Key)  # the rule of a touchpoint's customer_id
 # Properties that are touchpoint fields of their own.
 FIELD_PROPERTIES = ("deal_id", "account_id", "case_id", "buying_role", "actor")
 
@@ -65,7 +65,7 @@ def parse(message: Any, call: str | None, playbook: Playbook, received_at: datet
         raise SegmentError(f"the message is {size} bytes of JSON; the limit is {MAX_EVENT_BYTES}")
     call = call or message.get("type")
     if call not in CALLS:
-        raise SegmentError(f"type {call!r} is not a call this intake takes ({', '.join(CALLS)})")
+        raise SegmentError(f"this type is not a call this intake takes ({', '.join(CALLS)})")
     message_id = _id(message.get("messageId"), "messageId")
     if call == "alias":
         return IdentityLink(message_id, _text(message.get("previousId"), "previousId"), _text(message.get("userId"), "userId"), call)

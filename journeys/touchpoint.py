@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
+import sys
+import unicodedata
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Annotated, Any
@@ -23,6 +27,8 @@ MAX_PROPERTIES_BYTES = 32 * 1024
 MAX_PROPERTIES_DEPTH = 16
 MAX_FUTURE_SKEW = timedelta(hours=24)
 EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)  # exclusive: a year short of the calendar's end, so
+# windows and periods computed from a date (a day after, the period before) never overflow
 
 
 class Channel(str, Enum):
@@ -47,10 +53,24 @@ def read_json(raw: bytes, what: str) -> Any:
     """JSON from bytes, or NotJsonError naming `what` (e.g. "the body") and the reason."""
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except json.JSONDecodeError as error:  # its message names a position, never the text
         raise NotJsonError(f"{what} is not JSON: {error}") from None
+    except UnicodeDecodeError as error:
+        raise NotJsonError(f"{what} is not JSON: it is not UTF-8 (byte {error.start})") from None
     except RecursionError:
         raise NotJsonError(f"{what} is JSON nested far too deeply to be read") from None
+    except ValueError:  # Python's guard against quadratic int parsing (sys.get_int_max_str_digits)
+        raise NotJsonError(f"{what} holds a number with more than {sys.get_int_max_str_digits()} digits") from None
+
+
+def check_key(value: str) -> str:
+    """A key (customer, deal, account, case, touchpoint) as one spelling: Unicode NFC, so a composed
+    and a decomposed "é" are the same customer; surrounding white space is refused, not trimmed,
+    so two keys that differ only there never merge silently."""
+    check_text(value)
+    if value != value.strip():
+        raise ValueError("begins or ends with white space; send the key without it")
+    return unicodedata.normalize("NFC", value)
 
 
 def check_text(value: str) -> str:
@@ -70,9 +90,13 @@ def _not_blank(value: str) -> str:
     return check_text(value)
 
 
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})")
+
+
 def _rfc3339_text(value: Any) -> Any:
-    """A timestamp is RFC 3339 text (or a datetime from our own code), never a number."""
-    if isinstance(value, (str, datetime)):
+    """A timestamp is RFC 3339 text (or a datetime from our own code), never a number, not even
+    one in a string (pydantic would read "1773151200" as seconds since 1970)."""
+    if isinstance(value, datetime) or (isinstance(value, str) and RFC3339.fullmatch(value)):
         return value
     raise ValueError("must be an RFC 3339 timestamp string with a time zone, e.g. 2026-03-10T14:00:00Z")
 
@@ -81,15 +105,18 @@ def _utc(value: datetime) -> datetime:
     try:
         utc = value.astimezone(timezone.utc)
     except OverflowError:
-        raise ValueError(f"{value.isoformat()} is outside the supported range of dates") from None
+        raise ValueError("is outside the supported range of dates") from None
     if utc < EARLIEST:
-        raise ValueError(f"{utc.isoformat()} is before {EARLIEST.date().isoformat()}; not a real touchpoint time")
+        raise ValueError(f"is before {EARLIEST.date().isoformat()}; not a real touchpoint time")
+    if utc >= LATEST:
+        raise ValueError(f"is in or after {LATEST.year}; dates must be before {LATEST.date().isoformat()}")
     return utc
 
 
 UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_utc)]
 Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
-Id = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
+Id = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank), AfterValidator(check_key)]
+Key = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank), AfterValidator(check_key)]
 Role = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=50)]
 Criterion = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=50)]
 
@@ -100,16 +127,16 @@ class Touchpoint(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=True)
 
     touchpoint_id: Id
-    customer_id: Text
+    customer_id: Key
     type: str = Field(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length=100)
     channel: Channel
     occurred_at: UtcDatetime
     source: Text
     actor: Text | None = None
     campaign: Text | None = None
-    deal_id: Text | None = None
-    account_id: Text | None = Field(None, description="the account (company) in whose buying centre the contact is")
-    case_id: Text | None = Field(None, description="the case (e.g. a complaint) this touchpoint is part of")
+    deal_id: Key | None = None
+    account_id: Key | None = Field(None, description="the account (company) in whose buying centre the contact is")
+    case_id: Key | None = Field(None, description="the case (e.g. a complaint) this touchpoint is part of")
     buying_role: Role | None = Field(None, description="the contact's role in the buying centre, e.g. decider")
     criteria: list[Criterion] = Field(
         default_factory=list, max_length=20,
@@ -132,9 +159,7 @@ class Touchpoint(BaseModel):
     def _not_far_future(cls, value: datetime) -> datetime:
         limit = datetime.now(timezone.utc) + MAX_FUTURE_SKEW
         if value > limit:
-            raise ValueError(
-                f"occurred_at {value.isoformat()} is more than 24 hours in the future"
-            )
+            raise ValueError("is more than 24 hours in the future")
         return value
 
     @field_validator("properties")
@@ -174,12 +199,26 @@ def check_json(value: Any, max_depth: int, path: str = "properties", depth: int 
             if level > max_depth:
                 raise ValueError(f"{where} is nested more than {max_depth} levels deep")
             pairs = item.items() if isinstance(item, dict) else enumerate(item)
-            for key, child in pairs:
+            for index, (key, child) in enumerate(pairs):
+                name = _safe_name(key, index)
                 if isinstance(key, str):
-                    _check_at(key, f"{where} key {key[:40]!r}")
-                stack.append((child, f"{where}.{key}", level + 1))
+                    _check_at(key, f"{where} key {name}")
+                stack.append((child, f"{where}.{name}", level + 1))
         elif isinstance(item, str):
             _check_at(item, where)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{where} is not a finite number (NaN, Infinity or beyond 1.8e308 cannot be stored as sent)")
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def _safe_name(key: Any, index: int) -> str:
+    """How an error names a property: by its key if that is a plain name, else by its position
+    (#3): a key may itself be personal data or unprintable, and errors never echo input."""
+    if isinstance(key, int):
+        return str(key)
+    return key if isinstance(key, str) and SAFE_NAME.fullmatch(key) else f"#{index}"
 
 
 def _check_at(text: str, where: str) -> None:

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from journeys.touchpoint import check_text
+from journeys.touchpoint import EARLIEST, LATEST, check_text
 from projections.view import JourneyViewSQL, ts
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -50,20 +50,27 @@ def parse_period(text: str) -> tuple[date, date]:
     text = text.strip()
     try:
         if m := MONTH.match(text):
-            first = date(int(m[1]), int(m[2]), 1)
+            first = _in_range(date(int(m[1]), int(m[2]), 1))
             following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
             return first, following - timedelta(days=1)
         start, sep, end = text.partition("/")
         if sep:
             first, last = date.fromisoformat(start), date.fromisoformat(end)
             if last < first:
-                raise SpendError("period", f"{text!r} ends before it starts")
-            return first, last
+                raise SpendError("period", "ends before it starts")
+            return _in_range(first), _in_range(last)
     except ValueError as error:
         if isinstance(error, SpendError):
             raise
-        raise SpendError("period", f"{text!r} is not a real month or date ({error})") from None
-    raise SpendError("period", f"{text!r} is neither a month (2025-03) nor an interval of days (2025-03-01/2025-03-15)")
+        raise SpendError("period", "is not a real month or date") from None
+    raise SpendError("period", "is neither a month (2025-03) nor an interval of days (2025-03-01/2025-03-15)")
+
+
+def _in_range(day: date) -> date:
+    """The bounds every date parameter has (journeys.touchpoint.EARLIEST, LATEST)."""
+    if not EARLIEST.date() <= day < LATEST.date():
+        raise SpendError("period", f"must lie from {EARLIEST.date().isoformat()} to before {LATEST.date().isoformat()}")
+    return day
 
 
 def parse_spend(campaign: str, period: str, amount: str | Decimal | int | float, currency: str) -> Spend:
@@ -80,12 +87,12 @@ def parse_spend(campaign: str, period: str, amount: str | Decimal | int | float,
     try:
         value = Decimal(str(amount).strip())
     except (InvalidOperation, ValueError):
-        raise SpendError("amount", f"{str(amount)[:40]!r} is not a number") from None
+        raise SpendError("amount", "is not a number") from None
     if not value.is_finite() or value < 0 or value >= MAX_AMOUNT:
         raise SpendError("amount", "must be a finite amount from 0 up to 10^15")
     currency = currency.strip().upper()
     if not CURRENCY.match(currency):
-        raise SpendError("currency", f"{currency[:10]!r} is not a three-letter ISO 4217 code (e.g. EUR)")
+        raise SpendError("currency", "is not a three-letter ISO 4217 code (e.g. EUR)")
     return Spend(campaign, start, end, value, currency)
 
 

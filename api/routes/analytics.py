@@ -31,14 +31,14 @@ Model = Annotated[Literal["first", "last", "linear", "position"], Query(descript
 
 def journey_of(system: System, journey: str, parameter: str = "journey") -> str:
     if journey not in system.playbook.journeys:
-        raise BadQueryError(parameter, f"{journey!r} is not a journey of the playbook; use one of {list(system.playbook.journeys)}")
+        raise BadQueryError(parameter, f"is not a journey of the playbook; use one of {list(system.playbook.journeys)}")
     return journey
 
 
 def stage_of(system: System, journey: str, stage: str, parameter: str = "stage") -> str:
     stages = system.playbook.journeys[journey].stages
     if stage not in stages:
-        raise BadQueryError(parameter, f"{stage!r} is not a stage of the {journey} journey; use one of {stages}")
+        raise BadQueryError(parameter, f"is not a stage of the {journey} journey; use one of {stages}")
     return stage
 
 

@@ -14,7 +14,7 @@ from api.errors import NOT_FOUND, BadQueryError, NotCaughtUpError
 from api.keys import ApiKey, Role
 from api.schemas import ErasureOut, HistoryOut, PlaybookRef, StagesOut, TouchpointOut, TransitionOut
 from journeys.application import CustomerNotFoundError
-from journeys.touchpoint import UtcDatetime, check_text
+from journeys.touchpoint import UtcDatetime, check_key
 from journeys.playbook import Scope
 from projections import history as histories
 from projections.history import CursorError, Window
@@ -23,7 +23,7 @@ from projections.timeline import timeline
 
 router = APIRouter(prefix="/customers", tags=["customers"], responses=NOT_FOUND)
 
-CustomerKey = Annotated[str, Path(min_length=1, max_length=200), AfterValidator(check_text)]
+CustomerKey = Annotated[str, Path(min_length=1, max_length=200), AfterValidator(check_key)]
 MinPosition = Annotated[
     int | None,
     Query(ge=0, description="wait until the read model has processed this write position"),

@@ -40,5 +40,5 @@ def page() -> Response:
 @router.get("/dashboard/assets/{name:path}")
 def asset(name: str) -> Response:
     if name not in ASSETS:
-        raise NotFoundError(f"no dashboard asset {name[:100]!r}")
+        raise NotFoundError("no such dashboard asset")
     return Response(_read(name), media_type=ASSETS[name], headers=HEADERS)

@@ -50,7 +50,7 @@ def case_timeline(case_id: InstanceId, system: SystemDep, limit: TimelineLimit =
 def instance_timeline(system: System, scope: Scope, key: str, limit: int) -> dict[str, Any]:
     found = timeline(system, scope, key, limit)
     if not found["touchpoint_count"]:
-        raise NotFoundError(f"no touchpoint with {scope.key} {key!r} has been recorded")
+        raise NotFoundError(f"no touchpoint with this {scope.key} has been recorded")
     return {"id": key, **found}
 
 
@@ -73,7 +73,7 @@ def deal_history(
     except CursorError as error:
         raise BadQueryError("after", str(error)) from None
     if not found["summary"]["touchpoint_count"]:
-        raise NotFoundError(f"no touchpoint with deal_id {deal_id!r} has been recorded" + (
+        raise NotFoundError("no touchpoint with this deal_id has been recorded" + (
             " by then" if as_of or known_at else ""))
     return DealHistoryOut(deal_id=deal_id, as_of=as_of, known_at=known_at, position=position, **found)
 
@@ -88,7 +88,7 @@ def instance(system: System, scope: Scope, key: str, min_position: int | None) -
     position = caught_up(system, min_position)
     found = system.view.subject(scope, key) if system.playbook.journeys_of(scope) else None
     if found is None:
-        raise NotFoundError(f"no touchpoint with {scope.key} {key!r} has been recorded")
+        raise NotFoundError(f"no touchpoint with this {scope.key} has been recorded")
     contacts = _contacts(system, scope, key)
     out = InstanceOut(
         id=key,

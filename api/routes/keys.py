@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.auth import allow
 from api.errors import ErrorOut
-from api.keys import ApiKey, KeyExistsError, KeyNotFoundError, KeyStore, Role
+from api.keys import ApiKey, KeyExistsError, KeyNotFoundError, KeyStore, LastAdminError, Role
 
 router = APIRouter(prefix="/keys", tags=["keys"], dependencies=[allow()])
 
 
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$"
+KeyName = Annotated[str, Path(min_length=1, max_length=100, pattern=NAME, description="the key's name")]
+
+
 class KeyIn(BaseModel):
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+    name: str = Field(min_length=1, max_length=100, pattern=NAME)
     role: Role
 
 
@@ -58,10 +64,12 @@ def list_keys(request: Request) -> list[KeyOut]:
     return [KeyOut.of(k) for k in _keys(request).list()]
 
 
-@router.delete("/{name}", response_model=KeyOut, responses={404: {"model": ErrorOut}})
-def revoke_key(name: str, request: Request):
-    """Revoke a key: it stops working in every process within a second."""
+@router.delete("/{name}", response_model=KeyOut, responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}})
+def revoke_key(name: KeyName, request: Request):
+    """Revoke a key: it stops working in every process within a second (never the last admin key)."""
     try:
-        return KeyOut.of(_keys(request).revoke(name))
+        return KeyOut.of(_keys(request).revoke(name, keep_an_admin=True))
     except KeyNotFoundError as error:
         return JSONResponse(status_code=404, content={"detail": str(error)})
+    except LastAdminError as error:
+        return JSONResponse(status_code=409, content={"detail": str(error)})

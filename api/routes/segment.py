@@ -68,7 +68,7 @@ def _inflate(raw: bytes, encoding: str | None) -> bytes:
         if not inflater.eof and len(inflated) <= segment.MAX_BATCH_BYTES:
             raise BodyError(400, "invalid_gzip", "the gzip body ends early")
     else:
-        raise BodyError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; use gzip or none")
+        raise BodyError(415, "unsupported_encoding", "this Content-Encoding is not supported; use gzip or none")
     if len(inflated) > segment.MAX_BATCH_BYTES:
         raise BodyError(413, "batch_too_large", f"the body is over {segment.MAX_BATCH_BYTES} bytes (inflated); "
                         "send smaller batches")

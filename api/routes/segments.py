@@ -141,11 +141,11 @@ def summary(system: SystemDep) -> dict[str, dict[str, int]]:
 def _stage(playbook: Playbook, journey: str, stage: str) -> str | None:
     model = playbook.journeys.get(journey)
     if model is None:
-        raise BadQueryError("journey", f"{journey!r} is not a journey of the playbook; use one of {list(playbook.journeys)}")
+        raise BadQueryError("journey", f"is not a journey of the playbook; use one of {list(playbook.journeys)}")
     if stage == NOT_STARTED:
         return None
     if stage not in model.stages:
-        raise BadQueryError(journey, f"{stage!r} is not a stage of the {journey} journey; use one of {model.stages} or '{NOT_STARTED}'")
+        raise BadQueryError(journey, f"is not a stage of the {journey} journey; use one of {model.stages} or '{NOT_STARTED}'")
     return stage
 
 

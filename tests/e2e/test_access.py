@@ -197,3 +197,22 @@ def test_the_openapi_document_shows_the_security_schemes(api):
     assert {"HTTPBearer", "HTTPBasic"} <= set(document["components"]["securitySchemes"])
     stages = document["paths"]["/customers/{customer_id}/stages"]["get"]
     assert {"401", "403", "404", "503"} <= set(stages["responses"])
+
+
+def test_the_last_active_admin_key_cannot_be_revoked_over_the_api(system: System, keys):
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    first = keys.create("first-admin", Role.admin)
+    with TestClient(create_app(system=system)) as client:
+        own = {"Authorization": f"Bearer {first}"}
+        refused = client.delete("/keys/first-admin", headers=own)
+        assert refused.status_code == 409 and "last active admin key" in refused.json()["detail"]
+        assert client.get("/keys", headers=own).status_code == 200  # still works
+        second = keys.create("second-admin", Role.admin)
+        assert client.delete("/keys/first-admin", headers={"Authorization": f"Bearer {second}"}).status_code == 200
+        again = client.delete("/keys/second-admin", headers={"Authorization": f"Bearer {second}"})
+        assert again.status_code == 409
+    keys.revoke("second-admin")  # the command line may: it needs no key to recover
+    assert not keys.any_active()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -218,4 +219,110 @@ def test_hostile_items_in_the_new_intakes_fail_alone(client: TestClient, path, w
     assert stored == 1, out
     deep = b'{"a":' * 50_000 + b"1" + b"}" * 50_000  # under Segment's 500 KB, far deeper than JSON reads
     assert client.post(path, content=deep, headers={"content-type": content_type}).status_code == 400
+    assert_still_works(client)
+
+
+HUGE_INT = "9" * 5000  # beyond Python's 4,300-digit limit on reading integers
+
+
+@pytest.mark.parametrize(("path", "body", "content_type"), [
+    ("/touchpoints/batch", f'[{{"touchpoint_id": "t1", "n": {HUGE_INT}}}]', "application/json"),
+    ("/v1/batch", f'{{"batch": [{{"type": "track", "userId": "u", "n": {HUGE_INT}}}]}}', "application/json"),
+    ("/cloudevents", f'{{"specversion": "1.0", "id": "1", "source": "s", "type": "t", "data": {{"n": {HUGE_INT}}}}}',
+     "application/cloudevents+json"),
+    ("/cloudevents", json.dumps({"specversion": "1.0", "id": "1", "source": "s", "type": "t",
+                                 "data_base64": __import__("base64").b64encode(f'{{"n": {HUGE_INT}}}'.encode()).decode()}),
+     "application/cloudevents+json"),
+    ("/cloudevents", json.dumps({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "data": f'{{"n": {HUGE_INT}}}'}),
+     "application/cloudevents+json"),
+    ("/cloudevents", f'[{{"specversion": "1.0", "id": "1", "source": "s", "type": "t", "data": {{"n": {HUGE_INT}}}}}]',
+     "application/cloudevents-batch+json"),
+    ("/cloudevents", f'{{"n": {HUGE_INT}}}', "application/json"),
+], ids=["touchpoints", "segment", "ce-data", "ce-data-base64", "ce-data-string", "ce-batch", "ce-binary"])
+def test_integers_too_long_to_read_are_a_4xx_in_every_intake(client: TestClient, path, body, content_type):
+    headers = {"content-type": content_type, "ce-specversion": "1.0", "ce-id": "b1", "ce-source": "s", "ce-type": "t"}
+    answer = client.post(path, content=body.encode(), headers=headers)
+    assert 400 <= answer.status_code < 500 or (answer.status_code == 200 and "digits" in answer.text), answer.text[:500]
+    assert HUGE_INT[:100] not in answer.text
+    assert_still_works(client)
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_numbers_that_cannot_be_stored_as_sent_are_refused_naming_the_property(client: TestClient, number):
+    body = json.dumps(good(1))[:-1] + f', "properties": {{"plan": {{"score": {number}}}}}}}'
+    answer = client.post("/touchpoints", content=body.encode(), headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert "properties.plan.score is not a finite number" in answer.text
+    batch = client.post("/touchpoints/batch", content=f"[{body}]".encode(), headers={"content-type": "application/json"})
+    assert batch.status_code == 200 and batch.json()["results"][0]["outcome"] == "invalid"
+    assert_still_works(client)
+
+
+@pytest.mark.parametrize("when", ["1773151200", "1773151200.5", "2026-03-10", "2026-03-10T14:00:00"])
+def test_a_time_that_is_not_rfc_3339_with_a_zone_is_refused(client: TestClient, when):
+    assert client.post("/touchpoints", json={**good(1), "occurred_at": when}).status_code == 422
+    assert client.get("/customers/acme/stages", params={"as_of": when}).status_code == 422
+    assert client.get("/analytics/funnel", params={"journey": "buyer", "from": when}).status_code == 422
+
+
+def test_customer_keys_are_one_spelling_in_unicode_nfc_and_never_padded(client: TestClient):
+    composed, decomposed = "jos\u00e9@example.com", "jose\u0301@example.com"
+    first = client.post("/touchpoints", json=good(1, composed))
+    second = client.post("/touchpoints", json=good(2, decomposed))
+    assert first.status_code == second.status_code == 201
+    assert first.json()["record_id"] == second.json()["record_id"] if "record_id" in first.json() else True
+    stages = client.get(f"/customers/{decomposed}/stages", params={"min_position": second.json()["position"]})
+    assert stages.status_code == 200 and stages.json()["record_id"] == client.get(f"/customers/{composed}/stages").json()["record_id"]
+    for padded in (" acme", "acme ", "acme\t"):
+        answer = client.post("/touchpoints", json=good(3, padded))
+        assert answer.status_code == 422 and "white space" in answer.text, answer.text
+        assert client.get(f"/customers/{quote(padded, safe='')}/stages").status_code == 422
+    assert client.delete(f"/customers/{decomposed}").status_code == 200  # erasure by either spelling
+    assert client.get(f"/customers/{composed}/stages").status_code == 404
+
+
+def test_errors_name_the_field_never_the_value_sent(client: TestClient):
+    secret = "jane.doe@example.com"
+    answers = [
+        client.post("/touchpoints", json={**good(1), "properties": {secret: 1, "k\x00": 2}}),
+        client.post("/touchpoints", json={**good(1), "properties": {"k": "v\x00" + secret}}),
+        client.post("/touchpoints", json={**good(1), "occurred_at": "9999-12-31T23:59:59-14:00"}),
+        client.get("/segments", params={"journey": "buyer", "stage": f"' or 1=1 -- {secret}"}),
+        client.get("/analytics/funnel", params={"journey": secret}),
+        client.get("/analytics/funnel", params={"journey": "buyer", "campaign": secret + "\x00"}),
+    ]
+    for answer in answers:
+        assert 400 <= answer.status_code < 500, answer.text
+        assert secret not in answer.text and "1=1" not in answer.text and "9999" not in answer.text, answer.text
+        assert "k\\u0000" not in answer.text and "k\x00" not in answer.text
+
+
+@pytest.mark.parametrize("params", [
+    {"journey": "buyer", "cohort": "9999-12-30/9999-12-31"}, {"journey": "buyer", "cohort": "9999-12"},
+    {"journey": "buyer", "cohort": "0001-01-01/0001-01-02"}, {"journey": "buyer", "from": "9999-12-31T00:00:00Z"},
+    {"journey": "buyer", "to": "9999-12-31T23:59:59Z"}, {"journey": "buyer", "from": "0001-01-01T00:00:00Z"},
+], ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items() if k != "journey"))
+def test_dates_at_the_ends_of_the_calendar_are_a_422_in_every_date_parameter(client: TestClient, params):
+    paths = ["/analytics/funnel"] + ([] if "cohort" in params else ["/analytics/cost", "/analytics/attribution"])
+    for path in paths:
+        answer = client.get(path, params={**params, "stage": "Purchase"})
+        assert answer.status_code == 422, (path, answer.text)
+    for when in ("9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"):
+        for name in ("as_of", "known_at"):
+            assert client.get("/customers/acme/stages", params={name: when}).status_code == 422
+            assert client.get("/deals/d1/history", params={name: when}).status_code == 422
+    assert client.post("/campaigns/c1/spend", json={"period": "9999-12", "amount": "1", "currency": "EUR"}).status_code == 422
+    assert_still_works(client)
+
+
+@pytest.mark.parametrize("path", [
+    ("DELETE", "/keys/%00"), ("DELETE", "/keys/a%00b"), ("GET", "/customers/%00/stages"), ("DELETE", "/customers/%00"),
+    ("GET", "/accounts/%00"), ("GET", "/deals/%00"), ("GET", "/deals/%00/history"), ("GET", "/cases/%00/timeline"),
+    ("GET", "/campaigns/%00/spend"), ("POST", "/campaigns/%00/spend"), ("GET", "/records/%00/history"),
+    ("GET", "/deals/%00/export"), ("GET", "/dashboard/assets/%00"), ("GET", "/customers/%ED%A0%80/stages"),
+])
+def test_nul_or_a_lone_surrogate_in_any_path_parameter_is_a_4xx_on_every_backend(client: TestClient, path):
+    method, url = path
+    answer = client.request(method, url, json={"period": "2026-03", "amount": "1", "currency": "EUR"} if method == "POST" else None)
+    assert 400 <= answer.status_code < 500, (url, answer.status_code, answer.text)
     assert_still_works(client)

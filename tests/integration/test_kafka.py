@@ -229,3 +229,23 @@ def test_a_failed_write_commits_no_offset_and_is_retried(system: System, kafka_s
         consumer.dead_letters.producer.close()
     assert events == ["write failed", "write", "commit [5]"]
     assert sorted(stored_ids(system, "acme")) == [f"t{n}" for n in range(5)]
+
+
+def test_numbers_json_cannot_hold_or_we_cannot_store_are_dead_lettered(system: System, kafka_settings):
+    """An integer of 5,000 digits stopped Python's JSON reader with a ValueError; NaN and 1e400
+    would have been stored as null. Each is a dead letter with its reason; the stream goes on."""
+    huge = b'{"touchpoint_id": "h1", "customer_id": "acme", "n": ' + b"9" * 5000 + b"}"
+    nan = json.dumps({**payload("n1", "email_opened", 0), "properties": {"score": float("nan")}}).encode()
+    inf = json.dumps(payload("i1", "email_opened", 0))[:-1].encode() + b', "properties": {"score": 1e400}}'
+    produce(kafka_settings.kafka_bootstrap_servers, kafka_settings.kafka_topic, [
+        (b"acme", huge, None), (b"acme", nan, None), (b"acme", inf, None),
+        (b"acme", payload("g1", "email_opened", 0), None),
+    ])
+    with Running(TouchpointConsumer(system, kafka_settings)) as consumer:
+        wait_until(consumed(consumer, 4), what="the stream")
+    assert consumer.counts["recorded"] == 1 and consumer.counts["dead_lettered"] == 3
+    assert stored_ids(system, "acme") == ["g1"]
+    letters = read_all(kafka_settings.kafka_bootstrap_servers, kafka_settings.kafka_dead_letter_topic, 3)
+    reasons = sorted(dict(m.headers)["dlq.reason"].decode() for m in letters)
+    assert any("digits" in r for r in reasons), reasons
+    assert sum("properties.score is not a finite number" in r for r in reasons) == 2, reasons
