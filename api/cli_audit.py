@@ -52,7 +52,8 @@ def verify(
     finally:
         system.close()
     checkpoint = report.checkpoint
-    sealed = f"; checkpoint {checkpoint.seq} at position {checkpoint.position}, root {checkpoint.root}" if checkpoint else "; no checkpoint yet"
+    sealed = (f"; checkpoint {checkpoint.seq} at position {checkpoint.position}, root {checkpoint.root}"
+              if checkpoint else "; no checkpoint yet") + f"; {report.unsealed} events not yet sealed by a checkpoint"
     if report.ok:
         console.print(f"verified: {report.events} events in {report.records} chains{sealed}", highlight=False, soft_wrap=True)
         return

@@ -33,6 +33,7 @@ class Report:
     records: int = 0
     problems: list[str] = field(default_factory=list)
     checkpoint: Checkpoint | None = None
+    unsealed: int = 0  # events after the latest checkpoint (the root can say nothing of them yet)
 
     @property
     def ok(self) -> bool:
@@ -44,6 +45,7 @@ class Report:
             "first_problem": self.problems[0] if self.problems else None,
             "problems": self.problems[:100], "problem_count": len(self.problems),
             "checkpoint": self.checkpoint.as_dict() if self.checkpoint else None,
+            "unsealed": self.unsealed,
         }
 
 
@@ -72,12 +74,12 @@ class AuditTrail:
     def _record_param(self, record: str) -> str:
         return UUID(record).hex if self.is_sqlite else record
 
-    def _events_page(self, after: tuple[str, int] | None, records: Sequence[str] | None) -> list[dict[str, Any]]:
+    def _events_page(self, after: tuple[Any, Any] | None, records: Sequence[str] | None) -> list[dict[str, Any]]:
         """A page of stored events in (record, version) order with their chain rows (or NULLs)."""
         where, params = [], []
         if after is not None:
             where.append("(e.originator_id, e.originator_version) > (?, ?)")
-            params += [self._record_param(after[0]), after[1]]
+            params += [after[0], after[1]]
         if records is not None:
             where.append(f"e.originator_id IN ({', '.join('?' * len(records))})")
             params += [self._record_param(r) for r in records]
@@ -89,7 +91,7 @@ class AuditTrail:
             "ORDER BY e.originator_id, e.originator_version LIMIT ?",
             [*params, PAGE],
         )
-        return [dict(row) | {"record": str(UUID(str(row["originator_id"])))} for row in rows]
+        return [dict(row) | {"record": _record_of(row["originator_id"])} for row in rows]
 
     def stored_events(self, records: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
         for chunk in _chunks(records):
@@ -99,7 +101,7 @@ class AuditTrail:
                 yield from page
                 if len(page) < PAGE:
                     break
-                after = (page[-1]["record"], page[-1]["originator_version"])
+                after = (page[-1]["originator_id"], page[-1]["originator_version"])  # as stored, edited or not
 
     def count_events(self, records: Sequence[str] | None = None) -> int:
         total = 0
@@ -107,6 +109,16 @@ class AuditTrail:
             where = f"WHERE originator_id IN ({', '.join('?' * len(chunk))})" if chunk is not None else ""
             params = [self._record_param(r) for r in chunk] if chunk is not None else []
             total += self.db.query(f"SELECT COUNT(*) AS n FROM {self.events} {where}", params)[0]["n"]
+        return total
+
+    def _count_after(self, position: int, records: Sequence[str] | None) -> int:
+        """How many of the events (of the records) are after a log position: not yet sealed."""
+        total = 0
+        for chunk in _chunks(records):
+            where = f"AND record_id IN ({', '.join('?' * len(chunk))})" if chunk is not None else ""
+            total += self.db.query(
+                f"SELECT COUNT(*) AS n FROM {self.chain} WHERE notification_id > ? {where}", [position, *(chunk or [])]
+            )[0]["n"]
         return total
 
     def heads_at(self, position: int) -> list[tuple[str, int, str]]:
@@ -160,9 +172,10 @@ class AuditTrail:
         Names each broken link: an event whose bytes do not match its hash (edited), a
         hash whose event is gone (deleted), a version missing from a chain, an event
         hashed elsewhere in the log (moved or swapped), one with no hash (inserted).
+        Tampered rows never stop it: a value of the wrong type or NULL is named as edited.
         """
         report = Report()
-        record, version, previous = None, 0, GENESIS
+        chain = _Chain()
         done = 0
         for row in self.stored_events(records):
             report.events += 1
@@ -170,34 +183,71 @@ class AuditTrail:
             if progress is not None and done == PAGE:
                 progress(done)
                 done = 0
-            if row["record"] != record:
-                record, version, previous = row["record"], 0, GENESIS
-                report.records += 1
-            v, n = row["originator_version"], row["notification_id"]
-            where = f"record {record} version {v} (notification {n})"
-            gap = v != version + 1
-            if gap:  # the hash before this one is gone with its event: its link cannot be checked
+            try:
+                self._verify_row(row, chain, report)
+            except Exception as error:  # whatever an edit left there, it is named, never a crash
+                chain.previous = row["c_hash"] if isinstance(row["c_hash"], str) else GENESIS
                 report.problems.append(
-                    f"record {record}: version {v} follows version {version}: "
-                    f"{_versions(version + 1, v - 1)} deleted"
+                    f"notification {row['notification_id']!s:.40}: the row cannot be read ({type(error).__name__}): edited"
                 )
-            version = v
-            if row["c_hash"] is None:
-                report.problems.append(f"{where}: no hash stored: inserted outside the service")
-                previous = event_hash(previous, record, v, row["topic"], bytes(row["state"]))
-                continue
-            if (row["c_record"], row["c_version"]) != (record, v):
-                report.problems.append(
-                    f"{where}: hashed as record {row['c_record']} version {row['c_version']}: moved or swapped"
-                )
-            elif not gap and event_hash(previous, record, v, row["topic"], bytes(row["state"])) != row["c_hash"]:
-                report.problems.append(f"{where}: stored bytes do not match their hash: edited")
-            previous = row["c_hash"]  # the stored hash, so one edit is named once
         if progress is not None and done:
             progress(done)
-        report.problems += self._orphan_hashes(records)
-        report.problems += self._check_checkpoints(records, root, report)
+        for check in (lambda: self._orphan_hashes(records), lambda: self._check_checkpoints(records, root, report)):
+            try:
+                report.problems += check()
+            except Exception as error:
+                report.problems.append(
+                    f"the chain or checkpoint tables hold values that cannot be read ({type(error).__name__}): edited"
+                )
         return report
+
+    def _verify_row(self, row: dict[str, Any], chain: _Chain, report: Report) -> None:
+        record, v, n = row["record"], row["originator_version"], row["notification_id"]
+        if record != chain.record:
+            chain.record, chain.version, chain.previous = record, 0, GENESIS
+            report.records += 1
+        where = f"record {record} version {v!s:.20} (notification {n!s:.20})"
+        problem = _unreadable(row)
+        if problem:
+            report.problems.append(f"{where}: {problem}: edited")
+            chain.version = v if isinstance(v, int) else chain.version + 1
+            chain.previous = row["c_hash"] if isinstance(row["c_hash"], str) else chain.previous
+            return
+        gap = v != chain.version + 1
+        if gap:  # the hash before this one is gone with its event: its link cannot be checked
+            report.problems.append(
+                f"record {record}: version {v} follows version {chain.version}: "
+                f"{_versions(chain.version + 1, v - 1)} deleted"
+            )
+        chain.version = v
+        digest = event_hash(chain.previous, record, v, row["topic"], bytes(row["state"]))
+        stored = row["c_hash"]
+        if stored is None:
+            report.problems.append(f"{where}: no hash stored: inserted outside the service")
+            chain.previous = digest
+            return
+        if (row["c_record"], row["c_version"]) != (record, v):
+            report.problems.append(
+                f"{where}: hashed as record {row['c_record']!s:.40} version {row['c_version']!s:.20}: moved or swapped"
+            )
+            stored = self._hash_of(record, v)  # its own hash, wherever its row went: the neighbours check
+            if stored is None:
+                chain.previous = digest
+                return
+        if not gap and digest != stored:
+            if v == 1:
+                report.problems.append(f"{where}: stored bytes do not match their hash: edited")
+            else:
+                report.problems.append(
+                    f"{where}: does not follow from version {v - 1}'s hash: version {v} was edited, "
+                    f"or version {v - 1} was edited together with its hash"
+                )
+        chain.previous = stored  # the stored hash, so one edit is named once
+
+    def _hash_of(self, record: str, version: int) -> str | None:
+        rows = self.db.query(f"SELECT hash FROM {self.chain} WHERE record_id = ? AND version = ?", [record, version])
+        found = rows[0]["hash"] if rows else None
+        return found if isinstance(found, str) else None
 
     def _orphan_hashes(self, records: Sequence[str] | None) -> list[str]:
         problems = []
@@ -223,13 +273,18 @@ class AuditTrail:
         if broken:
             problems.append(broken)
         if root is not None and root not in {c.root for c in checkpoints}:
-            problems.append(f"no checkpoint has the root {root}: checkpoints were replaced")
+            problems.append(
+                f"the root given matches no checkpoint ({len(checkpoints)} stored): check that it is the root "
+                "you kept; if it is, the checkpoints were replaced"
+            )
         if root is not None:
             checkpoints = [c for c in checkpoints if c.root == root] or checkpoints
         if not checkpoints:
+            report.unsealed = report.events
             return problems
         latest = checkpoints[-1]
         report.checkpoint = latest
+        report.unsealed = self._count_after(latest.position, records)
         heads = self.heads_at(latest.position)
         leaves = [leaf(*head) for head in heads]
         if len(heads) != latest.heads or merkle_root(leaves) != latest.merkle:
@@ -325,6 +380,38 @@ class AuditTrail:
             self.db.execute_many(
                 f"INSERT INTO {self.chain} (notification_id, record_id, version, hash) VALUES (?, ?, ?, ?)", rows
             )
+
+
+@dataclass
+class _Chain:
+    """Where verification is in one record's chain."""
+
+    record: str | None = None
+    version: int = 0
+    previous: str = GENESIS
+
+
+def _record_of(value: Any) -> str:
+    """A stored originator id as a record id; an edit that made it something else is kept visible."""
+    try:
+        return str(UUID(value.hex() if isinstance(value, (bytes, memoryview)) else str(value)))
+    except (ValueError, TypeError, AttributeError):
+        return f"(not a record id: {type(value).__name__})"
+
+
+def _unreadable(row: dict[str, Any]) -> str | None:
+    """What makes a stored event's row impossible to hash as written by the service, if anything."""
+    if row["record"].startswith("(not a record id"):
+        return "its record id is not an id"
+    if not isinstance(row["originator_version"], int) or isinstance(row["originator_version"], bool):
+        return f"its version is a {type(row['originator_version']).__name__}, not a whole number"
+    if not isinstance(row["topic"], str):
+        return f"its topic is a {type(row['topic']).__name__}, not text"
+    if not isinstance(row["state"], (bytes, bytearray, memoryview)):
+        return f"its stored bytes were replaced by a {type(row['state']).__name__}"
+    if row["c_hash"] is not None and not isinstance(row["c_hash"], str):
+        return f"its hash is a {type(row['c_hash']).__name__}, not a hash"
+    return None
 
 
 def _versions(first: int, last: int) -> str:

@@ -63,36 +63,50 @@ def verify_export(path: str | Path, root: str | None = None) -> ExportCheck:
         check.problems.append(f"{path}: the last line is not a {EXPORT_FORMAT} manifest")
         return check
     sealed_heads: dict[str, Any] = manifest.get("sealed_heads") or {}
-    chains: dict[str, tuple[int, str]] = {}  # record -> (version, hash) of its last line so far
+    chains: dict[str, tuple[int, str]] = {}  # record -> (version, hash) recomputed up to its last line so far
+    stated: dict[str, str] = {}  # record -> the hash its last line states: the next line links to it
     at_seal: dict[str, str] = {}  # record -> its chain's hash at the sealed version
+    first: dict[str, int] = {}  # record -> the line of its first problem
+    more: dict[str, int] = {}  # record -> how many more problems it has after that
     with path.open("rb") as file:
         for number, raw in enumerate(file, start=1):
             if not raw.strip():
                 continue
-            problem = _check_line(number, raw, chains, at_seal, sealed_heads, check)
+            problem = _check_line(number, raw, chains, stated, at_seal, sealed_heads, check)
             if problem == "manifest":
                 break
             if problem:
-                check.problems.append(f"line {number}: {problem}")
+                record = problem[1] or ""
+                if record in first:
+                    more[record] = more.get(record, 0) + 1
+                else:
+                    first[record] = number
+                    check.problems.append(f"line {number}: {problem[0]}")
+    for record, count in more.items():
+        check.problems.append(f"record {record or '(unreadable lines)'}: {count} more problems after line {first[record]}")
     _check_manifest(manifest, chains, at_seal, root, check)
     return check
 
 
+Problem = tuple[str, str | None]  # what is wrong with a line, and its record if it has one
+
+
 def _check_line(
-    number: int, raw: bytes, chains: dict[str, tuple[int, str]], at_seal: dict[str, str],
-    sealed_heads: dict[str, Any], check: ExportCheck,
-) -> str | None:
+    number: int, raw: bytes, chains: dict[str, tuple[int, str]], stated_by: dict[str, str],
+    at_seal: dict[str, str], sealed_heads: dict[str, Any], check: ExportCheck,
+) -> Problem | str | None:
     try:
         item = json.loads(raw)
         if "manifest" in item:
             return "manifest"
         record, version, stated = str(item["record"]), int(item["version"]), str(item["hash"])
-    except (ValueError, TypeError, KeyError):
-        return "not an event line of an export"
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return "not an event line of an export", None
     check.events += 1
     if item.get("line") != number:
-        return f"holds export line {item.get('line')}: lines were removed, added or reordered"
-    last_version, previous = chains.get(record, (0, GENESIS))
+        return f"holds export line {str(item.get('line'))[:20]}: lines were removed, added or reordered", record
+    last_version, recomputed = chains.get(record, (0, GENESIS))
+    previous = stated_by.get(record, GENESIS)  # linked to the hash the line before states: one edit is named once
     problem = None
     if version != last_version + 1:
         problem = f"record {record} version {version} follows version {last_version}: a line is missing"
@@ -101,12 +115,14 @@ def _check_line(
             content = str(item["content"])
         else:
             content = content_hash(str(item["topic"]), base64.b64decode(item["state"], validate=True))
-    except (KeyError, binascii.Error, ValueError):
-        return problem or f"record {record} version {version}: neither its bytes (base64) nor their hash"
-    digest = link(previous, record, version, content)
-    if digest != stated and problem is None:
+    except (KeyError, binascii.Error, ValueError, TypeError):
+        stated_by[record] = stated
+        return problem or f"record {record} version {version}: neither its bytes (base64) nor their hash", record
+    if link(previous, record, version, content) != stated and problem is None:
         problem = f"record {record} version {version}: does not match the chain: edited"
+    digest = link(recomputed, record, version, content)  # the chain as the bytes give it: for the seal
     chains[record] = (version, digest)
+    stated_by[record] = stated
     seal = sealed_heads.get(record)
     if seal is not None and version <= int(seal.get("version", 0)):
         check.sealed += 1
@@ -114,7 +130,7 @@ def _check_line(
             at_seal[record] = digest
     else:
         check.unsealed += 1
-    return problem
+    return (problem, record) if problem else None
 
 
 def _check_manifest(
