@@ -16,11 +16,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import AuthError
 from journeys.application import ConcurrencyError, CustomerNotFoundError
+from journeys.database import DatabaseUnavailableError
 
 log = logging.getLogger(__name__)
 
 MAX_REPORTED_ERRORS = 50
-DATABASE_DOWN = (InterfaceError, OperationalError, psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError)
+DATABASE_DOWN = (InterfaceError, OperationalError, psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError,
+                 DatabaseUnavailableError)
 
 
 class ErrorOut(BaseModel):

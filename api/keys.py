@@ -18,13 +18,15 @@ from enum import Enum
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import PersistenceError
+from eventsourcing.persistence import IntegrityError, PersistenceError
 
+from journeys.database import DatabaseUnavailableError
 from projections.view import JourneyViewSQL, ts
 
 PREFIX = "jrn_"
 STALE_DURING_OUTAGE = 300.0  # seconds a verified key is still accepted while the database is unreachable
-UNREACHABLE = (PersistenceError, psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError)
+UNREACHABLE = (PersistenceError, psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError,
+               DatabaseUnavailableError)
 LAST_USED_EVERY = 60.0  # seconds between writes of a key's last use
 
 
@@ -75,10 +77,13 @@ class KeyStore:
         self._cache: dict[str, tuple[float, ApiKey]] = {}
         self._used: dict[str, float] = {}
         self._lock = threading.Lock()
-        view.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.table} (name TEXT PRIMARY KEY, role TEXT NOT NULL, "
-            "key_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, last_used_at TEXT, revoked_at TEXT)"
-        )
+        try:
+            view.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} (name TEXT PRIMARY KEY, role TEXT NOT NULL, "
+                "key_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, last_used_at TEXT, revoked_at TEXT)"
+            )
+        except IntegrityError:  # PostgreSQL: another process created it at the same moment; it exists now
+            view.query(f"SELECT 1 FROM {self.table} LIMIT 1")
 
     def create(self, name: str, role: Role) -> str:
         """A new key for `role`; the secret is returned here and never again."""

@@ -13,7 +13,10 @@ from api.access_log import AccessLogMiddleware
 from api.auth import RateLimiter
 from api.keys import KeyStore
 from api.limits import BodyLimitMiddleware, SegmentCorsMiddleware
-from api.routes import analytics, audit, campaigns, cloudevents, customers, dashboard, instances, keys, meta, records, segment, segments, touchpoints
+from api.routes import (
+    analytics, audit, campaigns, cloudevents, customers, dashboard, instances, keys, meta, probes, records, segment, segments,
+    touchpoints,
+)
 from journeys.settings import Settings
 from projections.system import System
 
@@ -53,6 +56,7 @@ def create_app(settings: Settings | None = None, system: System | None = None) -
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(dashboard.router)  # the page and its scripts only: no data, so no key (see its module)
+    app.include_router(probes.router)  # yes or no only, so no key: a probe carries no secret
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.segment_cors_origins:  # preflights are answered before the body limit and the keys
         app.add_middleware(SegmentCorsMiddleware, origins=settings.segment_cors_origins)

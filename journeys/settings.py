@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     read_your_writes_timeout: float = Field(
         5.0, ge=0, le=60, description="longest a read waits for ?min_position"
     )
+    database_timeout: int = Field(
+        2, ge=1, le=60,
+        description="seconds a request waits at most for a PostgreSQL connection before answering 503; once one could "
+        "not be had, later requests answer 503 at once until the database is back",
+    )
 
     key_file: str = Field(
         "var/journeys.keys",
@@ -140,7 +145,7 @@ class Settings(BaseSettings):
             POSTGRES_PRE_PING="y",
             # Fail fast while the database is away (the API answers 503), and never let a
             # stalled client hold the events table's lock for long.
-            POSTGRES_CONNECT_TIMEOUT="2",
+            POSTGRES_CONNECT_TIMEOUT=str(self.database_timeout),
             POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT="30",
             POSTGRES_LOCK_TIMEOUT="10",
             PROCESS_RECORDER_TOPIC="journeys.recorders:PostgresJourneysRecorder",

@@ -50,6 +50,7 @@ class ProjectionRunner:
         self._thread: threading.Thread | None = None
         self._dropper: threading.Timer | None = None  # drops the generation an automatic rebuild retired
         self.lag = metrics.Lag()
+        self.projects = False  # whether start() was asked to keep the projection current here
 
     @property
     def position(self) -> int:
@@ -140,6 +141,7 @@ class ProjectionRunner:
     def start(self, project: bool = True) -> None:
         """Project in the background; or, with project=False (another process projects), only
         follow the live generation of the read models, so this process reads the one that is live."""
+        self.projects = project
         target = self._loop if project else self._follow
         self._thread = threading.Thread(target=target, name="projection-runner", daemon=True)
         self._thread.start()
@@ -150,6 +152,18 @@ class ProjectionRunner:
                 self.projection.view.follow()
             except Exception as error:
                 log.warning("could not read which read models are live (%s)", describe(error))
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the projection this process should keep current is not being kept (None: it is, or
+        another process keeps it). A pause for an older playbook is not a stop: reads still serve."""
+        if not self.projects:
+            return None
+        if self._thread is None or not self._thread.is_alive():
+            return "the projection is not running"
+        if self.last_error is not None and self.last_error != self.paused:
+            return "the projection's last batch failed"
+        return None
 
     def poke(self) -> None:
         """New events were written: look now rather than at the next poll."""
@@ -179,7 +193,7 @@ class ProjectionRunner:
                 log.warning("projection batch failed (%s); retrying in %.1f s", self.last_error, backoff)
                 log.debug("projection batch failure", exc_info=True)
                 processed = 0
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, 1.0)  # back within a second of the database
             if not processed:
                 self._wakeup.wait(backoff)
                 self._wakeup.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -13,6 +14,7 @@ from psycopg import sql
 from uuid import UUID
 
 from journeys import metrics
+from journeys.database import Breaker, guard, schema_lock, steady_reconnects
 from journeys.application import CustomerNotFoundError, JourneysApp, Recorded
 from journeys.audit import AuditTrail
 from journeys.keyring import Keyring
@@ -56,8 +58,20 @@ class System:
     def build(cls, settings: Settings, playbook: Playbook | None = None) -> System:
         playbook = playbook or load_playbook(settings.playbook)
         env = settings.eventsourcing_env()
-        if not settings.is_sqlite:
+        if settings.is_sqlite:
+            return cls._build(settings, playbook, env)
+        steady_reconnects()
+        os.environ.setdefault("PGCONNECT_TIMEOUT", str(settings.database_timeout))  # libpq's own connect
+        with schema_lock(connect_args(env), env["POSTGRES_SCHEMA"]):  # one process at a time creates or migrates
             ensure_schema(env)
+            system = cls._build(settings, playbook, env)
+        breaker = Breaker()
+        guard(system.app.recorder.datastore.pool, breaker)
+        guard(system.view.datastore.pool, breaker)
+        return system
+
+    @classmethod
+    def _build(cls, settings: Settings, playbook: Playbook, env: dict[str, str]) -> System:
         app = JourneysApp(playbook, env=env, cache_size=settings.aggregate_cache_size)
         view_class = SQLiteJourneyView if settings.is_sqlite else PostgresJourneyView
         factory = InfrastructureFactory.construct(Environment(StageProjection.name, env))
@@ -180,17 +194,16 @@ def check_store_format(view: JourneyViewSQL, app: JourneysApp, audit: AuditTrail
     )
 
 
+def connect_args(env: dict[str, str]) -> dict[str, Any]:
+    """psycopg.connect's arguments for the database eventsourcing's settings name."""
+    return {"dbname": env["POSTGRES_DBNAME"], "host": env["POSTGRES_HOST"], "port": env["POSTGRES_PORT"],
+            "user": env["POSTGRES_USER"], "password": env["POSTGRES_PASSWORD"] or None}
+
+
 def ensure_schema(env: dict[str, str]) -> None:
     """eventsourcing does not create a PostgreSQL schema; make sure it exists."""
     schema = env.get("POSTGRES_SCHEMA", "public")
     if schema == "public":
         return
-    with psycopg.connect(
-        dbname=env["POSTGRES_DBNAME"],
-        host=env["POSTGRES_HOST"],
-        port=env["POSTGRES_PORT"],
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"] or None,
-        autocommit=True,
-    ) as conn:
+    with psycopg.connect(**connect_args(env), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))

@@ -150,3 +150,16 @@ def test_playbook_health_and_openapi(client: TestClient):
     assert health["status"] == "ok" and health["projection_lag"] == 0
     spec = client.get("/openapi.json").json()
     assert spec["paths"]["/touchpoints/batch"]["post"]["description"].startswith("Record up to 1,000")
+
+
+def test_liveness_and_readiness_answer_without_a_key_and_say_nothing_else(client: TestClient):
+    from fastapi.testclient import TestClient as Keyless
+
+    bare = Keyless(client.app)
+    live, ready = bare.get("/livez"), bare.get("/readyz")
+    assert (live.status_code, live.text, ready.status_code, ready.text) == (200, "ok\n", 200, "ready\n")
+    assert bare.get("/health").status_code == 401  # the detail stays behind a key
+    client.app.state.system.runner.stop()  # the projection this process keeps is stopped
+    stopped = bare.get("/readyz")
+    assert stopped.status_code == 503 and stopped.text == "not ready\n"
+    assert bare.get("/livez").status_code == 200
