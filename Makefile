@@ -1,20 +1,21 @@
 # The two commands a newcomer needs: `make serve` and `make test`.
-# Both create the virtual environment and install the project into it first.
+# Both create the virtual environment first; serving installs only what the service needs,
+# testing adds the test tools (browsers' drivers, SDKs, schemathesis...).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
 .PHONY: serve test install bench
-serve: $(VENV)/.installed
+serve: $(VENV)/.installed-serve
 	$(BIN)/journeys serve
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-test
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-node-sdks.sh
 	$(BIN)/pytest
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-test
 	bash scripts/ensure-postgres.sh
 	$(BIN)/python bench/batch_throughput.py
 	$(BIN)/python bench/kafka_throughput.py
@@ -24,10 +25,18 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/deal_history.py
 	$(BIN)/python bench/analytics.py
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed-test
 
-$(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+
+$(VENV)/.installed-serve: pyproject.toml | $(BIN)/python
+	@echo "installing the service's packages into $(VENV) (first run only, about a minute)..."
+	$(BIN)/pip install --quiet -e .
 	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	@echo "installing the service and its test tools into $(VENV) (first run only, a few minutes)..."
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed-serve

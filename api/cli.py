@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, NoReturn, Optional
 
 import typer
+from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import (
     BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn,
@@ -66,6 +67,7 @@ def _playbook(path: str):
 def _system():
     """The system from the settings, or exit 2 saying why the store or the keys cannot be used."""
     from journeys.crypto import SecretsError
+    from journeys.database import UNAVAILABLE, explain_unavailable
     from projections.system import StoreFormatError, System
 
     settings = Settings()
@@ -73,6 +75,8 @@ def _system():
         return System.build(settings, _playbook(settings.playbook))
     except (StoreFormatError, SecretsError) as error:
         fail(error)
+    except UNAVAILABLE as error:
+        fail(explain_unavailable(settings.database_url, error))
 
 
 @app.command()
@@ -124,7 +128,7 @@ def _first_admin_key() -> None:
 
 @keys_app.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option(help="publisher, marketer, auditor or admin")],
+    role: Annotated[str, typer.Option(help="publisher, marketer, auditor, operator or admin")],
     name: Annotated[str, typer.Option(help="a unique name, e.g. the service or person it is for")],
 ) -> None:
     """Create an API key; the key alone is printed on the last line, and never shown again."""
@@ -204,8 +208,13 @@ def consume() -> None:
     from consumers.touchpoints import TouchpointConsumer
 
     settings = Settings()
+    _require_kafka(settings)
     system = _system()
-    consumer = TouchpointConsumer(system, settings)
+    try:
+        consumer = TouchpointConsumer(system, settings)
+    except KafkaError as error:
+        system.close()
+        fail(_no_kafka(settings, error))
     _on_signals(consumer.stop)
     metrics.serve(settings.metrics_port, settings.metrics_host)
     if settings.run_projections:
@@ -218,6 +227,16 @@ def consume() -> None:
     console.print(dict(consumer.counts))
 
 
+def _require_kafka(settings: Settings) -> None:
+    if not settings.kafka_bootstrap_servers:
+        fail("JOURNEYS_KAFKA_BOOTSTRAP_SERVERS is not set: set it to your Kafka brokers, e.g. localhost:9092")
+
+
+def _no_kafka(settings: Settings, error: Exception) -> str:
+    return (f"no Kafka broker answers at {settings.kafka_bootstrap_servers} ({type(error).__name__}): "
+            "set JOURNEYS_KAFKA_BOOTSTRAP_SERVERS to your brokers, or start one")
+
+
 @app.command("publish-stage-changes")
 def publish_stage_changes() -> None:
     """Publish every stage transition to JOURNEYS_KAFKA_STAGE_CHANGES_TOPIC as a CloudEvent."""
@@ -226,8 +245,13 @@ def publish_stage_changes() -> None:
     from consumers.stage_changes import StageChangePublisher
 
     settings = Settings()
+    _require_kafka(settings)
     system = _system()
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_servers(), acks="all", linger_ms=5)
+    try:
+        producer = KafkaProducer(**settings.kafka_producer_config())
+    except KafkaError as error:
+        system.close()
+        fail(_no_kafka(settings, error))
     publisher = StageChangePublisher(system, producer, settings.kafka_stage_changes_topic)
     _on_signals(publisher.stop)
     metrics.serve(settings.metrics_port, settings.metrics_host)
@@ -286,6 +310,9 @@ def unlink(
 @app.command("rotate-master-key")
 def rotate_master_key() -> None:
     """Re-wrap every data key under JOURNEYS_MASTER_KEY (the old one in JOURNEYS_PREVIOUS_MASTER_KEYS)."""
+    if Settings().previous_master_keys is None:
+        fail("nothing to rotate: set JOURNEYS_MASTER_KEY to the new master key and JOURNEYS_PREVIOUS_MASTER_KEYS "
+             "to the one it replaces, then run this again")
     system = _system()
     try:
         changed = system.keyring.rewrap()

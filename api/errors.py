@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Any
 
-import psycopg
-from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -16,13 +13,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import AuthError
 from journeys.application import ConcurrencyError, CustomerNotFoundError
-from journeys.database import DatabaseUnavailableError
+from journeys.database import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
 MAX_REPORTED_ERRORS = 50
-DATABASE_DOWN = (InterfaceError, OperationalError, psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError,
-                 DatabaseUnavailableError)
+DATABASE_DOWN = UNAVAILABLE
 
 
 class ErrorOut(BaseModel):

@@ -8,7 +8,6 @@ working everywhere once the short verification cache has expired.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import secrets
 import threading
 import time
@@ -17,16 +16,13 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-import psycopg
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import IntegrityError
 
-from journeys.database import DatabaseUnavailableError
+from journeys.database import UNAVAILABLE
 from projections.view import JourneyViewSQL, ts
 
 PREFIX = "jrn_"
 STALE_DURING_OUTAGE = 300.0  # seconds a verified key is still accepted while the database is unreachable
-UNREACHABLE = (PersistenceError, psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError,
-               DatabaseUnavailableError)
 LAST_USED_EVERY = 60.0  # seconds between writes of a key's last use
 
 
@@ -137,7 +133,7 @@ class KeyStore:
                 rows = self.view.query(
                     f"SELECT * FROM {self.table} WHERE key_hash = ? AND revoked_at IS NULL", [digest]
                 )
-            except UNREACHABLE:
+            except UNAVAILABLE:
                 # While the database is away no key can be revoked (revoking writes to it), so a
                 # key verified shortly before still stands; /health can then say what is wrong.
                 if cached is not None and now - cached[0] < STALE_DURING_OUTAGE:
@@ -160,7 +156,7 @@ class KeyStore:
             self._used[name] = now
         try:
             self.view.execute(f"UPDATE {self.table} SET last_used_at = ? WHERE name = ?", [ts(_now()), name])
-        except UNREACHABLE:
+        except UNAVAILABLE:
             self._used.pop(name, None)  # noted next time
 
 

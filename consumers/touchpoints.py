@@ -54,8 +54,9 @@ class TouchpointConsumer:
             heartbeat_interval_ms=settings.kafka_session_timeout_ms // 4,
             max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
             fetch_max_bytes=64 * 1024 * 1024,
+            bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
         )
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_servers(), acks="all", linger_ms=5)
+        producer = KafkaProducer(**settings.kafka_producer_config())
         self.dead_letters = DeadLetters(producer, settings.kafka_dead_letter_topic)
 
     def run(self) -> None:

@@ -21,12 +21,16 @@ Three things eventsourcing's datastore and psycopg's pool do not give us:
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
 from psycopg_pool import PoolClosed, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 
@@ -38,6 +42,11 @@ RECONNECT_EVERY = 0.5  # seconds between the pool's attempts to reconnect
 
 class DatabaseUnavailableError(Exception):
     """The database could not be reached just now; nothing was read or written."""
+
+
+# What a database that is away, full, read-only or locked raises, by each layer.
+UNAVAILABLE = (InterfaceError, OperationalError, psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError,
+               DatabaseUnavailableError)
 
 
 class Breaker:
@@ -141,3 +150,20 @@ def schema_lock(connect: dict[str, Any], schema: str) -> Iterator[None]:
             yield
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [f"journeys schema {schema}"])
+
+
+def explain_unavailable(database_url: str, error: BaseException) -> str:
+    """One line that says why the configured database cannot be used and what to check."""
+    from urllib.parse import unquote, urlsplit
+
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    url = urlsplit(database_url)
+    if url.scheme.startswith("sqlite"):
+        path = Path(unquote(url.path[1:] if url.path.startswith("/") else url.path))
+        folder = path.parent if str(path.parent) else Path(".")
+        if folder.exists() and not os.access(folder, os.W_OK) or path.exists() and not os.access(path, os.W_OK):
+            reason = f"its file or folder is read-only ({reason})"
+        return (f"the SQLite database {path} cannot be used: {reason}; make it writable, free space or stop "
+                "the program holding it, or set JOURNEYS_DATABASE_URL to another path")
+    where = f"{url.hostname or '127.0.0.1'}:{url.port or 5432}{url.path}"  # never the password
+    return f"PostgreSQL at {where} cannot be used: {reason}; check JOURNEYS_DATABASE_URL and that the server runs"

@@ -51,3 +51,5 @@ def configure(log_format: str = "text", level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error"):  # uvicorn's own lines in the same format
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
+    # kafka-python narrates every connection attempt at INFO; its warnings and errors still show.
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     kafka_max_message_bytes: int = Field(1_048_576, ge=1024)
     kafka_session_timeout_ms: int = Field(10_000, ge=1000)
     kafka_max_poll_interval_ms: int = Field(300_000, ge=1000)
+    kafka_bootstrap_timeout_ms: int = Field(
+        30_000, ge=100, description="how long consume and publish-stage-changes wait for a broker at start"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -99,6 +102,11 @@ class Settings(BaseSettings):
                 f"unsupported database URL scheme {scheme!r}: use sqlite:///path or postgresql://..."
             )
         return value
+
+    def kafka_producer_config(self) -> dict[str, Any]:
+        """The producer settings every producer here uses: every replica acknowledges."""
+        return {"bootstrap_servers": self.kafka_servers(), "acks": "all", "linger_ms": 5,
+                "bootstrap_timeout_ms": self.kafka_bootstrap_timeout_ms}
 
     def kafka_servers(self) -> list[str]:
         if not self.kafka_bootstrap_servers:

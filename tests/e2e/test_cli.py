@@ -7,6 +7,8 @@ import os
 from io import StringIO
 from unittest import mock
 
+import pytest
+
 from typer.testing import CliRunner
 
 from api.cli import _first_admin_key, app
@@ -152,3 +154,26 @@ def test_replay_a_deal_across_its_contacts(system: System, settings):
     assert "deal_pipeline (deal): furthest Presenting" in result.output
     assert runner.invoke(app, ["replay", "--deal", "D-404"], env=env_for(settings)).exit_code == 1
     assert runner.invoke(app, ["replay"], env=env_for(settings)).exit_code == 2
+
+
+@pytest.mark.parametrize(("command", "extra_env", "says"), [
+    (["consume"], {}, "JOURNEYS_KAFKA_BOOTSTRAP_SERVERS is not set"),
+    (["consume"], {"JOURNEYS_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}, "no Kafka broker answers at 127.0.0.1:9"),
+    (["publish-stage-changes"], {}, "JOURNEYS_KAFKA_BOOTSTRAP_SERVERS is not set"),
+    (["publish-stage-changes"], {"JOURNEYS_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}, "no Kafka broker answers"),
+    (["rotate-master-key"], {}, "nothing to rotate: set JOURNEYS_MASTER_KEY"),
+])
+def test_a_command_without_what_it_needs_says_what_to_set_in_one_line(tmp_path, command, extra_env, says):
+    env = {"JOURNEYS_DATABASE_URL": f"sqlite:///{tmp_path / 'j.db'}", "JOURNEYS_KEY_FILE": str(tmp_path / "k"),
+           "COLUMNS": "200", "JOURNEYS_KAFKA_BOOTSTRAP_SERVERS": "", "JOURNEYS_KAFKA_BOOTSTRAP_TIMEOUT_MS": "1000"}
+    result = CliRunner().invoke(app, command, env={**env, **extra_env})
+    assert result.exit_code != 0
+    assert says in result.stdout and "Traceback" not in result.output, result.output
+    assert len(result.stdout.strip().splitlines()) == 1, result.stdout  # kafka-python's own log lines are on stderr
+
+
+def test_keys_create_help_names_every_role():
+    from api.keys import Role
+
+    help_text = CliRunner().invoke(app, ["keys", "create", "--help"], env={"COLUMNS": "200"}).output
+    assert all(role.value in help_text for role in Role), help_text
