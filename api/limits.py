@@ -1,19 +1,27 @@
 """Request bodies are bounded: a body over the limit is refused with 413 before it is parsed.
 And the Segment intake answers browsers of the configured web sites (CORS), nothing else does.
 
-A declared Content-Length over the limit is refused without reading anything; a
+A declared Content-Length over the limit is refused without parsing anything; a
 body without one (chunked) is read up to the limit and no further. The body is
 then handed on to the app, which would have held it in memory anyway.
+
+A refused body is then read and thrown away for a few seconds before the answer
+ends, as nginx's lingering close does: a server that closes with the client still
+sending makes the client's system answer with a reset, and the client sees that
+instead of the 413 (1 in 12 of 100 MB posts did).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from starlette.middleware.cors import CORSMiddleware
 
 Scope = dict[str, Any]
+LINGER_SECONDS = 5.0  # how long a refused body is read and discarded at most
+LINGER_BYTES = 1 << 30  # and how much of it
 
 
 class BodyLimitMiddleware:
@@ -31,7 +39,7 @@ class BodyLimitMiddleware:
                 await _refuse(send, 400, "the Content-Length header is not a number")
                 return
             if int(declared) > self.max_bytes:
-                await _refuse(send, 413, self._too_large(f"declared as {int(declared)} bytes"))
+                await _refuse(send, 413, self._too_large(f"declared as {int(declared)} bytes"), receive)
                 return
         chunks, size = [], 0
         while True:
@@ -41,7 +49,8 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _refuse(send, 413, self._too_large("larger than that"))
+                more = message.get("more_body", False)
+                await _refuse(send, 413, self._too_large("larger than that"), receive if more else None)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -65,7 +74,9 @@ class BodyLimitMiddleware:
         )
 
 
-async def _refuse(send: Any, status: int, detail: str) -> None:
+async def _refuse(send: Any, status: int, detail: str, unread: Any = None) -> None:
+    """Answer `status`; with `unread` (the body's receive), read the rest of the body and throw it
+    away, within bounds, before the answer ends (after it ends the server reads no more)."""
     body = json.dumps({"detail": detail}).encode()
     await send({
         "type": "http.response.start",
@@ -73,7 +84,23 @@ async def _refuse(send: Any, status: int, detail: str) -> None:
         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close")],
     })
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body, "more_body": unread is not None})
+    if unread is not None:
+        try:
+            await asyncio.wait_for(_discard(unread), LINGER_SECONDS)
+        except asyncio.TimeoutError:
+            pass
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _discard(receive: Any) -> None:
+    """Read a request body to its end (or LINGER_BYTES), keeping none of it."""
+    read = 0
+    while read < LINGER_BYTES:
+        message = await receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            return
+        read += len(message.get("body", b""))
 
 
 class SegmentCorsMiddleware:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from urllib.parse import quote
 
 import pytest
@@ -326,3 +327,58 @@ def test_nul_or_a_lone_surrogate_in_any_path_parameter_is_a_4xx_on_every_backend
     answer = client.request(method, url, json={"period": "2026-03", "amount": "1", "currency": "EUR"} if method == "POST" else None)
     assert 400 <= answer.status_code < 500, (url, answer.status_code, answer.text)
     assert_still_works(client)
+
+
+def _post_raw(base: str, key: str, size: int, chunked: bool) -> bytes:
+    """POST `size` bytes as a plain client does (send all, then read the answer); what it reads."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base)
+    framing = b"Transfer-Encoding: chunked" if chunked else f"Content-Length: {size}".encode()
+    head = (b"POST /touchpoints/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {key}\r\n".encode() + framing + b"\r\n\r\n")
+    piece = b" " * (1 << 20)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        try:
+            sock.sendall(head)
+            for _ in range(size // len(piece)):
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                got = sock.recv(65536)
+                if not got:
+                    break
+                answer += got
+            return answer
+        except OSError as error:  # a reset: the client never sees the answer
+            return f"{type(error).__name__}".encode()
+
+
+def test_oversize_bodies_get_the_413_not_a_reset_sequential_and_parallel(system: System):
+    """The server read nothing of a refused body and closed: the client, still sending, got a reset
+    (1 in 12 for 100 MB posts) instead of the 413. Now the rest is read and discarded, within bounds,
+    before the answer ends, as nginx's lingering close does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from api.keys import KeyStore, Role
+    from api.main import create_app
+    from tests.serving import serve
+
+    key = KeyStore(system.view, cache_seconds=0).create("big-sender", Role.publisher)
+    with serve(create_app(system=system)) as base:
+        sequential = [_post_raw(base, key, 100 << 20, chunked=i % 2 == 1)[:12] for i in range(4)]
+        assert sequential == [b"HTTP/1.1 413"] * 4, sequential
+        with ThreadPoolExecutor(4) as pool:
+            parallel = list(pool.map(lambda i: _post_raw(base, key, 40 << 20, chunked=True)[:12], range(8)))
+        assert parallel == [b"HTTP/1.1 413"] * 8, parallel
+        assert_still_works_served(base, key)
+
+
+def assert_still_works_served(base: str, key: str) -> None:
+    import requests
+
+    answer = requests.post(f"{base}/touchpoints", json=good(1), headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert answer.status_code == 201, answer.text
