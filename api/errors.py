@@ -33,6 +33,10 @@ class NotCaughtUpError(Exception):
     """The read model has not yet reached the position the client asked for."""
 
 
+class BeyondTheLogError(Exception):
+    """A read asked to wait for a write position no write has reached (409: the log is shorter)."""
+
+
 class BadQueryError(Exception):
     """A query parameter that is well-formed but names nothing we know."""
 
@@ -56,6 +60,7 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: error_response("the body is not valid JSON, or a header is malformed"),
     401: error_response("no API key, or an unknown or revoked one"),
     403: error_response("the API key's role may not do this"),
+    409: error_response("the request conflicts with what is stored (e.g. a min_position beyond the log)"),
     429: error_response("the API key's rate limit is reached; see Retry-After"),
     413: error_response("the request body is over the size limit"),
     503: error_response("the database or the read model is unavailable or behind; see Retry-After"),
@@ -84,12 +89,15 @@ def install(app: FastAPI) -> None:
         return JSONResponse(status_code=422, content={"detail": _validation_detail(errors)})
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         detail = error.detail
         if error.status_code == 400 and detail == "There was an error parsing the body":
             # FastAPI's words when json.loads itself fails, e.g. on nesting deeper than Python recurses.
             detail = "the body could not be read as JSON: it is malformed or nested far too deeply"
-        return _json(error.status_code, detail, dict(error.headers or {}))
+        headers = dict(error.headers or {})
+        if error.status_code == 405:  # Starlette names only the first route of the path's methods
+            headers["Allow"] = allowed_methods(request)
+        return _json(error.status_code, detail, headers)
 
     @app.exception_handler(RecursionError)
     async def _too_deep(_: Request, __: RecursionError) -> JSONResponse:
@@ -117,6 +125,10 @@ def install(app: FastAPI) -> None:
     async def _behind(_: Request, error: NotCaughtUpError) -> JSONResponse:
         return _json(503, str(error), {"Retry-After": "1"})
 
+    @app.exception_handler(BeyondTheLogError)
+    async def _beyond(_: Request, error: BeyondTheLogError) -> JSONResponse:
+        return _json(409, str(error))
+
     @app.exception_handler(BadBodyError)
     async def _bad_body(_: Request, error: BadBodyError) -> JSONResponse:
         return _json(400, str(error))
@@ -135,6 +147,13 @@ def install(app: FastAPI) -> None:
         # The type only: a message may hold what the client sent.
         log.error("unexpected %s on %s %s", type(error).__name__, request.method, route_of(request))
         return _json(500, "internal error; it has been logged")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route answers at this path (for a 405's Allow header)."""
+    path = request.scope["path"]
+    methods = {m for route in request.app.state.api_routes if route.path_regex.match(path) for m in route.methods}
+    return ", ".join(sorted(methods))
 
 
 def route_of(request: Request) -> str:

@@ -6,9 +6,10 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
-from api import errors
+from api import errors, openapi
 from api.access_log import AccessLogMiddleware
 from api.auth import RateLimiter
 from api.keys import KeyStore
@@ -53,8 +54,10 @@ def create_app(settings: Settings | None = None, system: System | None = None) -
         responses=errors.COMMON_RESPONSES,
     )
     errors.install(app)
+    openapi.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.state.api_routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
     app.include_router(dashboard.router)  # the page and its scripts only: no data, so no key (see its module)
     app.include_router(probes.router)  # yes or no only, so no key: a probe carries no secret
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

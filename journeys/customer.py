@@ -34,7 +34,7 @@ class TouchpointConflictError(Exception):
 
     def __init__(self, customer_key: str, touchpoint_id: str):
         super().__init__(
-            "this touchpoint_id was already recorded for this customer with different content; "
+            "this touchpoint_id was already recorded with different content (for this customer); "
             "touchpoints are immutable"
         )
         self.customer_key = customer_key

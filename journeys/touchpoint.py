@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -102,21 +103,31 @@ def _rfc3339_text(value: Any) -> Any:
 
 
 def _utc(value: datetime) -> datetime:
-    try:
-        utc = value.astimezone(timezone.utc)
-    except OverflowError:
-        raise ValueError("is outside the supported range of dates") from None
-    if utc < EARLIEST:
-        raise ValueError(f"is before {EARLIEST.date().isoformat()}; not a real touchpoint time")
-    if utc >= LATEST:
-        raise ValueError(f"is in or after {LATEST.year}; dates must be before {LATEST.date().isoformat()}")
-    return utc
+    """In UTC; the year as written must lie from EARLIEST's to before LATEST's (what the
+    OpenAPI document's pattern says, so the document and the check agree exactly)."""
+    if not EARLIEST.year <= value.year < LATEST.year:
+        raise ValueError(f"must lie from {EARLIEST.year} to {LATEST.year - 1} (the year as written)")
+    return value.astimezone(timezone.utc)
 
 
-UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_utc)]
+DATE_PATTERN = (  # RFC 3339 with a zone, years 1900 to 9998
+    r"^(19\d\d|[2-8]\d{3}|9[0-8]\d\d|99[0-8]\d|999[0-8])-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+UtcDatetime = Annotated[
+    AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_utc),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": DATE_PATTERN,
+                    "description": "RFC 3339 with a time zone, years 1900 to 9998"}),
+]
 Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
 Id = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank), AfterValidator(check_key)]
-Key = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank), AfterValidator(check_key)]
+# What check_key refuses, as a pattern the OpenAPI document carries: no NUL, no white space at either end.
+# Python's white space (str.isspace), spelled out: \s differs between Python, Rust and ECMAScript.
+SPACE = r"\t\n\u000b\u000c\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+KEY_PATTERN = rf"^[^{SPACE}\u0000]([^\u0000]*[^{SPACE}\u0000])?$"
+Key = Annotated[str, Field(min_length=1, max_length=200, pattern=KEY_PATTERN), AfterValidator(_not_blank),
+                AfterValidator(check_key)]
 Role = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=50)]
 Criterion = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=50)]
 

@@ -38,9 +38,15 @@ INTAKE = "cloudevents"
         409: {"description": "conflict"}, 415: {"description": "not a CloudEvent"},
         422: {"description": "the event's data is not a valid touchpoint"},
     },
-    openapi_extra={"requestBody": {"required": True, "content": {
+    openapi_extra={"parameters": [
+        {"name": f"ce-{name}", "in": "header", "required": False, "schema": {"type": "string"},
+         "description": f"binary mode: the event's {name}" + (" (required in binary mode)" if need else "")}
+        for name, need in (("specversion", True), ("id", True), ("source", True), ("type", True),
+                           ("subject", False), ("time", False))
+    ], "requestBody": {"required": True, "content": {
         cloudevent.STRUCTURED: {"schema": {"type": "object"}},
-        cloudevent.BATCH: {"schema": {"type": "array", "items": {"type": "object"}}},
+        cloudevent.BATCH: {"schema": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": {
+            "description": "a structured event; an item that is not one is reported in its result, the rest stored"}}},
         "application/json": {"schema": {"type": "object", "description": "binary mode: the touchpoint, ce-* headers"}},
     }}},
 )

@@ -10,11 +10,11 @@ from pydantic import AfterValidator
 
 from api.auth import READERS, allow, authenticate
 from api.deps import SystemDep
-from api.errors import NOT_FOUND, BadQueryError, NotCaughtUpError
+from api.errors import NOT_FOUND, BadQueryError, BeyondTheLogError, NotCaughtUpError
 from api.keys import ApiKey, Role
 from api.schemas import ErasureOut, HistoryOut, PlaybookRef, StagesOut, TouchpointOut, TransitionOut
 from journeys.application import CustomerNotFoundError
-from journeys.touchpoint import UtcDatetime, check_key
+from journeys.touchpoint import KEY_PATTERN, UtcDatetime, check_key
 from journeys.playbook import Scope
 from projections import history as histories
 from projections.history import CursorError, Window
@@ -23,7 +23,7 @@ from projections.timeline import timeline
 
 router = APIRouter(prefix="/customers", tags=["customers"], responses=NOT_FOUND)
 
-CustomerKey = Annotated[str, Path(min_length=1, max_length=200), AfterValidator(check_key)]
+CustomerKey = Annotated[str, Path(min_length=1, max_length=200, pattern=KEY_PATTERN), AfterValidator(check_key)]
 MinPosition = Annotated[
     int | None,
     Query(ge=0, description="wait until the read model has processed this write position"),
@@ -43,9 +43,8 @@ TimelineLimit = Annotated[int, Query(ge=1, le=5000, description="how many of the
 def caught_up(system: System, min_position: int | None) -> int:
     """The read model's position, after waiting for `min_position` if asked."""
     if min_position is not None and min_position > (last := system.app.recorder.max_notification_id() or 0):
-        raise BadQueryError(
-            "min_position", f"{min_position} is beyond the last write's position ({last}); "
-            "pass the position a write answered with"
+        raise BeyondTheLogError(
+            f"min_position is beyond the last write's position ({last}); pass the position a write answered with"
         )
     if not system.runner.wait(min_position, system.settings.read_your_writes_timeout):
         raise NotCaughtUpError(

@@ -94,7 +94,27 @@ def _body(request: Request) -> Any:
     return request.state.segment_body
 
 
-@router.post("/batch", responses={400: {"description": "a malformed batch"}, 413: {"description": "over 500 KB"}})
+MESSAGE_SCHEMA: dict[str, Any] = {  # read as Segment does: a field it cannot use is reported, not refused
+    "type": "object",
+    "description": "a Segment message as the SDKs send it: type (track, page, screen, identify, alias, group), "
+    "messageId, userId or anonymousId, previousId (alias), event (track) or name (page, screen), timestamp, "
+    "properties, context; what cannot be recorded is answered under `rejected` or `ignored`",
+}
+BATCH_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["batch"],
+    "properties": {"batch": {"type": "array", "minItems": 1, "maxItems": MAX_MESSAGES, "items": {
+        "description": "a message as in the single calls; one that is not valid is reported under `rejected`, "
+        "the rest stored"}},
+                   "sentAt": {"type": "string"}, "writeKey": {"type": "string"}},
+}
+
+
+def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+@router.post("/batch", responses={400: {"description": "a malformed batch"}, 413: {"description": "over 500 KB"}},
+             openapi_extra=_body_doc(BATCH_SCHEMA))
 async def batch(request: Request, system: SystemDep) -> JSONResponse:
     """Segment's batch call: `{"batch": [messages], "sentAt": ...}`, each message with its `type`."""
     try:
@@ -103,6 +123,9 @@ async def batch(request: Request, system: SystemDep) -> JSONResponse:
             raise BodyError(400, "invalid_batch", 'a batch is a JSON object with "batch": a list of messages')
         if not 1 <= len(body["batch"]) <= MAX_MESSAGES:
             raise BodyError(400, "invalid_batch", f"a batch holds 1 to {MAX_MESSAGES} messages")
+        for field in ("sentAt", "writeKey"):
+            if field in body and not isinstance(body[field], str):
+                raise BodyError(400, "invalid_batch", f"{field} must be a string")
     except BodyError as error:
         return _refused(error)
     messages = [(m, None) for m in body["batch"]]
@@ -131,11 +154,13 @@ def _single(call: str) -> Any:
 
 
 for _call in segment.CALLS:
-    router.add_api_route(f"/{_call}", _single(_call), methods=["POST"], responses={400: {"description": "a malformed message"}})
+    router.add_api_route(f"/{_call}", _single(_call), methods=["POST"], responses={400: {"description": "a malformed message"}},
+                         openapi_extra=_body_doc(MESSAGE_SCHEMA))
     # The browser SDK (analytics.js) posts to the call's first letter: /v1/t, /v1/p, /v1/i, ...
     router.add_api_route(f"/{_call[0]}", _single(_call), methods=["POST"], name=f"segment_{_call}_short",
+                         openapi_extra=_body_doc(MESSAGE_SCHEMA),
                          summary=f"Segment's {_call} call, at the browser SDK's path")
-router.add_api_route("/b", batch, methods=["POST"], name="segment_batch_short",
+router.add_api_route("/b", batch, methods=["POST"], name="segment_batch_short", openapi_extra=_body_doc(BATCH_SCHEMA),
                      summary="Segment's batch call, at the browser SDK's path (its batching delivery)")
 
 

@@ -114,7 +114,7 @@ def test_unknown_customer_is_404_with_a_clear_body(client: TestClient):
     for path in ("/customers/nobody/stages", "/customers/nobody/history"):
         response = client.get(path)
         assert response.status_code == 404
-        assert response.json() == {"detail": "no touchpoint has been recorded for customer 'nobody'", "customer_id": "nobody"}
+        assert response.json() == {"detail": "no touchpoint has been recorded for this customer key (or it was erased)"}
     assert client.get("/customers/nobody/stages", params={"as_of": "2026-01-01T00:00:00Z"}).status_code == 404
 
 
@@ -132,7 +132,8 @@ def test_segments_paginate_and_validate(client: TestClient):
             break
     assert sorted(seen) == [f"c{n:03d}" for n in range(25)]  # each once, in record-id order (stable)
     bad = client.get("/segments", params={"awareness": "Curious"})
-    assert bad.status_code == 422 and "'Curious' is not a stage of the awareness journey" in bad.json()["detail"][0]["msg"]
+    assert bad.status_code == 422 and "is not a stage of the awareness journey" in bad.json()["detail"][0]["msg"]
+    assert bad.json()["detail"][0]["loc"] == ["query", "awareness"] and "Curious" not in bad.text  # named, not echoed
     assert client.get("/segments", params={"cursor": "%%%"}).status_code == 422
     summary = client.get("/segments/summary").json()
     assert summary["awareness"]["Interested"] == 25 and summary["awareness"]["Unaware"] == 0

@@ -137,7 +137,7 @@ def test_the_auditors_commands_checkpoint_verify_export_and_verify_export(system
     events, nid = system.audit.events, system.audit.nid
     system.view.execute(f"UPDATE {events} SET state = ? WHERE {nid} = 3", [b"{}"])
     broken = runner.invoke(app, ["verify"], env=env)
-    assert broken.exit_code == 1 and "(notification 3): stored bytes do not match their hash: edited" in broken.output
+    assert broken.exit_code == 1 and "(notification 3): does not follow from version 2's hash: version 3 was edited" in broken.output
 
 
 def test_replay_a_deal_across_its_contacts(system: System, settings):

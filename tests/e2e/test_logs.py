@@ -24,9 +24,11 @@ def test_json_logs_carry_the_request_id_and_nothing_personal(tmp_path):
     server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], env=env, stdout=subprocess.PIPE,
                               stderr=open(tmp_path / "stderr.log", "wb"), text=True)
     try:
-        key = server.stdout.readline().strip()
+        key = ""
         while not key.startswith("jrn_"):
-            key = server.stdout.readline().strip()
+            line = server.stdout.readline()
+            assert line, "the server exited before printing its first key: " + (tmp_path / "stderr.log").read_text()[-2000:]
+            key = line.strip()
         base, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"}
         deadline = time.monotonic() + 30
         while True:

@@ -41,3 +41,8 @@ def test_every_command_exists():
         argv = service["command"] if isinstance(service["command"], list) else shlex.split(service["command"])
         assert argv[0] == "journeys", name
         assert argv[1] in commands, f"{name} runs 'journeys {argv[1]}', which does not exist"
+
+
+def test_the_api_healthcheck_asks_readyz_which_needs_no_key():
+    check = " ".join(COMPOSE["services"]["api"]["healthcheck"]["test"])
+    assert "/readyz" in check and "Authorization" not in check
