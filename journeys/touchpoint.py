@@ -126,8 +126,8 @@ Id = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_bla
 # Python's white space (str.isspace), spelled out: \s differs between Python, Rust and ECMAScript.
 SPACE = r"\t\n\u000b\u000c\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 KEY_PATTERN = rf"^[^{SPACE}\u0000]([^\u0000]*[^{SPACE}\u0000])?$"
-Key = Annotated[str, Field(min_length=1, max_length=200, pattern=KEY_PATTERN), AfterValidator(_not_blank),
-                AfterValidator(check_key)]
+Key = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": KEY_PATTERN}),
+                AfterValidator(_not_blank), AfterValidator(check_key)]  # check_key says what is wrong, clearly
 Role = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=50)]
 Criterion = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=50)]
 

@@ -23,7 +23,9 @@ from projections.timeline import timeline
 
 router = APIRouter(prefix="/customers", tags=["customers"], responses=NOT_FOUND)
 
-CustomerKey = Annotated[str, Path(min_length=1, max_length=200, pattern=KEY_PATTERN), AfterValidator(check_key)]
+CustomerKey = Annotated[
+    str, Path(min_length=1, max_length=200, json_schema_extra={"pattern": KEY_PATTERN}), AfterValidator(check_key),
+]
 MinPosition = Annotated[
     int | None,
     Query(ge=0, description="wait until the read model has processed this write position"),

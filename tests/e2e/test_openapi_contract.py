@@ -12,7 +12,7 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from api.keys import Role
 from tests.factories import b2b_deal
@@ -24,6 +24,13 @@ EXAMPLES = 25
 # cursor the service gave is valid (`after`, `cursor`), and parameters that go together or
 # exclude each other (journey with stage, rows other than columns, `to` after `from`).
 NOT_CHECKED = [positive_data_acceptance]
+# The Segment intake answers as Segment's own API does: it takes a batch whatever its messages hold
+# and reports each message it cannot use, so schema-violating messages are (documented) 200s.
+SEGMENT_NOT_CHECKED = [positive_data_acceptance, negative_data_rejection]
+
+
+def not_checked(path: str) -> list:
+    return SEGMENT_NOT_CHECKED if path.startswith("/v1/") else NOT_CHECKED
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
@@ -41,7 +48,7 @@ def test_no_server_error_and_every_answer_as_documented(client: TestClient, keys
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         def check(case):
-            case.call_and_validate(headers=headers, excluded_checks=NOT_CHECKED)
+            case.call_and_validate(headers=headers, excluded_checks=not_checked(operation.path))
 
         check()
 
