@@ -18,7 +18,6 @@ from journeys.database import UNAVAILABLE
 log = logging.getLogger(__name__)
 
 MAX_REPORTED_ERRORS = 50
-DATABASE_DOWN = UNAVAILABLE
 
 
 class ErrorOut(BaseModel):
@@ -139,7 +138,7 @@ def install(app: FastAPI) -> None:
             {"loc": [error.location, error.parameter], "msg": error.reason, "type": "value_error"}
         ]})
 
-    for kind in DATABASE_DOWN:
+    for kind in UNAVAILABLE:
         app.add_exception_handler(kind, _database_down)
 
     @app.exception_handler(Exception)

@@ -95,6 +95,9 @@ class KeyStore:
     def list(self) -> list[ApiKey]:
         return [_key(row) for row in self.view.query(f"SELECT * FROM {self.table} ORDER BY name")]
 
+    def _active(self, name: str) -> bool:
+        return bool(self.view.query(f"SELECT 1 FROM {self.table} WHERE name = ? AND revoked_at IS NULL", [name]))
+
     def any_active(self) -> bool:
         return bool(self.view.query(f"SELECT name FROM {self.table} WHERE revoked_at IS NULL LIMIT 1"))
 
@@ -112,8 +115,8 @@ class KeyStore:
             changed = self.view.execute(
                 f"UPDATE {self.table} SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL{guard}", [ts(_now()), name]
             )
-            if not changed and keep_an_admin and rows[0]["role"] == Role.admin.value:
-                raise LastAdminError()
+            if not changed and keep_an_admin and rows[0]["role"] == Role.admin.value and self._active(name):
+                raise LastAdminError()  # (not changed because another request revoked it first: done)
         with self._lock:
             self._cache = {h: c for h, c in self._cache.items() if c[1].name != name}
         return _key(self.view.query(f"SELECT * FROM {self.table} WHERE name = ?", [name])[0])

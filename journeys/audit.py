@@ -391,17 +391,20 @@ class _Chain:
     previous: str = GENESIS
 
 
+UNREADABLE_ID = "(not a record id"  # how a stored id an edit made unreadable is named
+
+
 def _record_of(value: Any) -> str:
     """A stored originator id as a record id; an edit that made it something else is kept visible."""
     try:
         return str(UUID(value.hex() if isinstance(value, (bytes, memoryview)) else str(value)))
     except (ValueError, TypeError, AttributeError):
-        return f"(not a record id: {type(value).__name__})"
+        return f"{UNREADABLE_ID}: {type(value).__name__})"
 
 
 def _unreadable(row: dict[str, Any]) -> str | None:
     """What makes a stored event's row impossible to hash as written by the service, if anything."""
-    if row["record"].startswith("(not a record id"):
+    if row["record"].startswith(UNREADABLE_ID):
         return "its record id is not an id"
     if not isinstance(row["originator_version"], int) or isinstance(row["originator_version"], bool):
         return f"its version is a {type(row['originator_version']).__name__}, not a whole number"

@@ -36,7 +36,7 @@ from psycopg_pool.base import AttemptWithBackoff
 
 log = logging.getLogger(__name__)
 
-PROBE_EVERY = 0.25  # seconds between calls let through to an open breaker
+PROBE_EVERY = 0.25  # seconds between an open breaker's tries of the database
 RECONNECT_EVERY = 0.5  # seconds between the pool's attempts to reconnect
 
 
@@ -58,10 +58,6 @@ class Breaker:
         self._lock = threading.Lock()
         self._opened_at: float | None = None
         self._probes: list[Callable[[], bool]] = []  # each True when its pool gave a connection
-
-    @property
-    def is_open(self) -> bool:
-        return self._opened_at is not None
 
     def add_probe(self, probe: Callable[[], bool]) -> None:
         self._probes.append(probe)

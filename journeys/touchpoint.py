@@ -68,7 +68,7 @@ def check_key(value: str) -> str:
     """A key (customer, deal, account, case, touchpoint) as one spelling: Unicode NFC, so a composed
     and a decomposed "é" are the same customer; surrounding white space is refused, not trimmed,
     so two keys that differ only there never merge silently."""
-    check_text(value)
+    _not_blank(value)
     if value != value.strip():
         raise ValueError("begins or ends with white space; send the key without it")
     return unicodedata.normalize("NFC", value)
@@ -91,7 +91,8 @@ def _not_blank(value: str) -> str:
     return check_text(value)
 
 
-RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})")
+TIME_AND_ZONE = r"[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})"  # after the date, in both below
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}" + TIME_AND_ZONE)
 
 
 def _rfc3339_text(value: Any) -> Any:
@@ -110,9 +111,7 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-DATE_PATTERN = (  # RFC 3339 with a zone, years 1900 to 9998
-    r"^(19\d\d|[2-8]\d{3}|9[0-8]\d\d|99[0-8]\d|999[0-8])-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})$"
-)
+DATE_PATTERN = r"^(19\d\d|[2-8]\d{3}|9[0-8]\d\d|99[0-8]\d|999[0-8])-\d{2}-\d{2}" + TIME_AND_ZONE + "$"  # years 1900-9998
 
 
 UtcDatetime = Annotated[
@@ -121,13 +120,13 @@ UtcDatetime = Annotated[
                     "description": "RFC 3339 with a time zone, years 1900 to 9998"}),
 ]
 Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
-Id = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank), AfterValidator(check_key)]
+Id = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(check_key)]
 # What check_key refuses, as a pattern the OpenAPI document carries: no NUL, no white space at either end.
 # Python's white space (str.isspace), spelled out: \s differs between Python, Rust and ECMAScript.
 SPACE = r"\t\n\u000b\u000c\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 KEY_PATTERN = rf"^[^{SPACE}\u0000]([^\u0000]*[^{SPACE}\u0000])?$"
 Key = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": KEY_PATTERN}),
-                AfterValidator(_not_blank), AfterValidator(check_key)]  # check_key says what is wrong, clearly
+                AfterValidator(check_key)]  # check_key says what is wrong, clearly
 Role = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=50)]
 Criterion = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=50)]
 

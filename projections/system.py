@@ -14,9 +14,9 @@ from psycopg import sql
 from uuid import UUID
 
 from journeys import metrics
-from journeys.database import Breaker, guard, schema_lock, steady_reconnects
 from journeys.application import CustomerNotFoundError, JourneysApp, Recorded
 from journeys.audit import AuditTrail
+from journeys.database import Breaker, guard, schema_lock, steady_reconnects
 from journeys.keyring import Keyring
 from journeys.playbook import Playbook, load_playbook
 from journeys.settings import Settings
