@@ -56,7 +56,8 @@ def diff(
     new: Annotated[str, typer.Argument(help="the new playbook file")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the CSV of moves (default: standard output)")] = None,
 ) -> None:
-    """Which customers (and accounts, deals, cases) would move in each journey under NEW, as CSV;
+    """Which customers (and accounts, deals, cases) would move in each journey under NEW, and whose
+    recommendation would change (journey "(recommendation)"), as CSV;
     the counts per journey on standard error. Changes nothing."""
     from projections.playbook_diff import count_subjects, playbook_diff
 
@@ -71,7 +72,7 @@ def diff(
         scopes = [s for s in Scope if system.playbook.journeys_of(s) or playbook.journeys_of(s)]
         with progress_bar("comparing") as bar:
             task = bar.add_task("diff", total=count_subjects(system.view, scopes))
-            for move in playbook_diff(system.view, playbook, lambda n: bar.advance(task, n)):
+            for move in playbook_diff(system, playbook, lambda n: bar.advance(task, n)):
                 counts[(move.scope.value, move.journey)] += 1
                 customer = ""
                 if move.scope is Scope.customer:

@@ -9,7 +9,10 @@ from pydantic import BaseModel, Field
 
 from journeys.customer import Outcome
 from journeys.playbook import Journey, Message, Playbook, Scope
+from journeys.recommend import Membership, Recommendation
+from journeys.rules import Kind
 from journeys.stages import Stages, Transition
+from projections.picture import Whole
 
 
 class FieldError(BaseModel):
@@ -88,6 +91,39 @@ class PlaybookRef(BaseModel):
     fingerprint: str | None = Field(description="hash of the playbook's content (none: derived before versions were kept)")
 
 
+class RecommendationOut(BaseModel):
+    """The next message and why: the rule that chose it, what it read, what was held back."""
+
+    message: Message | None = Field(description="none: no rule applies, or the chosen rule's messages were all sent")
+    rule: str | None = Field(description="the playbook rule that chose it")
+    kind: Kind | None = Field(description="marketing (needs consent) or service")
+    channel: str | None
+    matched: list[str] = Field(description="the stages the rule read, e.g. 'complaints: case C-10 at Receipt'")
+    suppressed: list[str] = Field(description="eligible marketing rules the customer's consent held back, and why")
+    held_back: list[str] = Field(description="later eligible rules the chosen one held back")
+    reason: str = Field(description="all of it in one sentence")
+
+    @classmethod
+    def of(cls, r: Recommendation) -> RecommendationOut:
+        return cls(
+            message=r.message, rule=r.rule, kind=r.kind, channel=r.channel, matched=list(r.matched),
+            suppressed=list(r.suppressed), held_back=list(r.held_back), reason=r.reason,
+        )
+
+
+class MembershipOut(BaseModel):
+    """An account, deal or case the customer is in."""
+
+    scope: Scope
+    id: str
+    buying_role: str | None = Field(description="the customer's latest role in its buying centre")
+    journeys: dict[str, StageOut]
+
+    @classmethod
+    def of(cls, m: Membership, playbook: Playbook) -> MembershipOut:
+        return cls(scope=m.scope, id=m.id, buying_role=m.buying_role, journeys=StageOut.all_of(m.stages, playbook))
+
+
 class StagesOut(BaseModel):
     customer_id: str
     record_id: str = Field(description="our id of the customer's record (a new one after an erasure)")
@@ -96,7 +132,9 @@ class StagesOut(BaseModel):
     seller: StageOut
     awareness: StageOut
     journeys: dict[str, StageOut] = Field(description="every journey the playbook keeps per customer")
-    next_message: Message | None
+    memberships: list[MembershipOut] = Field(description="the accounts, deals and cases the customer is in")
+    recommendation: RecommendationOut
+    next_message: Message | None = Field(description="the recommendation's message")
     playbook: PlaybookRef = Field(description="the playbook that derived these stages")
     position: int
 
@@ -105,20 +143,20 @@ class StagesOut(BaseModel):
         cls,
         customer_id: str,
         record_id: str,
-        stages: Stages,
+        whole: Whole,
         playbook: Playbook,
-        sent: set[str],
         position: int,
         derived_by: PlaybookRef,
         as_of: datetime | None = None,
     ) -> StagesOut:
-        out = StageOut.all_of(stages, playbook)
-        awareness = stages[Journey.awareness].stage
+        out = StageOut.all_of(whole.picture.stages, playbook)
         return cls(
             customer_id=customer_id,
             record_id=record_id,
             as_of=as_of,
-            next_message=playbook.next_message(awareness, sent),
+            memberships=[MembershipOut.of(m, playbook) for m in whole.picture.memberships],
+            recommendation=RecommendationOut.of(whole.recommendation),
+            next_message=whole.recommendation.message,
             position=position,
             playbook=derived_by,
             journeys=out,
@@ -253,7 +291,7 @@ class InstanceOut(BaseModel):
     journeys: dict[str, StageOut]
     touchpoint_count: int
     contacts: list[ContactOut]
-    missing_roles: list[str] | None = Field(None, description="accounts: buying-centre roles no contact has yet")
+    missing_roles: list[str] | None = Field(None, description="accounts and deals: buying-centre roles no contact has yet")
     warnings: list[str] = Field(default_factory=list)
     transitions: list[TransitionOut]
     position: int
@@ -266,6 +304,7 @@ class SegmentMember(BaseModel):
     awareness: str | None
     stages: dict[str, str | None] = Field(description="the customer's stage in every customer journey")
     touchpoint_count: int
+    recommendation: RecommendationOut = Field(description="the next message and why")
 
 
 class InstanceMember(BaseModel):

@@ -9,13 +9,17 @@ With --intake segment (or segment-gzip), the same load goes to the Segment-compa
 POST /v1/batch instead (as track calls, gzipped or not), each intake on a fresh store:
 the figures of the two endpoints side by side.
 
+With --export, the whole store is then exported as segments (`GET /segments/export`, one
+awareness stage at a time, CSV): each row carries its recommendation (the customer's deals,
+cases, consent and messages sent read for it), so the figure follows the read side's cost.
+
 With --baseline REV, the same load also runs against the code of an earlier
 commit (checked out in a temporary git worktree, served by the same Python), so
 both figures come from one run: e.g. the last commit before personal data was
 encrypted.
 
     .venv/bin/python bench/batch_throughput.py [--batches 40] [--batch-size 1000] [--customers 5000]
-        [--intake touchpoints|segment|segment-gzip ...] [--baseline REV]
+        [--intake touchpoints|segment|segment-gzip ...] [--export] [--baseline REV]
 """
 
 from __future__ import annotations
@@ -139,6 +143,7 @@ def run(label: str, database_url: str, args, code: str | None = None, intake: st
             while client.get("/health").json()["projection_lag"] > 0:
                 time.sleep(0.05)
             current = time.perf_counter()
+            exports = [export(client) for _ in range(3)] if args.export else []
     finally:
         server.terminate()
         server.wait(10)
@@ -152,7 +157,21 @@ def run(label: str, database_url: str, args, code: str | None = None, intake: st
         f"{label:10s} {total} touchpoints: median batch {result['median_batch_s'] * 1000:.0f} ms, "
         f"write {result['write_rate']:.0f}/s, projections current {result['end_to_end_rate']:.0f}/s"
     )
+    if exports:
+        rows, seconds = exports[0][0], statistics.median(s for _, s in exports)
+        result["export_rate"] = rows / seconds
+        print(f"{label:10s} export of {rows} customers: median {seconds * 1000:.0f} ms, {rows / seconds:.0f} rows/s")
     return result
+
+
+def export(client: httpx.Client) -> tuple[int, float]:
+    """Every customer, exported one awareness stage at a time: (rows, seconds)."""
+    started, rows = time.perf_counter(), 0
+    for stage in ("Unaware", "Aware", "Interested", "Evaluating", "Purchase"):
+        answer = client.get("/segments/export", params={"awareness": stage, "format": "csv"})
+        answer.raise_for_status()
+        rows += answer.text.count("\n") - 1
+    return rows, time.perf_counter() - started
 
 
 def both_backends(args, code: str | None = None, tag: str = "", intake: str = "touchpoints") -> dict[str, dict[str, float]]:
@@ -174,6 +193,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--customers", type=int, default=5000)
     parser.add_argument("--baseline", help="also run the code of this git revision, for comparison")
+    parser.add_argument("--export", action="store_true", help="also time exporting every customer as segments")
     parser.add_argument("--intake", action="append", choices=["touchpoints", "segment", "segment-gzip"],
                         help="the endpoint the load goes to (repeatable; default: touchpoints)")
     args = parser.parse_args()
@@ -196,7 +216,7 @@ def main() -> None:
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", tree], check=True, capture_output=True)
     for backend in ("sqlite", "postgresql"):
-        for metric in ("write_rate", "end_to_end_rate"):
+        for metric in ("write_rate", "end_to_end_rate", *(["export_rate"] if args.export else [])):
             ratio = now[backend][metric] / before[backend][metric]
             print(f"{backend:10s} {metric:16s} now/baseline: {ratio:.2f}")
 

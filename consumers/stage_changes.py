@@ -24,7 +24,9 @@ from eventsourcing.persistence import Tracking
 from kafka import KafkaProducer
 
 from journeys.errors import describe
-from journeys.playbook import Playbook, Scope
+from journeys.playbook import Scope
+from journeys.recommend import Recommendation
+from projections.picture import wholes
 from projections.system import System
 from projections.view import ts
 
@@ -61,8 +63,10 @@ def erased_cloudevent(change: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def cloudevent(change: dict[str, Any], customer_key: str | None, playbook: Playbook, sent: set[str]) -> dict[str, Any]:
-    message = playbook.next_message(change["awareness_stage"], sent) if customer_key else None
+def cloudevent(change: dict[str, Any], customer_key: str | None, chosen: Recommendation | None) -> dict[str, Any]:
+    """The CloudEvent of a stage change; a customer's carries the recommendation (journeys/recommend.py)
+    as it stands when published, and why, so messaging tools act on it."""
+    message = chosen.message if chosen else None
     customer = change["scope"] == Scope.customer.value
     return {
         "specversion": "1.0",
@@ -87,6 +91,16 @@ def cloudevent(change: dict[str, Any], customer_key: str | None, playbook: Playb
             "defects": change["defects"],
             "awareness_stage": change["awareness_stage"],
             "next_message": message.model_dump() if message else None,
+            "recommendation": None if chosen is None else {
+                "message_id": message.id if message else None,
+                "rule": chosen.rule,
+                "kind": chosen.kind.value if chosen.kind else None,
+                "channel": chosen.channel,
+                "matched": list(chosen.matched),
+                "suppressed": list(chosen.suppressed),
+                "held_back": list(chosen.held_back),
+                "reason": chosen.reason,
+            },
         },
     }
 
@@ -112,7 +126,7 @@ class StageChangePublisher:
         records = {c["subject"] for c in changes if c["scope"] == Scope.customer.value}
         rows = [row for r in records if (row := self.system.view.customer(r)) is not None]
         keys = self.system.personal.customer_keys(rows)  # erased records have none
-        sent: dict[str, set[str]] = {}
+        found = wholes(self.system, {r["record_id"]: r["stages"] for r in rows if r["record_id"] in keys})
         futures = []
         headers = [("content-type", b"application/cloudevents+json")]
         for change in changes:
@@ -124,14 +138,12 @@ class StageChangePublisher:
                 continue
             record = change["subject"]
             if change["scope"] != Scope.customer.value:
-                value = json.dumps(cloudevent(change, None, self.system.playbook, set())).encode()
+                value = json.dumps(cloudevent(change, None, None)).encode()
                 futures.append(self.producer.send(self.topic, key=key, value=value, headers=headers))
                 continue
             if record not in keys:
                 continue  # erased before it was published: nothing to say about it
-            if record not in sent:
-                sent[record] = self.system.personal.sent_message_ids(record)
-            value = json.dumps(cloudevent(change, keys[record], self.system.playbook, sent[record])).encode()
+            value = json.dumps(cloudevent(change, keys[record], found[record].recommendation)).encode()
             futures.append(self.producer.send(self.topic, key=key, value=value, headers=headers))
         self.producer.flush()
         for future in futures:

@@ -14,6 +14,10 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from journeys.rules import KEYWORDS, Consent, Message, Rule, TypeName
+
+__all__ = ["Journey", "Message", "Playbook", "PlaybookError", "Rule", "Scope", "StageModel", "load_playbook"]
+
 RESTART = "restart"
 
 
@@ -59,6 +63,13 @@ class StageModel(BaseModel):
     # Take the evidence of another journey with the same stages (e.g. the seller's pipeline
     # kept per deal moves on the seller's evidence), instead of repeating it.
     evidence_from: str | None = None
+    # Exit stages (a former customer): reached from any stage without skipping the ones between,
+    # and left by evidence of an earlier stage, which starts a new cycle there (a win-back).
+    exits: list[str] = Field(default_factory=list)
+    # Every stage is required (a complaint's receipt, processing, response, control,
+    # evaluation): a skipped stage is a process defect, shown with the others.
+    every_stage_required: bool = False
+
     @model_validator(mode="after")
     def _check(self) -> StageModel:
         if len(set(self.stages)) != len(self.stages):
@@ -71,6 +82,13 @@ class StageModel(BaseModel):
             for stage in rules:
                 if stage not in self.stages:
                     raise ValueError(f"{key}: {stage!r} is not one of {self.stages}")
+        for stage in self.exits:
+            if stage not in self.stages:
+                raise ValueError(f"exits: {stage!r} is not one of {self.stages}")
+        if self.exits and self.stages[-len(self.exits):] != self.exits:
+            raise ValueError(f"exits: {self.exits} must be the last stages, in order")
+        if self.exits and (self.initial in self.exits or self.requires or self.expects):
+            raise ValueError("exits: a journey with exit stages has no criteria and does not start at an exit")
         both = set(self.requires) & set(self.expects)
         if both:
             raise ValueError(f"expects: {sorted(both)} are already in requires")
@@ -85,16 +103,12 @@ class StageModel(BaseModel):
         """Position of a stage; -1 for 'not started'."""
         return -1 if stage is None else self.stages.index(stage)
 
-
-class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    title: str
-    summary: str
+    @property
+    def last(self) -> str:
+        """The last stage that is not an exit: where the journey is complete (Purchase, Evaluation)."""
+        return [s for s in self.stages if s not in self.exits][-1]
 
 
-TypeName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length=100)]
 
 
 class SegmentNames(BaseModel):
@@ -109,16 +123,46 @@ class SegmentNames(BaseModel):
     page: TypeName = Field("website_visited", description="the type of any other page or screen call")
 
 
+class Leads(BaseModel):
+    """Which journey is the lead funnel (seed 001: identify, qualify, nurture, convert) and which
+    one a lead enters on becoming a customer: leads, conversion and cost per lead count these."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    journey: JourneyName = "lead_funnel"
+    customers: JourneyName = "relationship"
+
+
 class Playbook(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     journeys: dict[JourneyName, StageModel]
     evidence: dict[str, dict[str, str]]
-    messages: dict[str, list[Message]] = Field(default_factory=dict)
+    # The message rules in order (journeys/rules.py); `messages:` per awareness stage is the
+    # short form of one rule per stage, kept for playbooks written before rules.
+    rules: list[Rule] = Field(default_factory=list)
+    consent: Consent = Field(default_factory=Consent)
     criteria: list[str] = Field(default_factory=lambda: list(CRITERIA))
     buying_roles: list[str] = Field(default_factory=lambda: list(BUYING_ROLES))
+    # Buying-centre roles an account or a deal should have engaged, and from which stage of its
+    # journeys a missing one is warned about (a journey not named: from its second-to-last stage).
+    expected_roles: list[str] = Field(default_factory=lambda: ["decider", "buyer"])
+    roles_expected_from: dict[JourneyName, str] = Field(default_factory=dict)
+    leads: Leads = Field(default_factory=Leads)  # a playbook without its journeys counts no leads
     segment: SegmentNames = Field(default_factory=SegmentNames)  # intake naming: derives nothing
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("messages"), dict):
+            data = dict(data)
+            rules = [
+                {"name": f"awareness: {stage}", "when": {Journey.awareness.value: stage}, "messages": messages}
+                for stage, messages in data.pop("messages").items()
+            ]
+            data["rules"] = [*(data.get("rules") or []), *rules]
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> Playbook:
@@ -154,16 +198,42 @@ class Playbook(BaseModel):
                         f"evidence.{touchpoint_type}.{journey}: {stage!r} is not a "
                         f"stage of the {journey} journey {model.stages} nor {RESTART!r}"
                     )
-        awareness = self.journeys[Journey.awareness.value].stages
-        ids: set[str] = set()
-        for stage, messages in self.messages.items():
-            if stage not in awareness:
-                raise ValueError(f"messages.{stage}: not an awareness stage {awareness}")
-            for message in messages:
-                if message.id in ids:
-                    raise ValueError(f"messages.{stage}: message id {message.id!r} is used twice")
-                ids.add(message.id)
+        self._check_rules()
+        for key in ("journey", "customers"):
+            name = getattr(self.leads, key)
+            if name in self.journeys and self.journeys[name].scope is not Scope.customer:
+                raise ValueError(f"leads.{key}: {name!r} is not kept per customer")
+        for role in self.expected_roles:
+            if role not in self.buying_roles:
+                raise ValueError(f"expected_roles: {role!r} is not one of the buying roles {self.buying_roles}")
+        for journey, stage in self.roles_expected_from.items():
+            model = self.journeys.get(journey)
+            if model is None or model.scope not in (Scope.account, Scope.deal):
+                raise ValueError(f"roles_expected_from.{journey}: not a journey kept per account or deal")
+            if stage not in model.stages:
+                raise ValueError(f"roles_expected_from.{journey}: {stage!r} is not one of {model.stages}")
         return self
+
+    def _check_rules(self) -> None:
+        ids: set[str] = set()
+        names: set[str] = set()
+        for i, rule in enumerate(self.rules):
+            if rule.name in names:
+                raise ValueError(f"rules.{i}.name: {rule.name!r} is used twice")
+            names.add(rule.name)
+            for journey, values in rule.when.items():
+                model = self.journeys.get(journey)
+                if model is None:
+                    raise ValueError(f"rules.{i}.when.{journey}: no journey is named {journey!r}")
+                wrong = [v for v in values if v not in model.stages and v not in KEYWORDS]
+                if wrong:
+                    raise ValueError(
+                        f"rules.{i}.when.{journey}: {wrong} are not stages {model.stages} nor {list(KEYWORDS)}"
+                    )
+            for message in rule.messages:
+                if message.id in ids:
+                    raise ValueError(f"rules.{i}.messages: message id {message.id!r} is used twice")
+                ids.add(message.id)
 
     def stage_for(self, touchpoint_type: str, journey: str) -> str | None:
         """The stage (or 'restart') a touchpoint type is evidence of in a journey."""
@@ -196,12 +266,12 @@ class Playbook(BaseModel):
     def knows(self, touchpoint_type: str) -> bool:
         return touchpoint_type in self.evidence
 
-    def next_message(self, awareness_stage: str | None, sent: set[str]) -> Message | None:
-        """The catalogue's first message for the stage that the customer was not sent."""
-        for message in self.messages.get(awareness_stage or "", []):
-            if message.id not in sent:
-                return message
-        return None
+    def roles_warned_from(self, journey: str) -> int:
+        """The index of the stage of an account or deal journey from which a missing expected
+        buying-centre role is warned about."""
+        model = self.journeys[journey]
+        stage = self.roles_expected_from.get(journey)
+        return model.index(stage) if stage is not None else max(len(model.stages) - 2, 0)
 
 
 class PlaybookError(Exception):

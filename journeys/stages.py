@@ -121,12 +121,14 @@ def advance(
         target, skipped, flagged = _target(model, current.stage, playbook.stage_for(touchpoint.type, journey), met.get(journey, ()))
         if target is _STAY:
             continue
-        restart = target is _RESTART
-        if restart:
+        # A restart, or a new cycle begun from an exit stage (a former customer buying again).
+        restart = target is _RESTART or current.stage in model.exits
+        if target is _RESTART:
             target = model.initial
+        if restart:
             met.pop(journey, None)
             defects.pop(journey, None)
-        elif flagged:
+        if flagged:
             defects[journey] = (*defects.get(journey, ()), *flagged)
         positions[journey] = Position(
             stage=target,
@@ -161,10 +163,17 @@ def _target(
     """Where a journey goes on this touchpoint: (stage or _STAY or _RESTART, skipped, defects)."""
     if evidence == RESTART:
         return (_STAY if model.initial == current else _RESTART), (), ()
+    if evidence is not None and model.exits:
+        if evidence in model.exits:  # reached from anywhere: nothing between is skipped
+            return (_STAY if evidence == current else evidence), (), ()
+        if current in model.exits:  # a new cycle: it starts again at the evidenced stage
+            skipped = model.stages[: model.index(evidence)]
+            return evidence, tuple(skipped), _required(model, skipped)
     if not model.qualification:  # the common case: evidence alone moves it, only forward
         if evidence is None or model.index(evidence) <= model.index(current):
             return _STAY, (), ()
-        return evidence, tuple(model.stages[model.index(current) + 1 : model.index(evidence)]), ()
+        skipped = model.stages[model.index(current) + 1 : model.index(evidence)]
+        return evidence, tuple(skipped), _required(model, skipped)
     confirmed = {c.name for c in met}
     # The furthest stage whose required criteria are all confirmed now (reached by the
     # confirmation itself), and the evidenced stage unless it waits for criteria.
@@ -180,14 +189,20 @@ def _target(
     target = max(candidates, key=model.index)
     start, end = model.index(current), model.index(target)
     skipped = tuple(model.stages[start + 1 : end])
+    flagged = _required(model, skipped)
     # A defect for each stage left behind (skipped, or reached and passed) without its criteria.
-    flagged = tuple(
+    flagged += tuple(
         f"{stage} {'skipped' if model.index(stage) > start else 'passed'}: "
         f"{', '.join(c for c in needed if c not in confirmed)} not confirmed"
         for stage, needed in model.qualification.items()
         if start <= model.index(stage) < end and not set(needed) <= confirmed
     )
     return target, skipped, flagged
+
+
+def _required(model: StageModel, skipped: Sequence[str]) -> tuple[str, ...]:
+    """The defects of skipping stages of a journey whose every stage is required."""
+    return tuple(f"{stage} skipped: every stage is required" for stage in skipped) if model.every_stage_required else ()
 
 
 @dataclass(frozen=True)

@@ -304,19 +304,38 @@ class Analytics:
 
     # -- leads and cost --------------------------------------------------------
 
-    def leads(self, f: Filters, by: str = "campaign") -> dict[str, int]:
-        """Per campaign (or per channel of campaign touches): the customers whose first such
-        touch occurred in the window."""
+    def leads(self, f: Filters, by: str = "campaign") -> dict[str, dict[str, int]]:
+        """Leads as seed 001 counts them: customers entering the lead funnel (its first stage, or
+        further when they skip it; again after a restart) in the window, per campaign (or channel)
+        of the touchpoint that made them a lead; how many of those reached the funnel's last stage
+        since, and how many became customers (entered the customer journey's first stage) since."""
         if by not in ("campaign", "channel"):
             raise ValueError(f"leads by campaign or channel, not {by!r}")
-        window, params = self._window("first_touch", f)
-        rows = self.view.query(
-            f"SELECT k, COUNT(*) AS n FROM (SELECT {by} AS k, record_id, MIN(occurred_at) AS first_touch "
-            f"FROM {self.view.table('touchpoints')} WHERE campaign IS NOT NULL GROUP BY {by}, record_id) firsts "
-            f"WHERE 1 = 1{window} GROUP BY k",
-            params,
+        funnel = self.playbook.leads
+        if funnel.journey not in self.playbook.journeys:
+            return {}
+        transitions, touchpoints = self.view.table("transitions"), self.view.table("touchpoints")
+        window, params = self._window("e.occurred_at", f)
+        converted = self.playbook.journeys[funnel.journey].last
+        customers = self.playbook.journeys.get(funnel.customers)
+        became = (
+            f"EXISTS (SELECT 1 FROM {transitions} c WHERE c.scope = e.scope AND c.subject = e.subject "
+            "AND c.journey = ? AND c.to_stage = ? AND c.occurred_at >= e.occurred_at)"
         )
-        return {row["k"] or "unknown": int(row["n"]) for row in rows}
+        rows = self.view.query(
+            f"SELECT k, COUNT(*) AS n, SUM(converted) AS converted, SUM(customer) AS customers FROM ("
+            f"SELECT t.{by} AS k, CASE WHEN {became} THEN 1 ELSE 0 END AS converted, "
+            f"CASE WHEN {became} THEN 1 ELSE 0 END AS customer "
+            f"FROM {transitions} e JOIN {touchpoints} t ON t.record_id = e.record_id AND t.touchpoint_id = e.touchpoint_id "
+            f"WHERE e.scope = 'customer' AND e.journey = ? AND e.from_stage IS NULL AND e.to_stage IS NOT NULL{window}"
+            ") entries GROUP BY k",
+            [funnel.journey, converted, funnel.customers, customers.stages[0] if customers else "", funnel.journey, *params],
+        )
+        return {
+            row["k"] or "(none)": {"leads": int(row["n"]), "converted": int(row["converted"] or 0),
+                                   "customers": int(row["customers"] or 0)}
+            for row in rows
+        }
 
 
 def _marks(values: list[Any]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 from uuid import UUID
 
-from journeys.crypto import ERASED, UnreadableError
+from journeys.crypto import UnreadableError
 from journeys.customer import key_context, open_personal
 from journeys.keyring import Keyring
 from projections.view import JourneyViewSQL
@@ -44,13 +44,3 @@ class PersonalData:
             {**row, **open_personal(row["sealed"], rid, row["touchpoint_id"], key)}
             for row in self.view.touchpoints_of(record_id)
         ]
-
-    def sent_message_ids(self, record_id: str) -> set[str]:
-        rid = UUID(record_id)
-        key = self.keyring.data_keys([rid]).get(rid)
-        ids = set()
-        for sent in self.view.sent_messages(record_id):
-            properties = open_personal(sent["sealed"], rid, sent["touchpoint_id"], key)["properties"]
-            if properties != ERASED and properties.get("message_id") is not None:
-                ids.add(str(properties["message_id"]))
-        return ids

@@ -1,7 +1,7 @@
 """A whole segment as rows for an email tool, a page at a time: constant memory however large.
 
-Customers carry their customer key and the id of the next message to send (the catalogue's
-first message for their awareness stage not sent yet); accounts, deals and cases their id.
+Customers carry their customer key, the id of the next message to send and the rule that chose
+it (journeys/recommend.py); accounts, deals and cases their id.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import io
 from datetime import datetime
 from typing import Any, Iterable, Iterator
 
-from journeys.playbook import Journey, Playbook, Scope
+from journeys.playbook import Playbook, Scope
+from projections.picture import wholes
 
 PAGE = 1000
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -20,7 +21,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def export_columns(playbook: Playbook, scope: Scope) -> list[str]:
     journeys = playbook.journeys_of(scope)
     if scope is Scope.customer:
-        return ["customer_id", "touchpoint_count", *journeys, "next_message_id"]
+        return ["customer_id", "touchpoint_count", *journeys, "next_message_id", "next_message_rule", "next_message_channel",
+                "next_message_reason"]
     return ["id", "touchpoint_count", *journeys]
 
 
@@ -46,15 +48,15 @@ def _members(system: Any, scope: Scope, page: list[dict[str, Any]]) -> Iterator[
                    **{j: p.stage for j, p in r["stages"].positions.items()}}
         return
     keys = system.personal.customer_keys(page)
+    page = [r for r in page if r["record_id"] in keys]  # erased ones have none
+    found = wholes(system, {r["record_id"]: r["stages"] for r in page})
     for r in page:
-        if r["record_id"] not in keys:  # erased
-            continue
-        stages = r["stages"]
-        awareness = stages.positions.get(Journey.awareness.value)
-        sent = system.personal.sent_message_ids(r["record_id"])
-        message = system.playbook.next_message(awareness.stage if awareness else None, sent)
+        chosen = found[r["record_id"]].recommendation
         yield {"customer_id": keys[r["record_id"]], "touchpoint_count": r["touchpoint_count"],
-               **{j: p.stage for j, p in stages.positions.items()}, "next_message_id": message.id if message else None}
+               **{j: p.stage for j, p in r["stages"].positions.items()},
+               "next_message_id": chosen.message.id if chosen.message else None,
+               "next_message_rule": chosen.rule, "next_message_channel": chosen.channel if chosen.message else None,
+               "next_message_reason": chosen.reason}
 
 
 def csv_lines(columns: list[str], rows: Iterable[dict[str, Any]]) -> Iterator[str]:

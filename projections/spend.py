@@ -150,17 +150,22 @@ def _last_day_before(moment: datetime) -> date:
     return day - timedelta(days=1) if moment <= datetime(day.year, day.month, day.day, tzinfo=timezone.utc) else day
 
 
-def cost_report(spent: dict[str, dict[str, Decimal]] | None, leads: dict[str, int],
+def cost_report(spent: dict[str, dict[str, Decimal]] | None, leads: dict[str, dict[str, int]],
                 advances: dict[str, dict[str, float]], key: str = "campaign") -> list[dict[str, Any]]:
-    """Per campaign: spend per currency, leads, cost per lead, and per stage the credited advances
-    and cost per advance (per currency: amounts in different currencies are never added).
-    Without spend (None: e.g. per channel, as spend is recorded per campaign): leads and advances."""
+    """Per campaign: spend per currency, leads (lead-funnel entries), their conversion to the
+    funnel's last stage and to customers, cost per lead, and per stage the credited advances and
+    cost per advance (per currency: amounts in different currencies are never added).
+    Without spend (None: e.g. per channel, as spend is recorded per campaign): the rest."""
     out = []
     for name in sorted((set(spent or {})) | set(leads) | {c for by in advances.values() for c in by}):
-        n = leads.get(name, 0)
-        row: dict[str, Any] = {key: name, "leads": n, "stages": {
-            stage: {"advances": round(by.get(name, 0.0), 4)} for stage, by in advances.items()
-        }}
+        found = leads.get(name, {})
+        n = found.get("leads", 0)
+        row: dict[str, Any] = {
+            key: name, "leads": n, "converted": found.get("converted", 0), "customers": found.get("customers", 0),
+            "conversion_rate": round(found.get("converted", 0) / n, 4) if n else None,
+            "lead_to_customer_rate": round(found.get("customers", 0) / n, 4) if n else None,
+            "stages": {stage: {"advances": round(by.get(name, 0.0), 4)} for stage, by in advances.items()},
+        }
         if spent is not None:
             money = spent.get(name, {})
             row["spend"] = {cur: _money(v) for cur, v in money.items()}

@@ -273,7 +273,7 @@ def _identity(transition: dict[str, Any]) -> tuple[Any, ...]:
 class StoredTouchpoint:
     """A touchpoint row of the view, as the derivation reads it."""
 
-    __slots__ = ("touchpoint_id", "type", "occurred_at", "criteria", "record_id")
+    __slots__ = ("touchpoint_id", "type", "occurred_at", "criteria", "record_id", "channel", "campaign")
 
     def __init__(self, row: dict[str, Any]):
         self.touchpoint_id = row["touchpoint_id"]
@@ -282,3 +282,5 @@ class StoredTouchpoint:
         self.occurred_at = parse_ts(occurred) if isinstance(occurred, str) else occurred
         self.criteria = row.get("criteria")
         self.record_id = row.get("record_id")
+        self.channel = row.get("channel")
+        self.campaign = row.get("campaign")

@@ -352,7 +352,7 @@ class JourneyViewSQL:
             if history:
                 t = history[-1]
                 positions[journey] = Position(t["to_stage"], t["at"], t["touchpoint_id"], t["touchpoint_type"])
-                flagged = tuple(d for x in history if not x["restart"] for d in x["defects"])
+                flagged = tuple(d for x in history for d in x["defects"])  # a new cycle may begin with some
                 if flagged:
                     defects[journey] = flagged
             else:
@@ -825,15 +825,6 @@ class JourneyViewSQL:
                 "erased_at": parse_ts(fact["erased_at"]) if fact else None,
             })
         return out
-
-    def sent_messages(self, record_id: str) -> list[dict[str, Any]]:
-        """The record's message_sent touchpoints (their message ids are in the sealed properties)."""
-        rows = self._query(
-            f"SELECT touchpoint_id, sealed FROM {self._table('touchpoints')} "
-            "WHERE record_id = ? AND type = 'message_sent'",
-            [record_id],
-        )
-        return [dict(touchpoint_id=row["touchpoint_id"], sealed=row["sealed"]) for row in rows]
 
     def touchpoints_of(self, record_id: str) -> list[dict[str, Any]]:
         """A customer record's touchpoints in occurred order."""

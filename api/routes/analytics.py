@@ -122,8 +122,10 @@ def attribution(
 def cost(
     system: SystemDep, journey: JourneyName, model: Model = "linear", start: From = None, end: To = None,
 ) -> dict[str, Any]:
-    """Per campaign: spend in the window (prorated by day, per currency), leads (customers
-    first touched by the campaign in the window), cost per lead, and for each stage of the
+    """Per campaign: spend in the window (prorated by day, per currency), leads (customers who
+    entered the playbook's lead funnel in the window, by the campaign of the touchpoint that made
+    them a lead), how many converted (reached the funnel's last stage) and became customers, cost
+    per lead, and for each stage of the
     journey the advances credited to the campaign (by the model) and the cost per advance.
     Per channel the same leads and advances; spend is recorded per campaign, so no cost."""
     journey_of(system, journey)

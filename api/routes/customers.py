@@ -12,11 +12,14 @@ from api.auth import READERS, allow, authenticate
 from api.deps import SystemDep
 from api.errors import NOT_FOUND, BadQueryError, BeyondTheLogError, NotCaughtUpError
 from api.keys import ApiKey, Role
-from api.schemas import ErasureOut, HistoryOut, PlaybookRef, StagesOut, TouchpointOut, TransitionOut
+from api.schemas import (
+    ErasureOut, HistoryOut, MembershipOut, PlaybookRef, RecommendationOut, StagesOut, TouchpointOut, TransitionOut,
+)
 from journeys.application import CustomerNotFoundError
 from journeys.touchpoint import KEY_PATTERN, UtcDatetime, check_key
 from journeys.playbook import Scope
 from projections import history as histories
+from projections import picture as pictures
 from projections.history import CursorError, Window
 from projections.system import System
 from projections.timeline import timeline
@@ -86,30 +89,35 @@ def stages(
     found = system.view.customer(record_id)
     if found is None:  # recorded, but not yet projected
         raise CustomerNotFoundError(customer_id)
-    sent = system.personal.sent_message_ids(record_id)
-    return StagesOut.of(customer_id, record_id, found["stages"], system.playbook, sent, position,
-                        derived_by(system, system.view.live_playbook))
+    return StagesOut.of(customer_id, record_id, pictures.whole(system, record_id, found["stages"]), system.playbook,
+                        position, derived_by(system, system.view.live_playbook))
 
 
 @router.get("/{customer_id}/timeline", dependencies=[allow(*READERS)])
 def customer_timeline(customer_id: CustomerKey, system: SystemDep, limit: TimelineLimit = 500) -> dict[str, Any]:
     """The customer's latest touchpoints (type, channel, campaign, time: no personal data) and
-    stage transitions per journey: the dashboard's swim lanes."""
-    found = timeline(system, Scope.customer, customer_of(system, customer_id), limit)
-    return {"customer_id": customer_id, **found}
+    stage transitions per journey: the dashboard's swim lanes; the accounts, deals and cases the
+    customer is in, and the recommendation."""
+    record_id = customer_of(system, customer_id)
+    found = timeline(system, Scope.customer, record_id, limit)
+    row = system.view.customer(record_id)
+    if row is None:
+        return {"customer_id": customer_id, **found, "memberships": [], "recommendation": None}
+    whole = pictures.whole(system, record_id, row["stages"])
+    return {
+        "customer_id": customer_id, **found,
+        "memberships": [MembershipOut.of(m, system.playbook).model_dump(mode="json") for m in whole.picture.memberships],
+        "recommendation": RecommendationOut.of(whole.recommendation).model_dump(mode="json"),
+    }
 
 
 def _replayed(
     system: System, customer_id: str, as_of: datetime | None, known_at: datetime | None, position: int
 ) -> StagesOut:
     replay = system.app.replay(customer_id, as_of=as_of, known_at=known_at)
-    sent = {
-        str(t.properties["message_id"])
-        for t in replay.derivation.touchpoints
-        if t.type == "message_sent" and isinstance(t.properties, dict) and "message_id" in t.properties
-    }
+    whole = pictures.replayed(system, replay.touchpoints, replay.derivation.stages, as_of, known_at)
     return StagesOut.of(
-        customer_id, str(replay.record_id), replay.derivation.stages, system.playbook, sent, position,
+        customer_id, str(replay.record_id), whole, system.playbook, position,
         derived_by(system, system.playbook.fingerprint), as_of,
     )
 

@@ -99,7 +99,7 @@ def instance(system: System, scope: Scope, key: str, min_position: int | None) -
         transitions=[TransitionOut(**t) for t in system.view.transitions_of(key, scope=scope)],
         position=position,
     )
-    if scope is Scope.account:
+    if scope in (Scope.account, Scope.deal):
         engaged = {c.buying_role for c in contacts if c.buying_role}
         out.missing_roles = [r for r in system.playbook.buying_roles if r not in engaged]
         out.warnings = _warnings(out, system)
@@ -128,13 +128,13 @@ def _contacts(system: System, scope: Scope, key: str) -> list[ContactOut]:
 
 
 def _warnings(out: InstanceOut, system: System) -> list[str]:
-    """Roles not engaged although the account is late in a journey (from its second-to-last stage on)."""
+    """Expected buying-centre roles (a decider, a buyer) not engaged although the instance is far
+    enough in a journey to act on it: from the stage the playbook names (roles_expected_from)."""
+    playbook = system.playbook
     warnings: list[str] = []
     for name, stage in out.journeys.items():
-        stages = system.playbook.journeys[name].stages
-        if stage.stage is not None and stages.index(stage.stage) >= len(stages) - 2:
-            warnings += [f"no {role} engaged while the account is in {stage.stage}" for role in out.missing_roles
-                         if role in ("decider", "buyer")]
+        model = playbook.journeys[name]
+        if stage.stage is not None and model.index(stage.stage) >= playbook.roles_warned_from(name):
+            warnings += [f"no {role} engaged while the {out.scope.value} is in {stage.stage} ({model.title})"
+                         for role in playbook.expected_roles if role in (out.missing_roles or [])]
     return warnings
-
-

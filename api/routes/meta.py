@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 @router.get("/playbook", dependencies=[allow(*READERS)])
 def playbook(system: SystemDep) -> dict[str, Any]:
-    """The active playbook: stage models, evidence and message catalogue, with its version and
+    """The active playbook: stage models, evidence, consent and message rules, with its version and
     fingerprint, and the fingerprint of the one the live read models were derived under."""
     known = system.view.playbooks().get(system.playbook.fingerprint, {})
     return {

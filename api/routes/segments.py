@@ -15,9 +15,10 @@ from fastapi.responses import StreamingResponse
 from api.auth import READERS, allow
 from api.deps import SystemDep
 from api.errors import BadQueryError
-from api.schemas import InstanceMember, SegmentMember, SegmentOut
+from api.schemas import InstanceMember, RecommendationOut, SegmentMember, SegmentOut
 from journeys.playbook import Journey, Playbook, Scope
 from journeys.touchpoint import check_text
+from projections.picture import wholes
 from projections.segment_export import csv_lines, export_columns, segment_rows
 
 router = APIRouter(prefix="/segments", tags=["segments"], dependencies=[allow(*READERS)])
@@ -91,15 +92,17 @@ def segment(
         return SegmentOut(scope=query.scope, customers=[], instances=instances, next_cursor=next_cursor,
                           stuck_after_seconds=query.stuck_after)
     keys = system.personal.customer_keys(rows)
+    rows = [r for r in rows if r["record_id"] in keys]  # an erasure the view has not caught up with yet
+    found = wholes(system, {r["record_id"]: r["stages"] for r in rows})
     members = [
         SegmentMember(
             customer_id=keys[r["record_id"]],
             touchpoint_count=r["touchpoint_count"],
             stages={j: p.stage for j, p in r["stages"].positions.items()},
+            recommendation=RecommendationOut.of(found[r["record_id"]].recommendation),
             **{j.value: r["stages"][j.value].stage for j in Journey},
         )
         for r in rows
-        if r["record_id"] in keys  # an erasure the view has not caught up with yet
     ]
     return SegmentOut(customers=members, next_cursor=next_cursor, stuck_after_seconds=query.stuck_after)
 

@@ -77,7 +77,7 @@ async function connect(event) {
 async function refresh() {
   const model = state.playbook.journeys[state.journey];
   $("attribution-stage").replaceChildren(...model.stages.map((s) => el("option", s)));
-  await Promise.all([counts(), funnel(), timeInStage(), alignment(), attribution()]);
+  await Promise.all([counts(), funnel(), timeInStage(), alignment(), attribution(), cost()]);
   document.body.dataset.ready = "true";
 }
 
@@ -163,6 +163,17 @@ async function attribution(event) {
   ]);
 }
 
+async function cost() {
+  let found;
+  try { found = await json(`/analytics/cost?${new URLSearchParams({ journey: state.journey })}`); }
+  catch (error) { status(`Cost: ${error.message}`); return; }
+  const money = (by) => Object.entries(by || {}).map(([cur, v]) => `${v} ${cur}`).join(", ") || "-";
+  const rate = (r) => (r === null || r === undefined ? "-" : `${(r * 100).toFixed(1)}%`);
+  table("cost-table", ["campaign", "spend", "leads", "cost per lead", "converted", "lead to customer"],
+    found.campaigns.map((c) => [c.campaign, money(c.spend), c.leads, money(c.cost_per_lead),
+      `${c.converted} (${rate(c.conversion_rate)})`, `${c.customers} (${rate(c.lead_to_customer_rate)})`]));
+}
+
 async function openSegment(filters, cursor) {
   state.segment = filters;
   $("segment-title").textContent = Object.entries(filters).map(([k, v]) => `${k}=${v}`).join(", ");
@@ -173,14 +184,20 @@ async function openSegment(filters, cursor) {
   const members = page.scope === "customer" ? page.customers : page.instances;
   const journeys = state.playbook.journeys;
   const shown = Object.keys(journeys).filter((j) => journeys[j].scope === page.scope);
-  table("segment-table", [page.scope === "customer" ? "customer" : page.scope, "touchpoints", ...shown], members.map((m) => {
+  const customers = page.scope === "customer";
+  const header = [customers ? "customer" : page.scope, "touchpoints", ...shown, ...(customers ? ["next message", "why"] : [])];
+  table("segment-table", header, members.map((m) => {
     const id = m.customer_id ?? m.id;
     const td = el("td");
     const link = el("a", id, { href: "#" });
     const plural = { customer: "customers", account: "accounts", deal: "deals", case: "cases" }[page.scope];
     link.addEventListener("click", (e) => { e.preventDefault(); $("timeline-scope").value = plural; $("timeline-customer").value = id; showTimeline(); });
     td.appendChild(link);
-    return [td, m.touchpoint_count, ...shown.map((j) => m.stages[j] ?? NOT_STARTED)];
+    const cells = [td, m.touchpoint_count, ...shown.map((j) => m.stages[j] ?? NOT_STARTED)];
+    if (!customers) return cells;
+    const r = m.recommendation;
+    const message = r.message ? `${r.message.title} (${r.message.id}, ${r.kind} by ${r.channel})` : "none";
+    return [...cells, message, el("td", r.reason, { class: "why" })];
   }));
   const more = $("segment-more");
   more.hidden = !page.next_cursor;

@@ -196,12 +196,18 @@ def test_spend_gives_cost_per_lead_and_per_advance(client: TestClient):
         assert answer.status_code == 422 and field in json.dumps(answer.json()["detail"]), (bad, answer.text)
     report = {c["campaign"]: c for c in get(client, "/analytics/cost", journey="buyer")["campaigns"]}
     spring = report["spring"]
-    assert (spring["spend"], spring["leads"], spring["cost_per_lead"]) == ({"EUR": "310.00"}, 3, {"EUR": "103.33"})
+    # Leads are lead-funnel entries (seed 001), by the campaign of the touchpoint that made the lead:
+    # spring made one (bob's first inquiry); eve's case study and ann's ad click made none.
+    assert (spring["spend"], spring["leads"], spring["cost_per_lead"]) == ({"EUR": "310.00"}, 1, {"EUR": "310.00"})
     assert spring["stages"]["Identify Need"] == {"advances": 2.5, "cost_per_advance": {"EUR": "124.00"}}
-    assert report["webinar"]["cost_per_lead"] == {"EUR": "50.00"}  # ann and cat
-    assert report["demo-day"]["spend"] == {} and report["demo-day"]["leads"] == 1
+    webinar = report["webinar"]  # ann and cat; ann signed: converted and a customer
+    assert (webinar["leads"], webinar["cost_per_lead"], webinar["converted"], webinar["customers"]) == (
+        2, {"EUR": "50.00"}, 1, 1)
+    assert (webinar["conversion_rate"], webinar["lead_to_customer_rate"]) == (0.5, 0.5)
+    assert report["demo-day"]["spend"] == {} and report["demo-day"]["leads"] == 0
+    assert report["(none)"]["leads"] == 2  # bob again after his restart, dan
     channels = {c["channel"]: c for c in get(client, "/analytics/cost", journey="buyer")["channels"]}
-    assert {k: c["leads"] for k, c in channels.items()} == {"ads": 2, "email": 2, "social": 1, "event": 1}
+    assert {k: c["leads"] for k, c in channels.items()} == {"ads": 1, "email": 2, "web": 2, "social": 0, "event": 0}
     assert channels["ads"]["stages"]["Identify Need"] == {"advances": 2.5} and "spend" not in channels["ads"]
     # A window takes the share of each period's days inside it: days 6 to 10 of the webinar's ten.
     window = {c["campaign"]: c for c in get(client, "/analytics/cost", journey="buyer",

@@ -144,6 +144,7 @@ def test_playbook_health_and_openapi(client: TestClient):
     playbook = client.get("/playbook").json()
     assert playbook["evidence"]["contract_signed"] == {
         "buyer": "Purchase", "seller": "Closing", "awareness": "Purchase", "lead_funnel": "Convert",
+        "relationship": "Onboarding",
     }
     assert playbook["version"] == 1 and len(playbook["fingerprint"]) == 16
     assert playbook["read_models_derived_under"] == playbook["fingerprint"]

@@ -43,7 +43,7 @@ def test_a_deals_history_across_three_contacts_posted_shuffled(client: TestClien
         ("deal", "deal_pipeline", "Building Rapport", "Presenting"),
     }
     deal_step = next(c for c in demo if c["scope"] == "deal")
-    assert deal_step["defects"] == ["Qualifying skipped: budget, authority, need not confirmed"]
+    assert deal_step["defects"] == ["Qualifying skipped: vision, budget, authority, need, timeframe not confirmed"]
     summary = found["summary"]
     assert summary["touchpoint_count"] == 5
     assert summary["first_touch"].startswith("2026-03-02") and summary["last_touch"].startswith("2026-03-07")
@@ -75,7 +75,7 @@ def test_known_at_gives_the_answer_as_it_was_known(client: TestClient):
     time.sleep(0.05)
     # A late touchpoint: it occurred before the demo, and qualifies the deal.
     position = post(client, [payload("k2", "qualification_assessed", 2, who, deal_id="D-8",
-                                     criteria=["budget", "authority", "need"])])
+                                     criteria=["vision", "budget", "authority", "need", "timeframe"])])
     old = client.get("/deals/D-8/history", params={"known_at": before_late, "min_position": position}).json()
     new = client.get("/deals/D-8/history").json()
     assert [t["touchpoint_id"] for t in old["touchpoints"]] == ["k1", "k3"]
@@ -99,7 +99,7 @@ def test_known_at_gives_the_answer_as_it_was_known(client: TestClient):
     assert again["touchpoints"] == old["touchpoints"] and again["summary"] == old["summary"]
 
     stages_then = client.get(f"/customers/{who}/stages", params={"known_at": before_late}).json()
-    assert stages_then["seller"]["defects"] == ["Qualifying skipped: budget, authority, need not confirmed"]
+    assert stages_then["seller"]["defects"] == ["Qualifying skipped: vision, budget, authority, need, timeframe not confirmed"]
     assert client.get(f"/customers/{who}/stages").json()["seller"]["defects"] == []
     history_then = client.get(f"/customers/{who}/history", params={"known_at": before_late}).json()
     assert [t["touchpoint_id"] for t in history_then["touchpoints"]] == ["k1", "k3"]

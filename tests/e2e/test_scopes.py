@@ -35,7 +35,7 @@ def test_one_contact_in_two_deals_at_different_seller_stages(client: TestClient)
     assert second["journeys"]["deal_pipeline"]["stage"] == "Presenting"
     # Presenting to a deal not qualified is allowed, and flagged.
     assert second["journeys"]["deal_pipeline"]["defects"] == [
-        "Qualifying skipped: budget, authority, need not confirmed"
+        "Qualifying skipped: vision, budget, authority, need, timeframe not confirmed"
     ]
     presenting = next(t for t in second["transitions"] if t["to_stage"] == "Presenting")
     assert presenting["skipped"] == ["Building Rapport", "Qualifying"] and presenting["defects"]
@@ -44,7 +44,7 @@ def test_one_contact_in_two_deals_at_different_seller_stages(client: TestClient)
     # The contact's own seller journey expects the same criteria: reached on evidence, flagged.
     seller = client.get(f"/customers/{pat}/stages").json()["seller"]
     assert seller["stage"] == "Presenting" and seller["criteria"] == []
-    assert seller["defects"] == ["Qualifying skipped: budget, authority, need not confirmed"]
+    assert seller["defects"] == ["Qualifying skipped: vision, budget, authority, need, timeframe not confirmed"]
     assert client.get("/deals/D-404").status_code == 404
 
 
@@ -103,25 +103,25 @@ def test_vbant_criteria_accumulate_over_several_touchpoints(client: TestClient):
         payload("q1", "qualification_assessed", 1, who, deal_id="D-3", criteria=["budget"]),
     ])
     deal = get(client, "/deals/D-3", position)["journeys"]["deal_pipeline"]
-    assert deal["stage"] == "Building Rapport"  # Qualifying needs budget, authority and need
+    assert deal["stage"] == "Building Rapport"  # Qualifying needs all five VBANT criteria
     assert [c["name"] for c in deal["criteria"]] == ["budget"]
     position = post(client, [payload("q2", "call_connected", 2, who, deal_id="D-3", properties={"criteria": ["authority", "timeframe"]})])
     assert get(client, "/deals/D-3", position)["journeys"]["deal_pipeline"]["stage"] == "Building Rapport"
-    position = post(client, [payload("q3", "email_opened", 3, who, deal_id="D-3", criteria=["need"])])
+    position = post(client, [payload("q3", "email_opened", 3, who, deal_id="D-3", criteria=["need", "vision"])])
     deal = get(client, "/deals/D-3", position)["journeys"]["deal_pipeline"]
     assert deal["stage"] == "Qualifying" and deal["cause"]["touchpoint_id"] == "q3" and deal["defects"] == []
     assert {c["name"]: c["touchpoint_id"] for c in deal["criteria"]} == {
-        "budget": "q1", "authority": "q2", "timeframe": "q2", "need": "q3",
+        "budget": "q1", "authority": "q2", "timeframe": "q2", "need": "q3", "vision": "q3",
     }
     # The customer's own seller journey expects the criteria but does not wait for them:
     # qualification_assessed is evidence of Qualifying, as before; criteria are shown.
     stages = client.get(f"/customers/{who}/stages").json()
     assert stages["seller"]["stage"] == "Qualifying" and stages["seller"]["cause"]["touchpoint_id"] == "q1"
     assert {c["name"]: c["touchpoint_id"] for c in stages["seller"]["criteria"]} == {
-        "budget": "q1", "authority": "q2", "timeframe": "q2", "need": "q3",
+        "budget": "q1", "authority": "q2", "timeframe": "q2", "need": "q3", "vision": "q3",
     }
     assert stages["buyer"]["criteria"] is None  # journeys with no criteria do not list them
-    assert set(stages["journeys"]) == {"buyer", "seller", "awareness", "lead_funnel"}
+    assert set(stages["journeys"]) == {"buyer", "seller", "awareness", "relationship", "lead_funnel"}
 
 
 def test_presenting_to_a_customer_not_yet_qualified_is_allowed_and_flagged(client: TestClient):
@@ -132,16 +132,16 @@ def test_presenting_to_a_customer_not_yet_qualified_is_allowed_and_flagged(clien
     ])
     seller = get(client, f"/customers/{who}/stages", position)["seller"]
     assert seller["stage"] == "Presenting"
-    assert seller["defects"] == ["Qualifying passed: authority, need not confirmed"]
+    assert seller["defects"] == ["Qualifying passed: vision, authority, need, timeframe not confirmed"]
     history = client.get(f"/customers/{who}/history").json()
     presenting = next(t for t in history["transitions"] if t["journey"] == "seller" and t["to_stage"] == "Presenting")
-    assert presenting["defects"] == ["Qualifying passed: authority, need not confirmed"]
+    assert presenting["defects"] == ["Qualifying passed: vision, authority, need, timeframe not confirmed"]
     # Once qualified, presenting again is no defect; a restart clears the journey's criteria and defects.
     position = post(client, [payload("e3", "deal_lost", 2, who)])
     seller = get(client, f"/customers/{who}/stages", position)["seller"]
     assert seller["stage"] is None and seller["defects"] == [] and seller["criteria"] == []
     position = post(client, [
-        payload("e4", "qualification_assessed", 3, who, criteria=["budget", "authority", "need"]),
+        payload("e4", "qualification_assessed", 3, who, criteria=["vision", "budget", "authority", "need", "timeframe"]),
         payload("e5", "proposal_sent", 4, who),
     ])
     seller = get(client, f"/customers/{who}/stages", position)["seller"]

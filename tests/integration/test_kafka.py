@@ -156,6 +156,9 @@ def test_stage_changes_are_published_once_per_transition(system: System, kafka_s
     signed = next(b for b in bodies if b["data"]["journey"] == "buyer" and b["data"]["to_stage"] == "Purchase")
     assert signed["data"]["cause"] == {"touchpoint_id": "d15", "type": "contract_signed"}
     assert signed["data"]["next_message"]["id"] == "purchase-onboarding"
+    chosen = signed["data"]["recommendation"]  # and why, so messaging tools can act on it
+    assert (chosen["message_id"], chosen["rule"], chosen["kind"]) == ("purchase-onboarding", "onboarding", "service")
+    assert chosen["matched"] == ["relationship: Onboarding"] and "rule 'onboarding'" in chosen["reason"]
     assert signed["id"] == change_id({**signed["data"], "touchpoint_id": "d15"})
 
 

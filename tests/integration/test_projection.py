@@ -17,7 +17,8 @@ from projections.system import System
 from tests.factories import b2b_deal, tp, rid
 
 TYPES = ["ad_clicked", "lead_captured", "inquiry_received", "meeting_held", "demo_delivered",
-         "deal_lost", "quote_requested", "contract_signed", "customer_churned", "mystery_signal"]
+         "deal_lost", "quote_requested", "contract_signed", "customer_churned", "mystery_signal",
+         "product_used", "renewal_signed", "order_placed"]  # the relationship: churn, win-back (a new cycle)
 
 
 def deliver_shuffled(system: System, touchpoints: list, rng: random.Random, repeats: int, largest_batch: int) -> None:
@@ -152,14 +153,14 @@ def test_any_arrival_order_and_batching_gives_the_derivation(tmp_path_factory, d
 
 
 DEAL_TYPES = ["lead_captured", "meeting_held", "qualification_assessed", "demo_delivered", "deal_lost",
-              "contract_signed", "email_opened", "complaint_filed"]
+              "contract_signed", "email_opened", "complaint_filed", "complaint_evaluated"]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     data=st.lists(
         st.tuples(st.integers(0, 2), st.integers(0, 1), st.sampled_from(DEAL_TYPES), st.integers(0, 5),
-                  st.lists(st.sampled_from(["budget", "authority", "need"]), max_size=2)),
+                  st.lists(st.sampled_from(["vision", "budget", "authority", "need", "timeframe"]), max_size=3)),
         min_size=1, max_size=50,
     ),
     seed=st.integers(0, 2**32),

@@ -18,17 +18,12 @@ def test_default_playbook_matches_the_domain_table():
     ]
     assert playbook.stage_for("needs_assessment_held", Journey.buyer) == "Determine Requirements"
     assert playbook.stage_for("needs_assessment_held", Journey.seller) == "Qualifying"
-    assert playbook.stage_for("customer_churned", Journey.awareness) == "restart"
+    assert playbook.stage_for("customer_churned", Journey.awareness) is None  # a former customer is no stranger
+    assert playbook.stage_for("customer_churned", "relationship") == "Former customer"
     assert playbook.stage_for("deal_lost", Journey.awareness) is None
     assert playbook.knows("message_sent") and not playbook.knows("mystery_signal")
-    assert set(playbook.messages) == set(playbook.journeys[Journey.awareness].stages)
-
-
-def test_next_message_skips_what_was_sent():
-    playbook = load_playbook()
-    assert playbook.next_message("Aware", set()).id == "aware-benefits"
-    assert playbook.next_message("Aware", {"aware-benefits"}).id == "aware-ideal-customer"
-    assert playbook.next_message("Aware", {"aware-benefits", "aware-ideal-customer"}) is None
+    awareness_rules = {s for r in playbook.rules if list(r.when) == ["awareness"] for s in r.when["awareness"]}
+    assert awareness_rules == set(playbook.journeys[Journey.awareness].stages)  # every stage has its message
 
 
 def test_a_playbook_file_path_works(tmp_path):
@@ -73,12 +68,15 @@ def test_the_default_playbook_keeps_the_seeds_processes_at_their_scopes():
     playbook = load_playbook()
     scopes = {name: model.scope.value for name, model in playbook.journeys.items()}
     assert scopes == {
-        "buyer": "customer", "seller": "customer", "awareness": "customer", "lead_funnel": "customer",
-        "complaints": "case", "account_buying": "account", "deal_pipeline": "deal",
+        "buyer": "customer", "seller": "customer", "awareness": "customer", "relationship": "customer",
+        "lead_funnel": "customer", "complaints": "case", "account_buying": "account", "deal_pipeline": "deal",
     }
     assert playbook.stage_for("demo_delivered", "deal_pipeline") == "Presenting"  # the seller's evidence
-    assert playbook.journeys["deal_pipeline"].requires == {"Qualifying": ["budget", "authority", "need"]}
-    assert playbook.journeys["seller"].expects == {"Qualifying": ["budget", "authority", "need"]}
+    vbant = ["vision", "budget", "authority", "need", "timeframe"]  # seed 004: all five by default
+    assert playbook.journeys["deal_pipeline"].requires == {"Qualifying": vbant}
+    assert playbook.journeys["seller"].expects == {"Qualifying": vbant}
+    assert playbook.journeys["complaints"].every_stage_required
+    assert playbook.roles_warned_from("account_buying") == 2  # Evaluation
 
 
 @pytest.mark.parametrize(
@@ -86,11 +84,11 @@ def test_the_default_playbook_keeps_the_seeds_processes_at_their_scopes():
     [
         (("  demo_delivered: {buyer: Evaluation", "  demo_delivered: {buyr: Evaluation"), "no journey is named 'buyr'"),
         (("    evidence_from: seller", "    evidence_from: buyer"), "has other stages"),
-        (("      Qualifying: [budget, authority, need]", "      Qualifying: [budget, money]"), "['money'] are not criteria"),
+        (("      Qualifying: [vision, budget, authority, need, timeframe]", "      Qualifying: [budget, money]"), "['money'] are not criteria"),
         (("    scope: case", "    scope: planet"), "journeys.complaints.scope"),
-        (("      Qualifying: [budget", "      Qualifyin: [budget"), "'Qualifyin' is not one of"),
-        (("need]\n  awareness:", "need]\n      Closng: [need]\n  awareness:"), "key journeys.seller: expects: 'Closng' is not one of"),
-        (("need]\n  awareness:", "need]\n      Closing: [money]\n  awareness:"), "journeys.seller.expects.Closing: ['money']"),
+        (("      Qualifying: [vision", "      Qualifyin: [vision"), "'Qualifyin' is not one of"),
+        (("timeframe]\n  awareness:", "timeframe]\n      Closng: [need]\n  awareness:"), "key journeys.seller: expects: 'Closng' is not one of"),
+        (("timeframe]\n  awareness:", "timeframe]\n      Closing: [money]\n  awareness:"), "journeys.seller.expects.Closing: ['money']"),
     ],
 )
 def test_check_playbook_explains_journey_mistakes(tmp_path, change, message):

@@ -8,7 +8,7 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from journeys.playbook import Journey, load_playbook
+from journeys.playbook import Journey, Scope, load_playbook
 from journeys.stages import derive, fold, initial_stages, sort_key
 from tests.factories import T0, B2B_DEAL, tp
 
@@ -59,10 +59,35 @@ def test_restart_counts_only_later_evidence():
     }
 
 
-def test_churn_restarts_awareness_to_unaware():
-    d = derive([tp("t1", "contract_signed", 0), tp("t2", "customer_churned", 5)], PLAYBOOK)
-    assert stage(d, Journey.awareness) == "Unaware"
-    assert d.stages[Journey.awareness].since == T0 + timedelta(days=5)
+def test_churn_makes_a_former_customer_not_a_stranger_and_a_new_purchase_wins_them_back():
+    d = derive([tp("t1", "contract_signed", 0), tp("t2", "product_used", 3), tp("t3", "customer_churned", 5)], PLAYBOOK)
+    assert stage(d, Journey.awareness) == "Purchase"  # awareness never falls back to Unaware
+    assert d.stages["relationship"].stage == "Former customer"
+    assert (stage(d, Journey.buyer), stage(d, Journey.seller)) == (None, None)  # a new sale is a new buying cycle
+    churn = [t for t in d.transitions if t.journey == "relationship"][-1]
+    assert (churn.from_stage, churn.skipped, churn.restart) == ("Adoption", (), False)  # nothing skipped on the way out
+    back = derive([*d.touchpoints, tp("t4", "order_placed", 40)], PLAYBOOK)
+    win_back = [t for t in back.transitions if t.journey == "relationship"][-1]
+    assert (win_back.from_stage, win_back.to_stage, win_back.restart) == ("Former customer", "Onboarding", True)
+    assert [t.to_stage for t in back.transitions if t.journey == "relationship"] == [
+        "Onboarding", "Adoption", "Former customer", "Onboarding"]  # the history keeps both
+
+
+def test_a_complaint_evaluated_without_a_response_or_a_control_is_a_defect():
+    case = {"case_id": "C-10"}
+    d = derive([tp("c1", "complaint_filed", 0, **case), tp("c2", "complaint_processing_started", 1, **case),
+                tp("c3", "complaint_evaluated", 2, **case)], PLAYBOOK, scope=Scope.case)
+    assert d.stages["complaints"].stage == "Evaluation"
+    assert d.stages.defects["complaints"] == (
+        "Response skipped: every stage is required", "Control skipped: every stage is required")
+
+
+def test_vbant_needs_all_five_criteria_to_qualify_a_deal():
+    deal = {"deal_id": "D-1"}
+    three = [tp("q1", "qualification_assessed", 0, criteria=["budget", "authority", "need"], **deal)]
+    assert derive(three, PLAYBOOK, scope=Scope.deal).stages["deal_pipeline"].stage is None
+    five = [*three, tp("q2", "qualification_assessed", 1, criteria=["vision", "timeframe"], **deal)]
+    assert derive(five, PLAYBOOK, scope=Scope.deal).stages["deal_pipeline"].stage == "Qualifying"
 
 
 def test_unknown_type_moves_nothing():
