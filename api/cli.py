@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import signal
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, NoReturn, Optional
 
 import typer
 from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import (
-    BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn,
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -415,10 +421,9 @@ def _print_revisions(revisions: list[dict], known_at: datetime | None) -> None:
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    from datetime import timezone
 
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
 from api.cli import _system, app, console, fail, progress_bar
 
 Root = Annotated[Optional[str], typer.Option("--root", help="a checkpoint root you kept outside the database")]

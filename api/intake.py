@@ -3,8 +3,9 @@ in one transaction, a result for each (the invalid ones say which field is wrong
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 

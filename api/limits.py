@@ -88,7 +88,7 @@ async def _refuse(send: Any, status: int, detail: str, unread: Any = None) -> No
     if unread is not None:
         try:
             await asyncio.wait_for(_discard(unread), LINGER_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         await send({"type": "http.response.body", "body": b""})
 

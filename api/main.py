@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -15,7 +15,19 @@ from api.auth import RateLimiter
 from api.keys import KeyStore
 from api.limits import BodyLimitMiddleware, SegmentCorsMiddleware
 from api.routes import (
-    analytics, audit, campaigns, cloudevents, customers, dashboard, instances, keys, meta, probes, records, segment, segments,
+    analytics,
+    audit,
+    campaigns,
+    cloudevents,
+    customers,
+    dashboard,
+    instances,
+    keys,
+    meta,
+    probes,
+    records,
+    segment,
+    segments,
     touchpoints,
 )
 from journeys.settings import Settings

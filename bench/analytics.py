@@ -18,19 +18,20 @@ import random
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from backends import add_backend_option, each_store  # noqa: E402
+
 from journeys.playbook import Scope  # noqa: E402
 from journeys.settings import Settings  # noqa: E402
 from projections.analytics import Filters  # noqa: E402
 from projections.system import System  # noqa: E402
 from projections.view import POSITION_COLUMNS, SUBJECT_COLUMNS, TRANSITION_COLUMNS, combination, ts  # noqa: E402
 
-START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+START = datetime(2025, 1, 1, tzinfo=UTC)
 DAYS = 670
 CAMPAIGNS = [f"campaign-{i:02d}" for i in range(40)]
 CHANNELS = ["web", "email", "ads", "social", "event"]
@@ -148,9 +149,9 @@ def measure(backend: str, settings: Settings, n: int, runs: int) -> None:
         transitions = fill(system, n)
         filled = time.perf_counter() - t
         analytics, view = system.analytics, system.view
-        month = Filters(datetime(2026, 3, 1, tzinfo=timezone.utc), datetime(2026, 4, 1, tzinfo=timezone.utc))
+        month = Filters(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
         threshold = analytics.stuck_after("buyer", "Evaluation")
-        stuck_since = datetime.now(timezone.utc) - timedelta(seconds=threshold)
+        stuck_since = datetime.now(UTC) - timedelta(seconds=threshold)
         cases = [
             ("stage counts (GET /segments/summary)", view.summary),
             ("alignment buyer x seller", lambda: analytics.alignment("buyer", "seller")),

@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
@@ -53,7 +53,7 @@ def free_port() -> int:
 
 
 def batches(n: int, size: int, customers: int, run: str):
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     for b in range(n):
         yield [
             {
@@ -77,7 +77,7 @@ def as_segment(batch: list[dict]) -> dict:
          "messageId": t["touchpoint_id"], "timestamp": t["occurred_at"], "properties": t["properties"],
          "context": {"library": {"name": "bench"}}}
         for t in batch
-    ], "sentAt": datetime.now(timezone.utc).isoformat()}
+    ], "sentAt": datetime.now(UTC).isoformat()}
 
 
 def request_for(intake: str, batch: list[dict]) -> dict:

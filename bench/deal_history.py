@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from backends import add_backend_option, each_store
+
 from journeys.playbook import Scope
 from journeys.settings import Settings
 from journeys.touchpoint import Touchpoint
@@ -24,7 +25,7 @@ from projections.system import System
 
 TYPES = ["email_opened", "website_visited", "meeting_held", "requirements_shared", "demo_delivered",
          "quote_requested", "deal_lost", "proposal_sent", "contract_sent", "order_placed"]
-T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
 CONTACTS = 50
 
 
@@ -49,7 +50,7 @@ def measure(label: str, settings: Settings, n: int, repeat: int) -> None:
                 for i in range(start, min(n, start + 1000))
             ])
             if start + 1000 >= n // 2 and halfway is None:
-                halfway = datetime.now(timezone.utc)
+                halfway = datetime.now(UTC)
         system.runner.catch_up()
         first_ms, first = timed(lambda: history(system, Scope.deal, "BIG", Window(), None, 1000), repeat)
         cursor, pages = first["next_cursor"], 1

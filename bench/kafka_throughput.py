@@ -25,7 +25,7 @@ import tempfile
 import time
 import uuid
 from contextlib import nullcontext
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -42,7 +42,7 @@ TYPES = ["ad_clicked", "website_visited", "email_opened", "lead_captured", "inqu
 
 def produce(bootstrap: str, topic: str, n: int, customers: int) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024, acks=1)
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(n):
         customer = f"cust-{i * 7919 % customers}"
         body = {"touchpoint_id": f"tp-{i}", "customer_id": customer, "type": TYPES[i % len(TYPES)],

@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+
+from backends import add_backend_option, each_store
 
 from journeys.playbook import Scope
-from backends import add_backend_option, each_store
 from journeys.settings import Settings
 from journeys.stages import derive
 from journeys.touchpoint import Touchpoint
@@ -28,7 +29,7 @@ from projections.stages import StoredTouchpoint
 from projections.system import System
 
 TYPES = ["website_visited", "email_opened", "ad_clicked", "reply_received", "meeting_held"]
-T0 = datetime(2020, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 def touchpoint(n: int, minutes: float, type_: str | None = None) -> Touchpoint:

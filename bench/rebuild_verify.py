@@ -17,16 +17,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from backends import add_backend_option, each_store
+
 from journeys.settings import Settings
 from journeys.touchpoint import Touchpoint
 from projections.system import System
 
 TYPES = ["ad_clicked", "lead_captured", "website_visited", "email_opened", "meeting_held", "requirements_shared",
          "demo_delivered", "quote_requested", "contract_sent", "order_placed"]
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
 PER_CUSTOMER = 10
 
 

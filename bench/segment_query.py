@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -34,7 +34,7 @@ POSTGRES = os.environ.get("JOURNEYS_BENCH_POSTGRES_URL", "postgresql://postgres@
 def fill(system: System, n: int) -> None:
     """n customers, each with a subject row and a position in every customer journey."""
     journeys = system.playbook.journeys_of(Scope.customer)
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc).isoformat()
+    now = datetime(2026, 1, 1, tzinfo=UTC).isoformat()
     view = system.view
     for start in range(0, n, 20_000):
         customers, subjects, positions = [], [], []

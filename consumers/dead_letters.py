@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaProducer
@@ -25,7 +25,7 @@ class DeadLetters:
             ("dlq.topic", message.topic.encode()),
             ("dlq.partition", str(message.partition).encode()),
             ("dlq.offset", str(message.offset).encode()),
-            ("dlq.dead_lettered_at", datetime.now(timezone.utc).isoformat().encode()),
+            ("dlq.dead_lettered_at", datetime.now(UTC).isoformat().encode()),
         ]
         self._pending.append(
             (self.producer.send(self.topic, key=message.key, value=message.value, headers=headers), kind)

@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
 from journeys.chain import (
-    GENESIS, Checkpoint, broken_checkpoint_link, content_hash, event_hash, leaf, merkle_proofs, merkle_root,
+    GENESIS,
+    Checkpoint,
+    broken_checkpoint_link,
+    content_hash,
+    event_hash,
+    leaf,
+    merkle_proofs,
+    merkle_root,
 )
 from journeys.verify_export import EXPORT_FORMAT
 
@@ -155,7 +163,7 @@ class AuditTrail:
         seq = previous.seq + 1 if previous else 1
         prior = previous.root if previous else GENESIS
         root = Checkpoint.seal(seq, position, len(heads), merkle, prior)
-        created = Checkpoint(seq, position, len(heads), merkle, prior, root, datetime.now(timezone.utc).isoformat())
+        created = Checkpoint(seq, position, len(heads), merkle, prior, root, datetime.now(UTC).isoformat())
         self.db.execute(
             f"INSERT INTO {self.checkpoints_table} (seq, position, heads, merkle, previous, root, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -343,7 +351,7 @@ class AuditTrail:
                 sealed[record] = {"version": version, "hash": digest, "proof": proofs[i]}
         manifest = {
             "format": EXPORT_FORMAT,
-            "created_at": datetime.now(timezone.utc).isoformat(),
+            "created_at": datetime.now(UTC).isoformat(),
             "selection": selection or {"all": True},
             "events": line,
             "heads": latest,

@@ -18,8 +18,8 @@ Pure functions, no database: the event store, `journeys verify` and the offline
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 GENESIS = "0" * 64  # the "previous hash" of a record's first event, and of the first checkpoint
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable, Protocol, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from journeys.crypto import DataKey, Secrets
@@ -67,7 +68,7 @@ class Keyring:
         found = self._by_subject(list(subjects))
         missing = [s for s in subjects if s not in found]
         if missing:
-            now = _ts(datetime.now(timezone.utc))
+            now = _ts(datetime.now(UTC))
             fresh = []
             for subject in missing:
                 record_id = str(uuid4())
@@ -125,7 +126,7 @@ class Keyring:
         return self.store.execute(
             f"UPDATE {self.table} SET subject = NULL, wrapped_key = NULL, erased_at = ?, erased_by = ? "
             f"WHERE erased_at IS NULL AND record_id IN ({', '.join('?' * len(record_ids))})",
-            [_ts(datetime.now(timezone.utc)), by, *(str(r) for r in record_ids)],
+            [_ts(datetime.now(UTC)), by, *(str(r) for r in record_ids)],
         )
 
     def pending_erasures(self) -> list[Erasure]:
@@ -157,4 +158,4 @@ class Keyring:
 
 
 def _ts(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")

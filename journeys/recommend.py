@@ -13,9 +13,10 @@ the playbook diff, so they cannot disagree.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from journeys.playbook import Playbook, Scope, StageModel
 from journeys.rules import NOT_STARTED, OPEN, STARTED, Kind, Message, Rule

@@ -19,7 +19,8 @@ the events' transaction, and the checkpoints that seal the chains' heads.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
@@ -57,7 +58,7 @@ def chain_rows(
     """
     records = [str(UUID(str(event.originator_id))) for event in stored_events]
     firsts: dict[str, int] = {}
-    for record, event in zip(records, stored_events):
+    for record, event in zip(records, stored_events, strict=True):
         firsts.setdefault(record, event.originator_version)
     wanted = [(record, version - 1) for record, version in firsts.items() if version > 1]
     heads = previous(wanted) if wanted else {}

@@ -11,7 +11,8 @@ objects were mutated by the commands that failed to be stored.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Snapshot

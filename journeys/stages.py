@@ -9,9 +9,10 @@ a rebuild and an auditor's replay, so they cannot disagree.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 from journeys.playbook import RESTART, Playbook, Scope, StageModel
 

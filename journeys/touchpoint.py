@@ -8,7 +8,7 @@ import math
 import re
 import sys
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Annotated, Any
 
@@ -27,8 +27,8 @@ from pydantic import (
 MAX_PROPERTIES_BYTES = 32 * 1024
 MAX_PROPERTIES_DEPTH = 16
 MAX_FUTURE_SKEW = timedelta(hours=24)
-EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)  # exclusive: a year short of the calendar's end, so
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)  # exclusive: a year short of the calendar's end, so
 # windows and periods computed from a date (a day after, the period before) never overflow
 
 
@@ -108,7 +108,7 @@ def _utc(value: datetime) -> datetime:
     OpenAPI document's pattern says, so the document and the check agree exactly)."""
     if not EARLIEST.year <= value.year < LATEST.year:
         raise ValueError(f"must lie from {EARLIEST.year} to {LATEST.year - 1} (the year as written)")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 DATE_PATTERN = r"^(19\d\d|[2-8]\d{3}|9[0-8]\d\d|99[0-8]\d|999[0-8])-\d{2}-\d{2}" + TIME_AND_ZONE + "$"  # years 1900-9998
@@ -167,7 +167,7 @@ class Touchpoint(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def _not_far_future(cls, value: datetime) -> datetime:
-        limit = datetime.now(timezone.utc) + MAX_FUTURE_SKEW
+        limit = datetime.now(UTC) + MAX_FUTURE_SKEW
         if value > limit:
             raise ValueError("is more than 24 hours in the future")
         return value

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from journeys.playbook import Playbook, StageModel
 from projections.view import SUBJECT_COLUMN, JourneyViewSQL, ts
@@ -202,7 +203,7 @@ class Analytics:
 
     def time_in_stage(self, journey: str, now: datetime | None = None) -> list[dict[str, Any]]:
         """Per stage: the distribution of ended stays, and of the stays going on now."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         stages = self._model(journey).stages
         transitions, positions = self.view.table("transitions"), self.view.table("positions")
         ended_where = "x.journey = ? AND x.from_stage IS NOT NULL AND x.stay_seconds IS NOT NULL"

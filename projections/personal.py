@@ -6,7 +6,8 @@ shows 'erased' where the data key was destroyed.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from uuid import UUID
 
 from journeys.crypto import UnreadableError

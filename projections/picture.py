@@ -9,9 +9,10 @@ touchpoints as they were, with the same pure functions.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 from uuid import UUID
 
 from journeys.crypto import ERASED

@@ -10,8 +10,9 @@ playbook would reclassify.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from journeys.playbook import Playbook, Scope
 from journeys.recommend import Membership, Picture, Recommendation, consent_of, recommend

@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
@@ -83,7 +84,7 @@ class Rebuild:
                 if first is None:  # the bulk of the work is done: compare with the live generation
                     first = _moved(compare_positions(view, builder, view.query))
                 try:
-                    revisions = view.switch_to(builder, name, lambda run: self._revisions(view, builder, first, touched, run))
+                    revisions = view.switch_to(builder, name, lambda run: self._revisions(view, builder, first, touched, run))  # noqa: B023 - called at once
                     break
                 except NotCaughtUp:
                     continue  # the live generation went on meanwhile: follow it
@@ -149,7 +150,7 @@ class Rebuild:
             f"re-derived by a rebuild under playbook v{self.version}" if view.live_playbook == self.playbook.fingerprint
             else f"reclassified under playbook v{self.version}"
         )
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return [
             revision_row(Scope(scope), subject, Revision(
                 "reclassified", reason, now, None, None, entry["before"], entry["after"], [], [],
@@ -199,4 +200,4 @@ def compare_positions(
 
 
 def _ago(seconds: float) -> datetime:
-    return datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    return datetime.now(UTC) - timedelta(seconds=seconds)

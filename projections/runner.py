@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from journeys.errors import describe
 from journeys import metrics
+from journeys.errors import describe
 from projections.rebuild import Progress, Rebuild, Rebuilt
 from projections.stages import StageProjection, next_batch
 from projections.view import GenerationChanged
@@ -133,7 +133,7 @@ class ProjectionRunner:
     def drop_retired(self, keep_retired: float) -> list[int]:
         """Drop the generations retired more than `keep_retired` seconds ago."""
         return self.projection.view.drop_generations(
-            self.app.name, ["retired"], datetime.now(timezone.utc) - timedelta(seconds=keep_retired)
+            self.app.name, ["retired"], datetime.now(UTC) - timedelta(seconds=keep_retired)
         )
 
     # -- in the background --------------------------------------------------------

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from journeys.playbook import Playbook, Scope
 from projections.picture import wholes

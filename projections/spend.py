@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -104,7 +104,7 @@ class SpendBook:
 
     def record(self, entries: list[Spend], recorded_by: str) -> int:
         """Store spend records in one transaction (all or none); how many."""
-        now = ts(datetime.now(timezone.utc))
+        now = ts(datetime.now(UTC))
         return self.view.execute_many(
             f"INSERT INTO {self.view.table('spend')} (campaign, period_start, period_end, amount, currency, "
             "recorded_at, recorded_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -140,14 +140,14 @@ def _overlap_days(e: Spend, start: datetime | None, end: datetime | None) -> int
 
 
 def _first_day_from(moment: datetime) -> date:
-    day = moment.astimezone(timezone.utc).date()
-    midnight = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    day = moment.astimezone(UTC).date()
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return day if moment <= midnight else day + timedelta(days=1)
 
 
 def _last_day_before(moment: datetime) -> date:
-    day = moment.astimezone(timezone.utc).date()
-    return day - timedelta(days=1) if moment <= datetime(day.year, day.month, day.day, tzinfo=timezone.utc) else day
+    day = moment.astimezone(UTC).date()
+    return day - timedelta(days=1) if moment <= datetime(day.year, day.month, day.day, tzinfo=UTC) else day
 
 
 def cost_report(spent: dict[str, dict[str, Decimal]] | None, leads: dict[str, dict[str, int]],

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
+from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 from psycopg import sql
-
-from uuid import UUID
 
 from journeys import metrics
 from journeys.application import CustomerNotFoundError, JourneysApp, Recorded
@@ -27,7 +27,6 @@ from projections.runner import ProjectionRunner
 from projections.spend import SpendBook
 from projections.stages import StageProjection
 from projections.view import JourneyViewSQL, PostgresJourneyView, SQLiteJourneyView
-
 
 STORE_FORMAT = "3"  # 2: personal data sealed under per-customer data keys, records keyed by random ids;
 # 3: every event hash-chained (journeys/chain.py). A format 2 store is chained on first start.

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
@@ -66,8 +67,8 @@ def ts(value: datetime | None) -> str | None:
     """Timestamps as fixed-width UTC text, so text order is time order in both dialects."""
     if value is None:
         return None
-    if value.tzinfo is not timezone.utc:
-        value = value.astimezone(timezone.utc)
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
     return value.isoformat(timespec="microseconds")
 
 
@@ -84,7 +85,7 @@ class NotCaughtUp(Exception):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -624,7 +625,7 @@ class JourneyViewSQL:
         for row in self._query(f"SELECT scope, subject, journey, stage, defects FROM {self._table('positions')}"):
             by_subject.setdefault((row["scope"], row["subject"]), {})[row["journey"]] = [row["stage"], bool(row["defects"])]
         totals: dict[tuple[str, str], int] = {}
-        for (scope, subject), found in by_subject.items():
+        for (scope, _subject), found in by_subject.items():
             key = (scope, combination(self.playbook, Scope(scope), found))
             totals[key] = totals.get(key, 0) + 1
         with self.datastore.transaction(commit=True) as c:
@@ -1071,9 +1072,10 @@ def _transition_from_row(row: Any) -> dict[str, Any]:
         "touchpoint_id": row["touchpoint_id"],
         "touchpoint_type": row["touchpoint_type"],
         "defects": json.loads(row["defects"]) if row["defects"] else [],
-        "record_id": row["record_id"] if "record_id" in row.keys() else None,
-        "playbook": row["playbook"] if "playbook" in row.keys() else None,
-        "from_since": parse_ts(row["from_since"]) if "from_since" in row.keys() else None,
+        # keys(): `in` on an sqlite3.Row looks at its values
+        "record_id": row["record_id"] if "record_id" in row.keys() else None,  # noqa: SIM118
+        "playbook": row["playbook"] if "playbook" in row.keys() else None,  # noqa: SIM118
+        "from_since": parse_ts(row["from_since"]) if "from_since" in row.keys() else None,  # noqa: SIM118
     }
 
 

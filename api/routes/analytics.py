@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from urllib.parse import urlencode
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query
 
@@ -58,8 +58,8 @@ def filters(start: datetime | None, end: datetime | None, cohort: str | None = N
             first, last = parse_period(cohort)
         except SpendError as error:
             raise BadQueryError("cohort", error.message) from None
-        months = (datetime(first.year, first.month, first.day, tzinfo=timezone.utc),
-                  datetime(last.year, last.month, last.day, tzinfo=timezone.utc) + timedelta(days=1))
+        months = (datetime(first.year, first.month, first.day, tzinfo=UTC),
+                  datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1))
     return Filters(start, end, months, campaign, channel)
 
 

@@ -8,7 +8,8 @@ events) like POST /touchpoints/batch: a result for each event, the valid ones st
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse

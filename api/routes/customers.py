@@ -13,11 +13,18 @@ from api.deps import SystemDep
 from api.errors import NOT_FOUND, BadQueryError, BeyondTheLogError, NotCaughtUpError
 from api.keys import ApiKey, Role
 from api.schemas import (
-    ErasureOut, HistoryOut, MembershipOut, PlaybookRef, RecommendationOut, StagesOut, TouchpointOut, TransitionOut,
+    ErasureOut,
+    HistoryOut,
+    MembershipOut,
+    PlaybookRef,
+    RecommendationOut,
+    StagesOut,
+    TouchpointOut,
+    TransitionOut,
 )
 from journeys.application import CustomerNotFoundError
-from journeys.touchpoint import KEY_PATTERN, UtcDatetime, check_key
 from journeys.playbook import Scope
+from journeys.touchpoint import KEY_PATTERN, UtcDatetime, check_key
 from projections import history as histories
 from projections import picture as pictures
 from projections.history import CursorError, Window

@@ -8,8 +8,7 @@ from fastapi import APIRouter
 
 from api.auth import READERS, allow
 from api.deps import SystemDep
-from api.errors import NotFoundError, error_response
-from api.errors import BadQueryError
+from api.errors import BadQueryError, NotFoundError, error_response
 from api.keys import Role
 from api.routes.customers import After, AsOf, CustomerKey, KnownAt, Limit, MinPosition, TimelineLimit, caught_up
 from api.schemas import ContactOut, DealHistoryOut, InstanceOut, StageOut, TransitionOut

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Response
-
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api.auth import ANY_ROLE, READERS, allow
-from api.keys import Role
 from api.deps import SystemDep
+from api.keys import Role
 from api.schemas import ComponentOut, HealthOut
 from projections.system import System
 
@@ -91,4 +90,4 @@ def _lag_seconds(system: System, position: int, log_position: int) -> float:
     if not oldest:
         return 0.0
     written = system.app.mapper.to_domain_event(oldest[0]).timestamp
-    return max(0.0, (datetime.now(timezone.utc) - written).total_seconds())
+    return max(0.0, (datetime.now(UTC) - written).total_seconds())

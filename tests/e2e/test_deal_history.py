@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
@@ -71,7 +71,7 @@ def test_known_at_gives_the_answer_as_it_was_known(client: TestClient):
     post(client, [payload("k1", "meeting_held", 0, who, deal_id="D-8"),
                   payload("k3", "demo_delivered", 3, who, deal_id="D-8")])
     time.sleep(0.05)
-    before_late = datetime.now(timezone.utc).isoformat()
+    before_late = datetime.now(UTC).isoformat()
     time.sleep(0.05)
     # A late touchpoint: it occurred before the demo, and qualifies the deal.
     position = post(client, [payload("k2", "qualification_assessed", 2, who, deal_id="D-8",

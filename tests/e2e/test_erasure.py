@@ -12,6 +12,7 @@ import base64
 import os
 import stat
 import subprocess
+from datetime import UTC
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -201,7 +202,7 @@ def test_a_store_from_before_encryption_is_refused_with_a_clear_message(settings
 def test_erasing_a_person_erases_every_record_linked_to_it_in_one_operation(system: System):
     """Identity stitching says linked records are one person: erasing any of their keys erases all
     of them (here a chain: visitor -> device id -> known customer), and nothing of anyone else."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     import requests
     from segment.analytics import Client as SegmentClient
@@ -210,7 +211,7 @@ def test_erasing_a_person_erases_every_record_linked_to_it_in_one_operation(syst
     from api.main import create_app
     from tests.serving import serve
 
-    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     visitor, device, known, bystander = "anon-X", "device-Y", EMAIL, "other@example.com"
     keys = KeyStore(system.view, cache_seconds=0)
     system.runner.start()

@@ -11,8 +11,8 @@ import time
 
 import requests
 
-from tests.factories import payload
 from tests.brokers import free_port
+from tests.factories import payload
 
 CUSTOMER = "jane.secret@example.com"
 

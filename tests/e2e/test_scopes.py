@@ -74,7 +74,7 @@ def test_an_accounts_stage_and_missing_roles_whatever_the_arrival_order(client: 
         roles = {c["customer_id"].split("@")[0]: c["buying_role"] for c in found["contacts"]}
         assert roles == {"ann": "user", "ben": "influencer", "cy": "buyer"}
         assert found["missing_roles"] == ["decider", "gatekeeper"]
-        assert found["warnings"] == ["no decider engaged while the account is in Negotiation"]
+        assert found["warnings"] == ["no decider engaged while the account is in Negotiation (Account buyer's journey)"]
         assert found["touchpoint_count"] == 5
     shape = [[(t["journey"], t["from_stage"], t["to_stage"], t["touchpoint_id"][-1]) for t in a["transitions"]] for a in answers]
     assert shape[0] == shape[1] == shape[2]

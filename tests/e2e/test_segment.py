@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -19,7 +19,7 @@ from api.main import create_app
 from projections.system import System
 from tests.serving import serve
 
-T = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+T = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 VISITOR, BUYER = "anon-7f3a", "buyer@example.com"
 
 
@@ -72,7 +72,7 @@ def test_a_retried_batch_is_a_duplicate_even_with_a_new_sent_at(served, system: 
     base, key = served
     batch = [{"type": "track", "event": "Webinar Attended", "userId": BUYER, "messageId": "w1",
               "timestamp": T.isoformat(), "context": {"library": {"name": "analytics-python"}}}]
-    first = sdk_post(key, host=base, batch=batch, sentAt=datetime.now(timezone.utc).isoformat()).json()
+    first = sdk_post(key, host=base, batch=batch, sentAt=datetime.now(UTC).isoformat()).json()
     again = sdk_post(key, host=base, gzip=True, batch=batch).json()
     assert first["recorded"] == 1 and again["duplicates"] == 1 and again["recorded"] == 0
     assert stored(system, BUYER)["w1"].type == "event_attended"
@@ -80,7 +80,7 @@ def test_a_retried_batch_is_a_duplicate_even_with_a_new_sent_at(served, system: 
 
 def test_a_skewed_client_clock_is_corrected_as_segment_does(served, system: System):
     base, key = served
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     client_clock = now - timedelta(hours=2)  # the device is two hours behind
     message = {"type": "track", "event": "Email Opened", "anonymousId": VISITOR, "messageId": "s1",
                "timestamp": (client_clock - timedelta(minutes=10)).isoformat(), "sentAt": client_clock.isoformat()}

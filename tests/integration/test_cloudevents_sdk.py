@@ -9,6 +9,7 @@ structured mode writes as data_base64); nothing here builds a message by hand.
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 import pytest
 from cloudevents.core.bindings import http as core_http
@@ -43,11 +44,11 @@ def v1_event(i: int, data_as_bytes: bool = False) -> V1Event:
 
 
 def core_event(i: int, data_as_bytes: bool = False) -> CoreEvent:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     data = touchpoint(i)
     attrs = {k: v for k, v in attributes(i, "core").items() if v is not None}
-    attrs["time"] = datetime(2026, 3, i, 9, tzinfo=timezone.utc)
+    attrs["time"] = datetime(2026, 3, i, 9, tzinfo=UTC)
     return CoreEvent(attrs, json.dumps(data).encode() if data_as_bytes else data)
 
 

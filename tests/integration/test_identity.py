@@ -5,8 +5,8 @@ unlink gives two again, as if the link never happened. On SQLite and PostgreSQL.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

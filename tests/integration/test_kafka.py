@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+from kafka import KafkaProducer
+
 from consumers.stage_changes import StageChangePublisher, change_id
 from consumers.touchpoints import TouchpointConsumer
-from kafka import KafkaProducer
 from journeys.touchpoint import Touchpoint
 from projections.system import System
 from tests.factories import B2B_DEAL, b2b_deal, payload, rid

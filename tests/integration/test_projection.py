@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from journeys.playbook import Journey, Scope
+from journeys.settings import Settings
 from journeys.stages import derive
 from journeys.touchpoint import Touchpoint
-from journeys.settings import Settings
 from projections.system import System
-from tests.factories import b2b_deal, tp, rid
+from tests.factories import b2b_deal, rid, tp
 
 TYPES = ["ad_clicked", "lead_captured", "inquiry_received", "meeting_held", "demo_delivered",
          "deal_lost", "quote_requested", "contract_signed", "customer_churned", "mystery_signal",

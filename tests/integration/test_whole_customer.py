@@ -125,7 +125,7 @@ def test_cost_per_lead_counts_only_lead_funnel_entries(client: TestClient):
     position = post(client, [
         payload("f1", "email_opened", 0, "gil@example.com", **spring),  # touched, no lead
         payload("f2", "lead_captured", 1, "hal@example.com", **spring),  # a lead
-        payload("f3", "contract_signed", 20, "hal@example.com"),  # converted, a customer
+        payload("f3", "contract_signed", 20, "hal@example.com"),  # hal converted and became a customer
         payload("f4", "inquiry_received", 2, "ivy@example.com", **spring),  # a lead
     ])
     answer = client.post("/campaigns/spring/spend", json={"period": "2026-03", "amount": "300", "currency": "EUR"})
@@ -135,7 +135,8 @@ def test_cost_per_lead_counts_only_lead_funnel_entries(client: TestClient):
                                                   "to": "2026-04-01T00:00:00Z"})
     assert found.status_code == 200, found.text
     spring_row = next(c for c in found.json()["campaigns"] if c["campaign"] == "spring")
-    assert (spring_row["leads"], spring_row["converted"], spring_row["customers"]) == (2, 0, 0)
+    assert (spring_row["leads"], spring_row["converted"], spring_row["customers"]) == (2, 1, 1)
+    assert (spring_row["conversion_rate"], spring_row["lead_to_customer_rate"]) == (0.5, 0.5)
     assert spring_row["cost_per_lead"] == {"EUR": "150.00"}
     assert all(c["campaign"] != "(none)" for c in found.json()["campaigns"])  # hal's purchase is no new lead
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from journeys.playbook import Journey, Scope, load_playbook
 from journeys.stages import derive, fold, initial_stages, sort_key
-from tests.factories import T0, B2B_DEAL, tp
+from tests.factories import B2B_DEAL, T0, tp
 
 PLAYBOOK = load_playbook()
 TYPES = sorted(PLAYBOOK.evidence) + ["mystery_signal"]

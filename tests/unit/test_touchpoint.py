@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -29,14 +29,14 @@ def errors_of(**changes):
 
 def test_normalised_to_utc():
     t = Touchpoint(**{**payload("t1", "email_opened", 0), "occurred_at": "2026-03-02T10:00:00+01:00"})
-    assert t.occurred_at == datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
+    assert t.occurred_at == datetime(2026, 3, 2, 9, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
     ("changes", "field", "reason"),
     [
         ({"occurred_at": "2026-03-02T10:00:00"}, "occurred_at", "time zone"),
-        ({"occurred_at": (datetime.now(timezone.utc) + timedelta(hours=25)).isoformat()}, "occurred_at", "24 hours in the future"),
+        ({"occurred_at": (datetime.now(UTC) + timedelta(hours=25)).isoformat()}, "occurred_at", "24 hours in the future"),
         ({"touchpoint_id": "x" * 101}, "touchpoint_id", "at most 100"),
         ({"type": "EmailOpened"}, "type", "pattern"),
         ({"channel": "pigeon"}, "channel", "web"),
@@ -74,7 +74,7 @@ def test_sixteen_levels_of_properties_are_accepted():
 
 
 def test_near_future_is_accepted():
-    soon = (datetime.now(timezone.utc) + timedelta(hours=23)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(hours=23)).isoformat()
     Touchpoint(**{**payload("t1", "email_opened", 0), "occurred_at": soon})
 
 
