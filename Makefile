@@ -13,6 +13,7 @@ test: $(VENV)/.installed-test
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-node-sdks.sh
+	$(BIN)/ruff check
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-test

@@ -187,7 +187,8 @@ class TransitionOut(BaseModel):
     touchpoint_id: str
     touchpoint_type: str
     defects: list[str] = Field(default_factory=list, description="stages skipped or passed without their required or expected criteria")
-    playbook: str | None = Field(None, description="fingerprint of the playbook that derived it (none: derived here and now, or before playbooks were versioned)")
+    playbook: str | None = Field(None, description=(
+        "fingerprint of the playbook that derived it (none: derived here and now, or before playbooks were versioned)"))
 
     @classmethod
     def of(cls, t: Transition) -> TransitionOut:
@@ -263,7 +264,8 @@ class DealHistoryOut(BaseModel):
     summary: DealSummaryOut
     touchpoints: list[DealTouchpointOut] = Field(description="a page, in occurred order, across all contacts")
     next_cursor: str | None = None
-    revisions: list[RevisionOut] = Field(default_factory=list, description="how the deal's and its contacts' histories were revised, oldest first")
+    revisions: list[RevisionOut] = Field(
+        default_factory=list, description="how the deal's and its contacts' histories were revised, oldest first")
     position: int
 
 

@@ -90,7 +90,11 @@ def api(system: System, keys):
 
 
 def call(client: TestClient, method: str, path: str, key: str | None, **headers: str):
-    url = path.replace("{customer_id}", "acme").replace("{account_id}", "A1").replace("{deal_id}", "D1").replace("{case_id}", "C1").replace("{name}", "nobody").replace("{campaign}", "spring").replace("{record_id}", str(uuid4()))
+    values = {"customer_id": "acme", "account_id": "A1", "deal_id": "D1", "case_id": "C1", "name": "nobody",
+              "campaign": "spring", "record_id": str(uuid4())}
+    url = path
+    for name, value in values.items():
+        url = url.replace("{" + name + "}", value)
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
     return client.request(method, url, json=BODIES.get(path) if method == "POST" else None, headers=headers)

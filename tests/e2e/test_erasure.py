@@ -58,7 +58,8 @@ def assert_nothing_in_clear(settings: Settings) -> None:
 
 
 def test_personal_data_is_never_stored_in_clear_and_erasure_forgets_it(client: TestClient, settings: Settings):
-    written = client.post("/touchpoints/batch", json=jane_deal() + [payload("o1", "demo_delivered", 1, "other@example.com", actor="Olga", properties={"phone": "+1 555 0100"})])
+    other = payload("o1", "demo_delivered", 1, "other@example.com", actor="Olga", properties={"phone": "+1 555 0100"})
+    written = client.post("/touchpoints/batch", json=[*jane_deal(), other])
     assert written.status_code == 200 and written.json()["counts"]["recorded"] == 16
     position = written.json()["position"]
     before = client.get(f"/customers/{EMAIL}/stages", params={"min_position": position}).json()

@@ -84,10 +84,12 @@ def test_the_default_playbook_keeps_the_seeds_processes_at_their_scopes():
     [
         (("  demo_delivered: {buyer: Evaluation", "  demo_delivered: {buyr: Evaluation"), "no journey is named 'buyr'"),
         (("    evidence_from: seller", "    evidence_from: buyer"), "has other stages"),
-        (("      Qualifying: [vision, budget, authority, need, timeframe]", "      Qualifying: [budget, money]"), "['money'] are not criteria"),
+        (("      Qualifying: [vision, budget, authority, need, timeframe]", "      Qualifying: [budget, money]"),
+         "['money'] are not criteria"),
         (("    scope: case", "    scope: planet"), "journeys.complaints.scope"),
         (("      Qualifying: [vision", "      Qualifyin: [vision"), "'Qualifyin' is not one of"),
-        (("timeframe]\n  awareness:", "timeframe]\n      Closng: [need]\n  awareness:"), "key journeys.seller: expects: 'Closng' is not one of"),
+        (("timeframe]\n  awareness:", "timeframe]\n      Closng: [need]\n  awareness:"),
+         "key journeys.seller: expects: 'Closng' is not one of"),
         (("timeframe]\n  awareness:", "timeframe]\n      Closing: [money]\n  awareness:"), "journeys.seller.expects.Closing: ['money']"),
     ],
 )
