@@ -110,6 +110,7 @@ def test_segments_and_their_export_carry_the_recommendation_and_why(client: Test
     position = post(client, [payload("e1", "email_opened", 0, "ed@example.com"),
                              payload("e2", "email_opened", 0, "flo@example.com"),
                              payload("e3", "unsubscribed", 1, "flo@example.com", channel="email")])
+    get(client, "/customers/flo@example.com/stages", position)  # segments take no min_position: wait here
     page = get(client, "/segments", position, awareness="Aware")
     chosen = {m["customer_id"]: m["recommendation"] for m in page["customers"]}
     assert chosen["ed@example.com"]["rule"] == "aware" and "rule 'aware'" in chosen["ed@example.com"]["reason"]
