@@ -14,7 +14,7 @@ the playbook diff, so they cannot disagree.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -98,13 +98,13 @@ class Recommendation:
     suppressed: tuple[str, ...] = ()  # eligible rules consent held back, and why
     held_back: tuple[str, ...] = ()  # later eligible rules the chosen one held back
     reason: str = ""
-    sent: tuple[str, ...] = field(default=())  # the chosen rule's messages already sent
 
 
 def recommend(playbook: Playbook, picture: Picture) -> Recommendation:
     chosen: Rule | None = None
     matched: tuple[str, ...] = ()
     suppressed: list[str] = []
+    suppressed_rules: list[str] = []
     held_back: list[str] = []
     for rule in playbook.rules:
         found = _matches(playbook, rule, picture)
@@ -113,6 +113,7 @@ def recommend(playbook: Playbook, picture: Picture) -> Recommendation:
         block = blocking(picture.consent, rule.channel.value, rule.topic) if rule.kind is Kind.marketing else None
         if block is not None:
             suppressed.append(f"{rule.name!r}: {_unsubscribed(block)}")
+            suppressed_rules.append(repr(rule.name))
         elif chosen is None:
             chosen, matched = rule, found
         else:
@@ -121,16 +122,15 @@ def recommend(playbook: Playbook, picture: Picture) -> Recommendation:
         reason = f"consent suppressed every eligible rule: {'; '.join(suppressed)}" if suppressed else "no rule applies"
         return Recommendation(None, suppressed=tuple(suppressed), reason=reason)
     message = next((m for m in chosen.messages if m.id not in picture.sent), None)
-    sent = tuple(m.id for m in chosen.messages if m.id in picture.sent)
     why = f"rule {chosen.name!r}" + (f" ({'; '.join(matched)})" if matched else "")
     if message is None:
         why += ": every message of it was sent"
     if held_back:
         why += f"; it holds back {', '.join(repr(n) for n in held_back)}"
     if suppressed:
-        why += f"; consent suppressed {', '.join(s.split(':')[0] for s in suppressed)}"
+        why += f"; consent suppressed {', '.join(suppressed_rules)}"
     return Recommendation(
-        message, chosen.name, chosen.kind, chosen.channel.value, matched, tuple(suppressed), tuple(held_back), why, sent
+        message, chosen.name, chosen.kind, chosen.channel.value, matched, tuple(suppressed), tuple(held_back), why
     )
 
 
