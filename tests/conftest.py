@@ -75,7 +75,9 @@ def settings(request: pytest.FixtureRequest, tmp_path) -> Settings:
         url = f"sqlite:///{tmp_path / 'journeys.db'}"
     else:
         url = request.getfixturevalue("postgres_schema_url")
-    return Settings(database_url=url, projection_poll_interval=0.01, key_file=str(tmp_path / "journeys.keys"))
+    # A loaded CI machine can take more than the default 2 s to hand out a connection; the outage tests
+    # that measure that bound build their own settings.
+    return Settings(database_url=url, projection_poll_interval=0.01, key_file=str(tmp_path / "journeys.keys"), database_timeout=10)
 
 
 @pytest.fixture
