@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 
+from api.deps import one_value_per_parameter
 from api.keys import ApiKey, KeyStore, Role
 
 CHALLENGE = 'Bearer realm="journeys", Basic realm="journeys"'
@@ -91,10 +92,11 @@ def allow(*roles: Role) -> Any:
     """The rule of a route: the roles that may call it (admins always may)."""
     allowed = frozenset((*roles, Role.admin))
 
-    def rule(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
+    def rule(request: Request, key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
         if key.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise AuthError(403, f"a {key.role.value} key may not do this; it needs one of: {names}")
+        one_value_per_parameter(request)  # after the key: no key, no details
         return key
 
     rule.roles = allowed  # type: ignore[attr-defined] - read by the route-by-role test

@@ -11,6 +11,20 @@ from api.routes.segments import NOT_STARTED
 from journeys.playbook import Playbook
 
 JOURNEY_PARAMETERS = ("journey", "rows", "columns")
+CUSTOMER = {"customer_id": "$response.body#/customer_id"}
+# OpenAPI links: what a client (or schemathesis' stateful phase) can do next with what an answer names.
+LINKS: dict[tuple[str, str], dict[str, tuple[str, str, dict[str, str]]]] = {
+    ("/touchpoints", "post"): {
+        "Stages": ("/customers/{customer_id}/stages", "get", CUSTOMER),
+        "History": ("/customers/{customer_id}/history", "get", CUSTOMER),
+        "Timeline": ("/customers/{customer_id}/timeline", "get", CUSTOMER),
+        "Erase": ("/customers/{customer_id}", "delete", CUSTOMER),
+    },
+    ("/keys", "post"): {"Revoke": ("/keys/{name}", "delete", {"name": "$response.body#/name"})},
+    ("/campaigns/{campaign}/spend", "post"): {
+        "Spend": ("/campaigns/{campaign}/spend", "get", {"campaign": "$request.path.campaign"}),
+    },
+}
 
 
 def with_playbook(schema: dict[str, Any], playbook: Playbook) -> dict[str, Any]:
@@ -30,7 +44,20 @@ def with_playbook(schema: dict[str, Any], playbook: Playbook) -> dict[str, Any]:
                 else:
                     continue
                 _set_enum(parameter["schema"], values)
+    _add_links(schema)
     return schema
+
+
+def _add_links(schema: dict[str, Any]) -> None:
+    paths = schema.get("paths", {})
+    for (path, method), links in LINKS.items():
+        for status, response in paths.get(path, {}).get(method, {}).get("responses", {}).items():
+            if status.startswith("2"):
+                response["links"] = {
+                    name: {"operationRef": "#/paths/" + target.replace("~", "~0").replace("/", "~1") + "/" + verb,
+                           "parameters": parameters}
+                    for name, (target, verb, parameters) in links.items()
+                }
 
 
 def _set_enum(schema: dict[str, Any], values: list[str]) -> None:
@@ -40,6 +67,21 @@ def _set_enum(schema: dict[str, Any], values: list[str]) -> None:
             branch["enum"] = values
             for bound in ("minLength", "maxLength"):
                 branch.pop(bound, None)
+
+
+def inlined(schema: Any, defs: dict[str, Any] | None = None) -> Any:
+    """A model's JSON schema with its `$defs` written in place, to embed in an operation's own schema."""
+    if defs is None and isinstance(schema, dict):
+        defs = schema.get("$defs", {})
+        schema = {k: v for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, dict):
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return inlined(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: inlined(v, defs) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [inlined(v, defs) for v in schema]
+    return schema
 
 
 def install(app: FastAPI) -> None:

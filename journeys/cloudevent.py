@@ -49,7 +49,7 @@ def structured(envelope: Any, content_type: str | None = None) -> dict[str, Any]
     is the frame's header, the data's media type where the envelope does not say."""
     if not is_structured(envelope):
         raise CloudEventError("a structured CloudEvent is a JSON object with specversion")
-    _check_version(envelope["specversion"])
+    check_version(envelope["specversion"])
     declared = envelope.get("datacontenttype")
     if declared is None and media_type(content_type) not in ("", STRUCTURED):
         declared = content_type
@@ -69,11 +69,11 @@ def binary(headers: dict[str, str], body: bytes, prefix: str) -> dict[str, Any]:
         name[len(prefix):]: unquote(value) if prefix == "ce-" else value
         for name, value in headers.items() if name.startswith(prefix)
     }
-    _check_version(attributes.get("specversion"))
+    check_version(attributes.get("specversion"))
     return _with_fallbacks(_data(body, headers.get("content-type")), attributes)
 
 
-def _check_version(version: Any) -> None:
+def check_version(version: Any) -> None:
     if version not in SPEC_VERSIONS:
         raise CloudEventError(f"this specversion is not one this reads ({', '.join(SPEC_VERSIONS)})")
 

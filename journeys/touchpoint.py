@@ -111,7 +111,11 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-DATE_PATTERN = r"^(19\d\d|[2-8]\d{3}|9[0-8]\d\d|99[0-8]\d|999[0-8])-\d{2}-\d{2}" + TIME_AND_ZONE + "$"  # years 1900-9998
+YEAR_PATTERN = r"(19[0-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9][0-9]|99[0-8][0-9]|999[0-8])"  # 1900-9998, EARLIEST's year to before LATEST's
+# The document's pattern names the ranges of each part (a month 01-12, an hour 00-23, ...), which the
+# parser refuses too; it cannot say which days a month has (2026-02-30 is refused with a 422).
+DATE_PATTERN = ("^" + YEAR_PATTERN + r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]"
+                r"(:[0-5][0-9](\.[0-9]{1,9})?)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
 
 
 UtcDatetime = Annotated[
@@ -119,12 +123,14 @@ UtcDatetime = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": DATE_PATTERN,
                     "description": "RFC 3339 with a time zone, years 1900 to 9998"}),
 ]
-Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
-Id = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(check_key)]
 # What check_key refuses, as a pattern the OpenAPI document carries: no NUL, no white space at either end.
 # Python's white space (str.isspace), spelled out: \s differs between Python, Rust and ECMAScript.
 SPACE = r"\t\n\u000b\u000c\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 KEY_PATTERN = rf"^[^{SPACE}\u0000]([^\u0000]*[^{SPACE}\u0000])?$"
+TEXT_PATTERN = rf"^[^\u0000]*[^{SPACE}\u0000][^\u0000]*$"  # what _not_blank refuses: blank, or a NUL
+Text = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": TEXT_PATTERN}),
+                 AfterValidator(_not_blank)]
+Id = Annotated[str, Field(min_length=1, max_length=100, json_schema_extra={"pattern": KEY_PATTERN}), AfterValidator(check_key)]
 Key = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": KEY_PATTERN}),
                 AfterValidator(check_key)]  # check_key says what is wrong, clearly
 Role = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=50)]

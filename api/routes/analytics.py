@@ -14,7 +14,7 @@ from api.errors import BadQueryError
 from api.keys import Role
 from journeys.touchpoint import UtcDatetime, check_text
 from projections.analytics import Filters
-from projections.spend import SpendError, cost_report, parse_period
+from projections.spend import PERIOD_PATTERN, SpendError, cost_report, parse_period
 from projections.system import System
 
 router = APIRouter(prefix="/analytics", tags=["analytics"], dependencies=[allow(Role.marketer)])
@@ -23,7 +23,9 @@ JourneyName = Annotated[str, Query(min_length=1, max_length=50, description="a j
 From = Annotated[UtcDatetime | None, Query(alias="from", description="stays (advances) from this moment on")]
 To = Annotated[UtcDatetime | None, Query(alias="to", description="before this moment")]
 Cohort = Annotated[
-    str | None, Query(max_length=30, description="instances first seen in this month (2025-03) or days (2025-03-01/2025-03-15)")
+    str | None,
+    Query(max_length=30, pattern=PERIOD_PATTERN,
+          description="instances first seen in this month (2025-03) or days (2025-03-01/2025-03-15)"),
 ]
 Name = Annotated[str | None, Query(min_length=1, max_length=200)]
 Model = Annotated[Literal["first", "last", "linear", "position"], Query(description="the multi-touch model")]

@@ -2,30 +2,48 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from api.auth import allow, authenticate
 from api.deps import SystemDep
 from api.errors import BadQueryError
 from api.keys import ApiKey, Role
-from journeys.touchpoint import check_text
-from projections.spend import Spend, SpendError, parse_spend
+from journeys.touchpoint import TEXT_PATTERN, check_text
+from projections.spend import MAX_AMOUNT, PERIOD_PATTERN, Spend, SpendError, parse_spend
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"], dependencies=[allow(Role.marketer)])
 
-Campaign = Annotated[str, Path(min_length=1, max_length=200), AfterValidator(check_text)]
+Campaign = Annotated[str, Path(min_length=1, max_length=200, json_schema_extra={"pattern": TEXT_PATTERN}), AfterValidator(check_text)]
+
+
+AMOUNT_TEXT = r"^[0-9]{1,15}(\.[0-9]{1,20})?$"  # [0-9]: \d is not ASCII in every engine
+
+
+def _amount_text(value: Any) -> Any:
+    """An amount in a string is plain digits, as the document says (no exponent, sign, NaN or Infinity)."""
+    if isinstance(value, str) and not re.fullmatch(AMOUNT_TEXT, value):
+        raise ValueError("must be a number, or a string of digits with an optional decimal part (e.g. \"1200.50\")")
+    return value
+
+
+Amount = Annotated[
+    Decimal, BeforeValidator(_amount_text), Field(ge=0, lt=MAX_AMOUNT),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": float(MAX_AMOUNT)},
+                              {"type": "string", "pattern": AMOUNT_TEXT}]}),
+]
 
 
 class SpendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    period: str = Field(max_length=30, description="a month (2025-03) or days (2025-03-01/2025-03-15)")
-    amount: Decimal = Field(description="what the campaign cost in the period, e.g. 1200.50")
-    currency: str = Field(max_length=3, description="ISO 4217 code, e.g. EUR")
+    period: str = Field(max_length=30, pattern=PERIOD_PATTERN, description="a month (2025-03) or days (2025-03-01/2025-03-15)")
+    amount: Amount = Field(description="what the campaign cost in the period, e.g. 1200.50 or \"1200.50\"")
+    currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code, e.g. EUR")
 
 
 class SpendOut(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -20,6 +21,7 @@ from api.deps import SystemDep
 from api.errors import BadBodyError
 from api.intake import STATUS, Rejected, record_items, validated
 from api.keys import Role
+from api.openapi import inlined
 from api.routes.touchpoints import MAX_BATCH
 from api.schemas import BatchOut, FieldError, TouchpointResult
 from journeys import cloudevent
@@ -28,6 +30,19 @@ from journeys.touchpoint import NotJsonError, Touchpoint, read_json
 router = APIRouter(tags=["touchpoints"], dependencies=[allow(Role.publisher)])
 
 INTAKE = "cloudevents"
+TOUCHPOINT = inlined(Touchpoint.model_json_schema())
+STRUCTURED_EVENT: dict[str, Any] = {
+    "type": "object", "required": ["specversion", "data"], "not": {"required": ["data_base64"]},  # data as JSON here
+    "description": "structured mode: the event, its data the touchpoint (id, time, source and subject stand in for "
+    "touchpoint_id, occurred_at, source and customer_id where the data leaves them out)",
+    "properties": {
+        "specversion": {"type": "string", "enum": list(cloudevent.SPEC_VERSIONS)},
+        "id": {"type": "string"}, "source": {"type": "string"}, "type": {"type": "string"},
+        "subject": {"type": "string"}, "time": {"type": "string"},
+        "datacontenttype": {"type": "string", "enum": ["application/json"]},
+        "data": TOUCHPOINT,
+    },
+}
 
 
 @router.post(
@@ -40,15 +55,18 @@ INTAKE = "cloudevents"
         422: {"description": "the event's data is not a valid touchpoint"},
     },
     openapi_extra={"parameters": [
-        {"name": f"ce-{name}", "in": "header", "required": False, "schema": {"type": "string"},
+        {"name": f"ce-{name}", "in": "header", "required": False, "schema": schema,
          "description": f"binary mode: the event's {name}" + (" (required in binary mode)" if need else "")}
-        for name, need in (("specversion", True), ("id", True), ("source", True), ("type", True),
-                           ("subject", False), ("time", False))
+        for name, need, schema in (
+            ("specversion", True, {"type": "string", "enum": list(cloudevent.SPEC_VERSIONS)}),
+            ("id", True, {"type": "string"}), ("source", True, {"type": "string"}), ("type", True, {"type": "string"}),
+            ("subject", False, {"type": "string"}), ("time", False, {"type": "string"}))
     ], "requestBody": {"required": True, "content": {
-        cloudevent.STRUCTURED: {"schema": {"type": "object"}},
+        cloudevent.STRUCTURED: {"schema": STRUCTURED_EVENT},
         cloudevent.BATCH: {"schema": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": {
-            "description": "a structured event; an item that is not one is reported in its result, the rest stored"}}},
-        "application/json": {"schema": {"type": "object", "description": "binary mode: the touchpoint, ce-* headers"}},
+            **STRUCTURED_EVENT, "description": "a structured event; one that cannot be recorded is reported in its result, "
+            "the rest stored"}}},
+        "application/json": {"schema": {**TOUCHPOINT, "description": "binary mode: the touchpoint, with the ce-* headers"}},
     }}},
 )
 async def receive(request: Request, system: SystemDep) -> JSONResponse:
@@ -63,10 +81,10 @@ async def receive(request: Request, system: SystemDep) -> JSONResponse:
         items = [_item(cloudevent.structured, envelope) for envelope in envelopes]
         out = (await run_in_threadpool(record_items, system, items, INTAKE)).batch
         return JSONResponse(out.model_dump(mode="json"))
-    if "ce-specversion" in headers:
+    if kind == cloudevent.STRUCTURED:  # the media type decides the mode (HTTP binding 3.1), whatever ce-* headers come along
+        item = _item(_structured, headers, _parsed(body))
+    elif "ce-specversion" in headers:
         item = _item(cloudevent.binary, headers, body, "ce-")
-    elif kind == cloudevent.STRUCTURED:
-        item = _item(cloudevent.structured, _parsed(body))
     else:
         return JSONResponse(status_code=415, content={"detail": (
             "not a CloudEvent: send binary mode (ce-specversion and the other ce-* headers, the touchpoint "
@@ -74,6 +92,13 @@ async def receive(request: Request, system: SystemDep) -> JSONResponse:
         )})
     result = (await run_in_threadpool(record_items, system, [item], INTAKE)).batch.results[0]
     return JSONResponse(status_code=STATUS[result.outcome], content=result.model_dump(mode="json"))
+
+
+def _structured(headers: dict[str, str], envelope: Any) -> dict[str, Any]:
+    """A structured event; a ce-specversion header beside it must still name a version this reads."""
+    if "ce-specversion" in headers:
+        cloudevent.check_version(unquote(headers["ce-specversion"]))
+    return cloudevent.structured(envelope)
 
 
 def _parsed(body: bytes) -> Any:

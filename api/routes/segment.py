@@ -25,7 +25,7 @@ from api.keys import Role
 from api.schemas import FieldError
 from journeys import segment
 from journeys.customer import IdentityLink, Outcome
-from journeys.touchpoint import NotJsonError, read_json
+from journeys.touchpoint import TEXT_PATTERN, Channel, NotJsonError, Touchpoint, read_json
 from projections.system import System
 
 INTAKE = "segment"
@@ -94,17 +94,59 @@ def _body(request: Request) -> Any:
     return request.state.segment_body
 
 
-MESSAGE_SCHEMA: dict[str, Any] = {  # read as Segment does: a field it cannot use is reported, not refused
-    "type": "object",
-    "description": "a Segment message as the SDKs send it: type (track, page, screen, identify, alias, group), "
-    "messageId, userId or anonymousId, previousId (alias), event (track) or name (page, screen), timestamp, "
-    "properties, context; what cannot be recorded is answered under `rejected` or `ignored`",
-}
+def message_schema(call: str, typed: bool = False) -> dict[str, Any]:
+    """A message of this call (`typed`: saying so in its `type`, as in a batch) as journeys/segment.py reads it: what the
+    document cannot say (a time at most 24 hours ahead, no NUL inside `properties`) is answered
+    per message under `rejected`; fields it does not name are kept in the properties or ignored."""
+    touchpoint = Touchpoint.model_json_schema()["properties"]
+    key = {"anyOf": [touchpoint["customer_id"], {"type": "number"}]}
+    optional_key = {"anyOf": [*key["anyOf"], {"type": "null"}]}
+    time = {"anyOf": [touchpoint["occurred_at"], {"type": "null"}]}
+    fields: dict[str, Any] = {
+        "type": {"type": "string", "enum": [call]} if typed else {"type": "string"},
+        "messageId": {"anyOf": [touchpoint["touchpoint_id"], {"type": "number"}],
+                      "description": "the touchpoint's id: a retried message is stored once"},
+        "userId": optional_key, "anonymousId": optional_key,
+        "timestamp": time, "originalTimestamp": time, "sentAt": time,
+    }
+    required = ["messageId"] + (["type"] if typed else [])
+    if call in ("track", "page", "screen"):
+        plain = {"anyOf": [{"type": "string", "maxLength": 200, "pattern": TEXT_PATTERN}, {"type": "null"}]}
+        fields["properties"] = {"type": "object", "properties": {
+            **{name: touchpoint[name] for name in ("deal_id", "account_id", "case_id", "buying_role", "actor")},
+            "channel": {"type": "string", "enum": [c.value for c in Channel]},
+            "criteria": {"type": "array", "maxItems": 20, "items": touchpoint["criteria"]["items"]},
+        }}
+        fields["context"] = {"type": "object", "properties": {
+            "campaign": {"type": "object", "properties": {"name": plain, "medium": {"type": "string"}}},
+            "library": {"type": "object", "properties": {"name": {"anyOf": [
+                {"type": "string", "maxLength": 150, "pattern": TEXT_PATTERN}, {"type": "null"}]}}},
+            "groupId": touchpoint["account_id"],
+        }}
+        fields["name"] = {"type": "string", "maxLength": 200}
+        fields["event"] = {"type": "string", "maxLength": 50, "pattern": "^[^A-Za-z0-9]*[A-Za-z]",
+                           "description": "the touchpoint's type (snake_case of it), or the playbook's name for it"}
+    if call == "track":
+        required.append("event")
+    if call in ("track", "page", "screen"):  # the customer: userId, else anonymousId
+        schema: dict[str, Any] = {"anyOf": [{"required": [name], "properties": {name: key}} for name in ("userId", "anonymousId")]}
+    elif call == "alias":
+        required += ["previousId", "userId"]
+        fields["previousId"] = fields["userId"] = key
+        schema = {}
+    else:
+        schema = {}
+    return {"type": "object", "required": required, "properties": fields, **schema,
+            "description": f"a Segment {call} call as the SDKs send it; what cannot be recorded is answered "
+            "under `rejected` (a single call: 400) or `ignored`"}
+
+
 BATCH_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["batch"],
     "properties": {"batch": {"type": "array", "minItems": 1, "maxItems": MAX_MESSAGES, "items": {
-        "description": "a message as in the single calls; one that is not valid is reported under `rejected`, "
-        "the rest stored"}},
+        "anyOf": [message_schema(call, typed=True) for call in segment.CALLS],
+        "description": "a message as in the single calls, with its `type`; one that cannot be "
+        "recorded is reported under `rejected`, the rest stored"}},
                    "sentAt": {"type": "string"}, "writeKey": {"type": "string"}},
 }
 
@@ -155,10 +197,10 @@ def _single(call: str) -> Any:
 
 for _call in segment.CALLS:
     router.add_api_route(f"/{_call}", _single(_call), methods=["POST"], responses={400: {"description": "a malformed message"}},
-                         openapi_extra=_body_doc(MESSAGE_SCHEMA))
+                         openapi_extra=_body_doc(message_schema(_call)))
     # The browser SDK (analytics.js) posts to the call's first letter: /v1/t, /v1/p, /v1/i, ...
     router.add_api_route(f"/{_call[0]}", _single(_call), methods=["POST"], name=f"segment_{_call}_short",
-                         openapi_extra=_body_doc(MESSAGE_SCHEMA),
+                         openapi_extra=_body_doc(message_schema(_call)),
                          summary=f"Segment's {_call} call, at the browser SDK's path")
 router.add_api_route("/b", batch, methods=["POST"], name="segment_batch_short", openapi_extra=_body_doc(BATCH_SCHEMA),
                      summary="Segment's batch call, at the browser SDK's path (its batching delivery)")

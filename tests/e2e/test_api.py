@@ -165,3 +165,33 @@ def test_liveness_and_readiness_answer_without_a_key_and_say_nothing_else(client
     stopped = bare.get("/readyz")
     assert stopped.status_code == 503 and stopped.text == "not ready\n"
     assert bare.get("/livez").status_code == 200
+
+
+def test_a_query_parameter_given_twice_is_refused_not_read_as_its_last_value(client: TestClient):
+    answer = client.get("/analytics/funnel", params=[("journey", "buyer"), ("channel", "web"), ("channel", "email")])
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["query", "channel"] and "more than once" in answer.json()["detail"][0]["msg"]
+    assert client.get("/analytics/funnel", params={"journey": "buyer", "channel": "web"}).status_code == 200
+
+
+def test_a_structured_cloudevent_is_read_as_structured_whatever_ce_headers_come_with_it(client: TestClient):
+    event = {"specversion": "1.0", "id": "ce-1", "source": "crm", "type": "touchpoint",
+             "data": payload("ce-structured", "demo_requested", 1, customer="initech")}
+    headers = {"Content-Type": "application/cloudevents+json", "ce-specversion": "1.0", "ce-id": "other", "ce-source": "x",
+               "ce-type": "y"}
+    answer = client.post("/cloudevents", json=event, headers=headers)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["touchpoint_id"] == "ce-structured" and answer.json()["customer_id"] == "initech"
+    wrong = client.post("/cloudevents", json=event, headers={**headers, "ce-specversion": "2.0"})
+    assert wrong.status_code == 422 and "specversion" in wrong.text
+
+
+def test_spend_periods_are_what_the_document_says(client: TestClient):
+    document = client.get("/openapi.json").json()
+    period = document["components"]["schemas"]["SpendIn"]["properties"]["period"]
+    assert "pattern" in period
+    for text, status in [("2026-03", 201), ("2026-03-01/2026-03-10", 201), (" 2026-03", 422), ("2026-03\n", 422),
+                         ("2026-02-30/2026-03-01", 422), ("2026-03-10/2026-03-01", 422)]:
+        answer = client.post("/campaigns/spring/spend", json={"period": text, "amount": "1.50", "currency": "EUR"})
+        assert answer.status_code == status, (text, answer.text)
+    assert client.post("/campaigns/spring/spend", json={"period": "2026-03", "amount": "1e3", "currency": "EUR"}).status_code == 422
