@@ -1,4 +1,4 @@
-"""Read-model commands: rebuild-projections, playbook diff, playbook versions (registered on `journeys`)."""
+"""Read-model and playbook commands: rebuild-projections, check-playbook, playbook diff, playbook versions."""
 
 from __future__ import annotations
 
@@ -6,18 +6,20 @@ import csv
 import sys
 import time
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from api.cli import _playbook, _system, app, console, progress_bar
+from api.cli.common import console, open_system, playbook_or_fail, progress_bar
 from journeys.playbook import Scope
+from journeys.settings import Settings
 
+app = typer.Typer()
 playbook_app = typer.Typer(help="Playbook versions: what a new one would change, which ones derived the read models.",
                            no_args_is_help=True)
-app.add_typer(playbook_app, name="playbook")
 
 
 @app.command("rebuild-projections")
@@ -29,8 +31,7 @@ def rebuild_projections(
 
     The service keeps answering (and projecting) from the live ones meanwhile. Under a new
     playbook (JOURNEYS_PLAYBOOK), each instance whose stages change gets a revision entry."""
-    system = _system()
-    try:
+    with open_system() as system:
         with progress_bar("rebuilding") as bar:
             task = bar.add_task("rebuild", total=None)
             rebuilt = system.runner.rebuild(
@@ -47,8 +48,6 @@ def rebuild_projections(
         dropped = system.runner.drop_retired(keep_old)
         if dropped:
             console.print(f"dropped the read models of generation {', '.join(map(str, dropped))}", highlight=False)
-    finally:
-        system.close()
 
 
 @playbook_app.command("diff")
@@ -61,11 +60,9 @@ def diff(
     the counts per journey on standard error. Changes nothing."""
     from projections.playbook_diff import count_subjects, playbook_diff
 
-    playbook = _playbook(new)
-    system = _system()
+    playbook = playbook_or_fail(new)
     counts: Counter[tuple[str, str]] = Counter()
-    out = output.open("w", newline="") if output else sys.stdout
-    try:
+    with open_system() as system, (output.open("w", newline="") if output else nullcontext(sys.stdout)) as out:
         names = {}
         writer = csv.writer(out)
         writer.writerow(["scope", "subject", "customer_id", "journey", "from_stage", "to_stage"])
@@ -82,10 +79,6 @@ def diff(
                     customer = names[move.subject]
                 writer.writerow([move.scope.value, move.subject, customer, move.journey,
                                  move.before or "", move.after or ""])
-    finally:
-        if output:
-            out.close()
-        system.close()
     table = Table("scope", "journey", "would move", title=f"{playbook.name} ({playbook.fingerprint}) against the live read models")
     for (scope, journey), n in sorted(counts.items()):
         table.add_row(scope, journey, f"{n:,}")
@@ -96,8 +89,7 @@ def diff(
 @playbook_app.command("versions")
 def versions() -> None:
     """The playbooks that derived read models, and which generation is live."""
-    system = _system()
-    try:
+    with open_system() as system:
         known = system.view.playbooks()
         table = Table("version", "name", "fingerprint", "registered", "generations (live in bold)")
         generations = system.view.generations()
@@ -106,5 +98,10 @@ def versions() -> None:
                     for g in generations if g["playbook"] == fingerprint and g["state"] != "dropped"]
             table.add_row(f"v{p['version']}", p["name"], fingerprint, f"{p['registered_at']:%Y-%m-%d %H:%M}", ", ".join(used))
         console.print(table)
-    finally:
-        system.close()
+
+
+@app.command("check-playbook")
+def checkplaybook_or_fail(path: Annotated[Optional[str], typer.Argument()] = None) -> None:
+    """Validate a playbook file (default: JOURNEYS_PLAYBOOK)."""
+    playbook = playbook_or_fail(path or Settings().playbook)
+    console.print(f"playbook {playbook.name!r} is valid: {len(playbook.evidence)} touchpoint types")

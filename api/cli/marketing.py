@@ -1,4 +1,4 @@
-"""Marketing commands: export-segment, import-spend (registered on `journeys`)."""
+"""Marketing commands: export-segment, import-spend."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from typing import Annotated
 
 import typer
 
-from api.cli import _system, app, console, fail, progress_bar
+from api.cli.common import console, fail, open_system, progress_bar
 from journeys.playbook import Scope
 from projections.segment_export import csv_lines, export_columns, segment_rows
 from projections.spend import SpendError, parse_spend
 
+app = typer.Typer()
 NOT_STARTED = "not_started"
 
 
@@ -29,8 +30,7 @@ def export_segment(
     at a time, with a progress bar."""
     if format not in ("csv", "jsonl"):
         fail(f"--format: {format!r} is neither csv nor jsonl")
-    system = _system()
-    try:
+    with open_system() as system:
         filters = {}
         for item in stage:
             journey, sep, name = item.partition("=")
@@ -60,8 +60,6 @@ def export_segment(
                 written += 1
                 bar.update(task, completed=written)
         console.print(f"{written:,} members written to {output}", highlight=False)
-    finally:
-        system.close()
 
 
 @app.command("import-spend")
@@ -87,9 +85,6 @@ def import_spend(
         for problem in problems[:50]:
             print(problem, file=sys.stderr)
         fail(f"{len(problems)} of {len(entries) + len(problems)} rows are wrong; nothing was recorded")
-    system = _system()
-    try:
+    with open_system() as system:
         system.spend.record(entries, recorded_by="cli")
-    finally:
-        system.close()
     console.print(f"{len(entries):,} spend records recorded", highlight=False)

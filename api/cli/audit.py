@@ -1,16 +1,18 @@
-"""The auditor's commands: checkpoint, verify, export, verify-export (registered on `journeys`)."""
+"""The auditor's commands: checkpoint, verify, export, verify-export."""
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from api.cli import _system, app, console, fail, progress_bar
+from api.cli.common import console, fail, open_system, progress_bar
 
+app = typer.Typer()
 Root = Annotated[Optional[str], typer.Option("--root", help="a checkpoint root you kept outside the database")]
 
 
@@ -18,11 +20,8 @@ Root = Annotated[Optional[str], typer.Option("--root", help="a checkpoint root y
 def checkpoint() -> None:
     """Seal the heads of all hash chains into a new checkpoint and print it: keep its root
     where the database's administrator cannot edit it."""
-    system = _system()
-    try:
+    with open_system() as system:
         sealed = system.audit.checkpoint()
-    finally:
-        system.close()
     print(json.dumps(sealed.as_dict()))
 
 
@@ -43,15 +42,12 @@ def verify(
 ) -> None:
     """Recompute every hash chain and the checkpoints; name the first broken link.
     Exit status 0 when everything verifies, 1 when anything is broken."""
-    system = _system()
-    try:
+    with open_system() as system:
         records = _records_or_exit(system, customer, deal)
         total = system.audit.count_events(records)
         with progress_bar("verifying") as bar:
             task = bar.add_task("verify", total=total)
             report = system.audit.verify(records, root, progress=lambda n: bar.advance(task, n))
-    finally:
-        system.close()
     checkpoint = report.checkpoint
     sealed = (f"; checkpoint {checkpoint.seq} at position {checkpoint.position}, root {checkpoint.root}"
               if checkpoint else "; no checkpoint yet") + f"; {report.unsealed} events not yet sealed by a checkpoint"
@@ -76,20 +72,14 @@ def export(
     """Write stored events with their hashes as JSON Lines, and a manifest proving them under a checkpoint."""
     if sum(x is not None and x is not False for x in (deal, customer, all_ or None)) != 1:
         fail("give exactly one of --deal, --customer, --all")
-    system = _system()
-    try:
+    with open_system() as system:
         _records_or_exit(system, customer, deal)
-        target = output.open("w") if output else sys.stdout
-        try:
-            for line in system.export(customer, deal, checkpoint):
-                target.write(line)
-        except LookupError as error:
-            fail(error)
-        finally:
-            if output:
-                target.close()
-    finally:
-        system.close()
+        with output.open("w") if output else nullcontext(sys.stdout) as target:
+            try:
+                for line in system.export(customer, deal, checkpoint):
+                    target.write(line)
+            except LookupError as error:
+                fail(error)
 
 
 @app.command("verify-export")
