@@ -14,6 +14,7 @@ test: $(VENV)/.installed-test
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-node-sdks.sh
 	$(BIN)/ruff check
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-test

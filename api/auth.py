@@ -99,7 +99,7 @@ def allow(*roles: Role) -> Any:
         one_value_per_parameter(request)  # after the key: no key, no details
         return key
 
-    rule.roles = allowed  # type: ignore[attr-defined] - read by the route-by-role test
+    rule.roles = allowed  # type: ignore[attr-defined]  # read by the route-by-role test
     return Security(rule)
 
 

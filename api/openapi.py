@@ -77,7 +77,7 @@ def inlined(schema: Any, defs: dict[str, Any] | None = None) -> Any:
     if isinstance(schema, dict):
         ref = schema.get("$ref", "")
         if ref.startswith("#/$defs/"):
-            return inlined(defs[ref.removeprefix("#/$defs/")], defs)
+            return inlined((defs or {})[ref.removeprefix("#/$defs/")], defs)
         return {k: inlined(v, defs) for k, v in schema.items()}
     if isinstance(schema, list):
         return [inlined(v, defs) for v in schema]

@@ -190,7 +190,8 @@ class JourneysApp(Application[UUID]):
             record_id, data_key = records[key]
             if record_id not in customers:
                 customers[record_id] = Customer.register(record_id, key, data_key)
-        at, seen = target, set()  # the target's own links must not lead back: no circles
+        at: UUID | None = target  # the target's own links must not lead back: no circles
+        seen: set[UUID] = set()
         while at is not None and at not in seen:
             if at == anonymous:
                 return Result(Outcome.conflict, link.message_id, link.user_key,

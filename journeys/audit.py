@@ -372,7 +372,7 @@ class AuditTrail:
             if row["record"] != record:
                 record, head = row["record"], GENESIS
             if row["c_hash"] is None:
-                head = event_hash(head, record, row["originator_version"], row["topic"], bytes(row["state"]))
+                head = event_hash(head, row["record"], row["originator_version"], row["topic"], bytes(row["state"]))
                 rows.append([row["notification_id"], record, row["originator_version"], head])
                 count += 1
             else:

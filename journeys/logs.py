@@ -20,7 +20,7 @@ TEXT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 class StderrHandler(logging.StreamHandler):
     """Writes to the standard error of the moment (a test runner may swap and close it)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self):  # noqa: ANN201
         return sys.stderr
 

@@ -187,13 +187,12 @@ class Playbook(BaseModel):
                         raise ValueError(f"journeys.{name}.{key}.{stage}: {unknown} are not criteria {self.criteria}")
         for touchpoint_type, stages in self.evidence.items():
             for journey, stage in stages.items():
-                model = self.journeys.get(journey)
-                if model is None:
+                if journey not in self.journeys:
                     raise ValueError(
                         f"evidence.{touchpoint_type}.{journey}: no journey is named {journey!r} "
                         f"(journeys: {list(self.journeys)})"
                     )
-                if stage != RESTART and stage not in model.stages:
+                if stage != RESTART and stage not in self.journeys[journey].stages:
                     raise ValueError(
                         f"evidence.{touchpoint_type}.{journey}: {stage!r} is not a "
                         f"stage of the {journey} journey {model.stages} nor {RESTART!r}"
@@ -207,11 +206,11 @@ class Playbook(BaseModel):
             if role not in self.buying_roles:
                 raise ValueError(f"expected_roles: {role!r} is not one of the buying roles {self.buying_roles}")
         for journey, stage in self.roles_expected_from.items():
-            model = self.journeys.get(journey)
-            if model is None or model.scope not in (Scope.account, Scope.deal):
+            kept = self.journeys.get(journey)
+            if kept is None or kept.scope not in (Scope.account, Scope.deal):
                 raise ValueError(f"roles_expected_from.{journey}: not a journey kept per account or deal")
-            if stage not in model.stages:
-                raise ValueError(f"roles_expected_from.{journey}: {stage!r} is not one of {model.stages}")
+            if stage not in kept.stages:
+                raise ValueError(f"roles_expected_from.{journey}: {stage!r} is not one of {kept.stages}")
         return self
 
     def _check_rules(self) -> None:

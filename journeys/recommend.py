@@ -20,17 +20,16 @@ from typing import Protocol
 
 from journeys.playbook import Playbook, Scope, StageModel
 from journeys.rules import NOT_STARTED, OPEN, STARTED, Kind, Message, Rule
-from journeys.stages import Stages, in_order
+from journeys.stages import Stages, TouchpointLike, in_order
 
 EVERYWHERE = "*"
 
 
-class ConsentTouchpoint(Protocol):
-    touchpoint_id: str
-    type: str
-    occurred_at: datetime
-    channel: str
-    campaign: str | None
+class ConsentTouchpoint(TouchpointLike, Protocol):
+    @property
+    def channel(self) -> str | None: ...
+    @property
+    def campaign(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

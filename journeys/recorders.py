@@ -27,7 +27,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError, StoredEv
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteProcessRecorder
 from eventsourcing.utils import retry
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Composed
 
 from journeys.chain import GENESIS, event_hash
 
@@ -114,9 +114,9 @@ class PostgresJourneysRecorder(PostgresProcessRecorder):
         self.chain_table = f'"{datastore.schema}".{CHAIN}'
         self.checkpoints_table = f'"{datastore.schema}".{CHECKPOINTS}'
         self.sql_create_statements += [
-            SQL(f"CREATE TABLE IF NOT EXISTS {self.index_table} {INDEX_COLUMNS}"),
-            SQL(f"CREATE TABLE IF NOT EXISTS {self.chain_table} {CHAIN_COLUMNS}"),
-            SQL(f"CREATE TABLE IF NOT EXISTS {self.checkpoints_table} {CHECKPOINT_COLUMNS}"),
+            Composed([SQL(f"CREATE TABLE IF NOT EXISTS {table} {columns}")])
+            for table, columns in ((self.index_table, INDEX_COLUMNS), (self.chain_table, CHAIN_COLUMNS),
+                                   (self.checkpoints_table, CHECKPOINT_COLUMNS))
         ]
 
     @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)

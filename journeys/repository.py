@@ -45,7 +45,7 @@ class CustomerRepository:
         wanted = {i: (c.version if c is not None else 0) for i, c in found.items()}
         for stored in self._select_after(wanted):
             event = self.mapper.to_domain_event(stored)
-            found[event.originator_id] = event.mutate(found[event.originator_id])
+            found[event.originator_id] = event.mutate(found[event.originator_id])  # type: ignore[attr-defined]  # aggregate events
         return {i: c for i, c in found.items() if c is not None}
 
     def keep(self, customers: Iterable[Customer]) -> None:
@@ -84,7 +84,7 @@ class CustomerRepository:
             statement: Any = SQL(
                 "SELECT i.record_id, i.touchpoint_id, i.fingerprint FROM {table} i "
                 "JOIN unnest(%s::text[], %s::text[]) AS w(r, t) ON i.record_id = w.r AND i.touchpoint_id = w.t"
-            ).format(table=SQL(recorder.index_table))
+            ).format(table=SQL(recorder.index_table))  # type: ignore[attr-defined]  # the subclass's (recorders.py)
             params: list[Any] = [[r for r, _ in items], [t for _, t in items]]
         else:
             values = ", ".join(["(?, ?)"] * len(items))

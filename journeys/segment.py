@@ -92,8 +92,8 @@ def _touchpoint(message: dict[str, Any], call: str, message_id: str, playbook: P
         kind = playbook.segment.events.get(event) or snake_case(event)
         properties = {**properties, "event": event}
     else:
-        kind = playbook.segment.pages.get(name) if isinstance(name, str) else None
-        kind = kind or playbook.segment.page
+        page = playbook.segment.pages.get(name) if isinstance(name, str) else None
+        kind = page or playbook.segment.page
         if name is not None:
             properties = {**properties, "name": name}
     fields: dict[str, Any] = {

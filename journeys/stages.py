@@ -12,15 +12,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from journeys.playbook import RESTART, Playbook, Scope, StageModel
 
 
 class TouchpointLike(Protocol):
-    touchpoint_id: str
-    type: str
-    occurred_at: datetime
+    """What the derivation reads of a touchpoint (read-only: frozen models and rows both fit)."""
+
+    @property
+    def touchpoint_id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+
+
+T = TypeVar("T", bound=TouchpointLike)
 
 
 def sort_key(touchpoint: TouchpointLike) -> tuple[datetime, str]:
@@ -168,13 +176,13 @@ def _target(
         if evidence in model.exits:  # reached from anywhere: nothing between is skipped
             return (_STAY if evidence == current else evidence), (), ()
         if current in model.exits:  # a new cycle: it starts again at the evidenced stage
-            skipped = model.stages[: model.index(evidence)]
-            return evidence, tuple(skipped), _required(model, skipped)
+            cycle_skips = tuple(model.stages[: model.index(evidence)])
+            return evidence, cycle_skips, _required(model, cycle_skips)
     if not model.qualification:  # the common case: evidence alone moves it, only forward
         if evidence is None or model.index(evidence) <= model.index(current):
             return _STAY, (), ()
-        skipped = model.stages[model.index(current) + 1 : model.index(evidence)]
-        return evidence, tuple(skipped), _required(model, skipped)
+        passed = tuple(model.stages[model.index(current) + 1 : model.index(evidence)])
+        return evidence, passed, _required(model, passed)
     confirmed = {c.name for c in met}
     # The furthest stage whose required criteria are all confirmed now (reached by the
     # confirmation itself), and the evidenced stage unless it waits for criteria.
@@ -213,9 +221,9 @@ class Derivation:
     touchpoints: list[TouchpointLike] = field(default_factory=list)
 
 
-def in_order(touchpoints: Iterable[TouchpointLike]) -> list[TouchpointLike]:
+def in_order(touchpoints: Iterable[T]) -> list[T]:
     """Occurred order, each touchpoint id once (a repeated delivery counts once)."""
-    unique: dict[str, TouchpointLike] = {}
+    unique: dict[str, T] = {}
     for touchpoint in sorted(touchpoints, key=sort_key):
         unique.setdefault(touchpoint.touchpoint_id, touchpoint)
     return list(unique.values())

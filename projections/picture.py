@@ -21,7 +21,7 @@ from journeys.playbook import Scope
 from journeys.recommend import Membership, Picture, Recommendation, consent_of, recommend
 from journeys.stages import Stages, derive
 from projections.stages import StoredTouchpoint
-from projections.view import SUBJECT_COLUMN, parse_ts
+from projections.view import SUBJECT_COLUMN
 
 MESSAGE_SENT = "message_sent"
 
@@ -48,7 +48,7 @@ def wholes(system: Any, stages: dict[str, Stages]) -> dict[str, Whole]:
         picture = Picture(
             stages=stages[customer],
             memberships=tuple(memberships.get(customer, ())),
-            consent=consent_of((_Touch(r) for r in mine if r["type"] in playbook.consent.types), playbook),
+            consent=consent_of((StoredTouchpoint(r) for r in mine if r["type"] in playbook.consent.types), playbook),
             sent=frozenset(sent.get(customer, ())),
         )
         out[customer] = Whole(picture, recommend(playbook, picture))
@@ -87,17 +87,6 @@ def replayed(
     }
     picture = Picture(stages, tuple(members), consent_of(current, playbook), frozenset(sent))
     return Whole(picture, recommend(playbook, picture))
-
-
-class _Touch:
-    __slots__ = ("touchpoint_id", "type", "occurred_at", "channel", "campaign")
-
-    def __init__(self, row: dict[str, Any]):
-        self.touchpoint_id = row["touchpoint_id"]
-        self.type = row["type"]
-        self.occurred_at = parse_ts(row["occurred_at"])
-        self.channel = row["channel"]
-        self.campaign = row["campaign"]
 
 
 def _rows(system: Any, customers: list[str], scopes: list[Scope], types: set[str]) -> dict[str, list[dict[str, Any]]]:

@@ -77,7 +77,7 @@ class Rebuild:
         builder = view.begin_generation(self.playbook, self.playbook.fingerprint)
         projection = StageProjection(builder, self.playbook)
         projection.live = False  # what the live generation derived was published and revised already
-        events, first, touched = 0, None, set()
+        events, first, touched = 0, None, set[str]()
         try:
             for _ in range(attempts):
                 events += self._catch_up(projection, builder, self._live_position(), touched if first is not None else None)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from eventsourcing.persistence import Tracking
@@ -29,7 +30,7 @@ from journeys.customer import Customer
 from journeys.playbook import Playbook, Scope
 from journeys.stages import Stages, fold, in_order, initial_stages, sort_key
 from journeys.touchpoint import EARLIEST
-from projections.view import IdentityChange, JourneyViewSQL, Revision, SubjectChange, parse_ts, ts
+from projections.view import IdentityChange, JourneyViewSQL, Revision, SubjectChange, ts
 
 log = logging.getLogger(__name__)
 LINK_EVENTS = (Customer.IdentityLinked, Customer.IdentityUnlinked)
@@ -151,10 +152,10 @@ class StageProjection:
                 view.write([], [], tracking)
                 return
             root = view.roots([record])[record]
-            moving = {record, *view.linked_below(record)}
-            identity = IdentityChange(unlinked=record, roots=dict.fromkeys(moving, record))
+            below = {record, *view.linked_below(record)}
+            identity = IdentityChange(unlinked=record, roots=dict.fromkeys(below, record))
             rows = view.touchpoints_from(scope, root, EARLIEST)
-            derive = {root: [r for r in rows if r["record_id"] not in moving], record: [r for r in rows if r["record_id"] in moving]}
+            derive = {root: [r for r in rows if r["record_id"] not in below], record: [r for r in rows if r["record_id"] in below]}
             gone = [s for s, found in derive.items() if not found]
         current = view.load_states(scope, list({*derive, *gone}))
         changes = [self._rederived(s, rows, current.get(s)) for s, rows in derive.items() if rows]
@@ -188,7 +189,7 @@ class StageProjection:
 
     def _change(self, scope: Scope, subject: str, new: list[Any], current: Any) -> SubjectChange:
         new.sort(key=sort_key)
-        causes = {e.touchpoint_id: str(e.originator_id) for e in new}
+        causes: dict[str, str | None] = {e.touchpoint_id: str(e.originator_id) for e in new}
         stages, count = current or (initial_stages(self.playbook, scope), 0)
         if stages.last_key is None or sort_key(new[0]) > stages.last_key:
             derivation = fold(stages, new, self.playbook)
@@ -275,12 +276,19 @@ class StoredTouchpoint:
     """A touchpoint row of the view, as the derivation reads it."""
 
     __slots__ = ("touchpoint_id", "type", "occurred_at", "criteria", "record_id", "channel", "campaign")
+    touchpoint_id: str
+    type: str
+    occurred_at: datetime
+    criteria: list[str] | None
+    record_id: str | None
+    channel: str | None
+    campaign: str | None
 
     def __init__(self, row: dict[str, Any]):
         self.touchpoint_id = row["touchpoint_id"]
         self.type = row["type"]
         occurred = row["occurred_at"]
-        self.occurred_at = parse_ts(occurred) if isinstance(occurred, str) else occurred
+        self.occurred_at = datetime.fromisoformat(occurred) if isinstance(occurred, str) else occurred
         self.criteria = row.get("criteria")
         self.record_id = row.get("record_id")
         self.channel = row.get("channel")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import psycopg
@@ -65,7 +65,7 @@ class System:
             ensure_schema(env)
             system = cls._build(settings, playbook, env)
         breaker = Breaker()
-        guard(system.app.recorder.datastore.pool, breaker)
+        guard(cast(Any, system.app.recorder).datastore.pool, breaker)
         guard(system.view.datastore.pool, breaker)
         return system
 
@@ -74,7 +74,7 @@ class System:
         app = JourneysApp(playbook, env=env, cache_size=settings.aggregate_cache_size)
         view_class = SQLiteJourneyView if settings.is_sqlite else PostgresJourneyView
         factory = InfrastructureFactory.construct(Environment(StageProjection.name, env))
-        view = factory.tracking_recorder(view_class)
+        view = cast(JourneyViewSQL, factory.tracking_recorder(view_class))
         view.playbook = playbook
         audit = AuditTrail(view, app.recorder, settings.is_sqlite)
         check_store_format(view, app, audit)

@@ -113,7 +113,7 @@ class SubjectChange:
     stages: Stages
     touchpoint_count: int
     transitions: list[Transition]  # with the record (contact) whose touchpoint caused each
-    causes: dict[str, str]  # touchpoint id -> record id, for the transitions
+    causes: dict[str, str | None]  # touchpoint id -> record id, for the transitions (None: not a contact's)
     replace_from: datetime | None  # re-derived from this occurred time on; None: only appended
     new_transitions: list[Transition]  # not in the history before: to be published
     changed: tuple[str, ...]  # the journeys whose position (or criteria, defects) differ from the stored
@@ -156,10 +156,13 @@ class JourneyViewSQL:
     def _ddl(self, statement: str) -> Any:
         return statement
 
-    # Given by the dialect classes below (with eventsourcing's tracking recorders):
-    # _tracking_table() -> str, and _insert_tracking(cursor, tracking).
-    _tracking_table: Any
-    _insert_tracking: Any
+    # Given by the dialect classes below (with eventsourcing's tracking recorders they extend).
+    _tracking_table: Callable[[], str]
+    _insert_tracking: Callable[[Any, Tracking], None]
+    insert_tracking: Callable[[Tracking], None]
+    max_tracking_id: Callable[[str], int | None]
+    _max_tracking_id: Callable[[str, Any], int | None]
+    purge_freed: Callable[[str], None]
 
     def _view_ddl(self) -> list[Any]:
         """The tables kept across generations (`open` creates the live generation's)."""
@@ -364,7 +367,7 @@ class JourneyViewSQL:
                 confirmed = self._criteria_between(scope, subject, since, at)
                 if confirmed:
                     met[journey] = confirmed
-        last_key = (parse_ts(last[0]["occurred_at"]), max(r["touchpoint_id"] for r in last))
+        last_key = (datetime.fromisoformat(last[0]["occurred_at"]), max(r["touchpoint_id"] for r in last))
         return Stages(positions, first_seen, last_key, met, defects)
 
     def _since_last_restart(self, scope: Scope, subject: str, journey: str, at: datetime) -> list[dict[str, Any]]:
@@ -397,7 +400,7 @@ class JourneyViewSQL:
             if after is not None and (occurred_at, touchpoint_id) <= after:
                 continue
             for name in names:
-                met.setdefault(name, Criterion(name, occurred_at, touchpoint_id))
+                met.setdefault(name, Criterion(name, occurred_at, touchpoint_id))  # type: ignore[arg-type]  # rows have times
         return tuple(met.values())
 
     def touchpoints_from(self, scope: Scope, subject: str, at: datetime) -> list[dict[str, Any]]:
@@ -867,7 +870,7 @@ class JourneyViewSQL:
             base = f"{positions} p0"
             for n, (journey, stage) in enumerate(items):
                 condition = f"p{n}.journey = ? AND " + (f"p{n}.stage IS NULL" if stage is None else f"p{n}.stage = ?")
-                values = [journey] + ([] if stage is None else [stage])
+                values: list[Any] = [journey] + ([] if stage is None else [stage])
                 if n == 0:
                     if since_before is not None:
                         condition += " AND p0.since < ?"
@@ -944,7 +947,7 @@ class PostgresJourneyView(JourneyViewSQL, PostgresTrackingRecorder):
         return f'"{self.datastore.schema}".{self._name(name, generation)}'
 
     def _ddl(self, statement: str) -> Any:
-        return SQL(statement)  # type: ignore[arg-type]
+        return SQL(statement)
 
     def _tracking_table(self) -> str:
         return f'"{self.datastore.schema}"."{self.tracking_table_name}"'

@@ -89,7 +89,7 @@ def replay(
             if record:
                 result = system.app.replay_record(UUID(customer), as_of=as_of, known_at=known_at)
             else:
-                result = system.app.replay(customer, as_of=as_of, known_at=known_at)
+                result = system.app.replay(str(customer), as_of=as_of, known_at=known_at)
         except CustomerNotFoundError as error:
             fail(error, 1)
         revisions = system.view.revisions_of(Scope.customer, [str(result.record_id)])
@@ -147,7 +147,7 @@ def _print_revisions(revisions: list[dict], known_at: datetime | None) -> None:
 
 def _print_replay(result, playbook, as_of: datetime | None) -> None:
     title = f"Customer {result.customer_id}" + (f" as of {as_of.isoformat()}" if as_of else "")
-    caused = {}
+    caused: dict[str, list[str]] = {}
     for t in result.derivation.transitions:
         label = f"{t.journey}: {t.from_stage or '-'} -> {t.to_stage or 'restart'}"
         if t.skipped:

@@ -61,24 +61,24 @@ def health(system: SystemDep, response: Response) -> HealthOut:
             status="unavailable", database=reason, components=[ComponentOut(name="database", ok=False, detail=reason)],
             projection_position=0, log_position=0, projection_lag=0, projection_lag_seconds=0, projection_error=None,
         )
-    error = system.runner.last_error
+    failed = system.runner.last_error
     lag = log_position - position
     projection = ComponentOut(
-        name="projection", ok=error is None,
-        detail=error or f"{lag} events ({lag_seconds:.1f} s) behind the event log",
+        name="projection", ok=failed is None,
+        detail=failed or f"{lag} events ({lag_seconds:.1f} s) behind the event log",
     )
-    if error:
+    if failed:
         response.status_code = 503
         response.headers["Retry-After"] = "2"
     return HealthOut(
-        status="degraded" if error else "ok",
+        status="degraded" if failed else "ok",
         database=backend,
         components=[ComponentOut(name="database", ok=True, detail=backend), projection],
         projection_position=position,
         log_position=log_position,
         projection_lag=lag,
         projection_lag_seconds=lag_seconds,
-        projection_error=error,
+        projection_error=failed,
     )
 
 
@@ -89,5 +89,5 @@ def _lag_seconds(system: System, position: int, log_position: int) -> float:
     oldest = system.app.recorder.select_notifications(start=position + 1, limit=1)
     if not oldest:
         return 0.0
-    written = system.app.mapper.to_domain_event(oldest[0]).timestamp
+    written = system.app.mapper.to_domain_event(oldest[0]).timestamp  # type: ignore[attr-defined]  # every event has it
     return max(0.0, (datetime.now(UTC) - written).total_seconds())

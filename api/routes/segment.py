@@ -170,7 +170,7 @@ async def batch(request: Request, system: SystemDep) -> JSONResponse:
                 raise BodyError(400, "invalid_batch", f"{field} must be a string")
     except BodyError as error:
         return _refused(error)
-    messages = [(m, None) for m in body["batch"]]
+    messages: list[tuple[Any, str | None]] = [(m, None) for m in body["batch"]]
     return JSONResponse(await run_in_threadpool(take, system, messages, body.get("sentAt")))
 
 

@@ -64,6 +64,7 @@ def asked(
     if len(filters) != 1 or None in filters.values():
         raise BadQueryError("stuck", "stuck=true needs exactly one journey and one of its stages")
     (stuck_journey, stuck_stage), = filters.items()
+    assert stuck_stage is not None  # checked just above
     threshold = system.analytics.stuck_after(stuck_journey, stuck_stage)
     if threshold is None:
         raise BadQueryError("stuck", f"no stay in {stuck_stage} has ended yet: there is no p90 to compare with")
