@@ -8,9 +8,10 @@ own schema, dropped afterwards.
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 import psycopg
@@ -78,6 +79,25 @@ def settings(request: pytest.FixtureRequest, tmp_path) -> Settings:
     # A loaded CI machine can take more than the default 2 s to hand out a connection; the outage tests
     # that measure that bound build their own settings.
     return Settings(database_url=url, projection_poll_interval=0.01, key_file=str(tmp_path / "journeys.keys"), database_timeout=10)
+
+
+@pytest.fixture
+def store_urls(settings: Settings, tmp_path) -> Iterator[Callable[[], str]]:
+    """New, empty stores of the backend under test, as many as a test asks for (hypothesis' examples,
+    schemathesis' scenarios); PostgreSQL's schemas are dropped afterwards."""
+    counter, schemas = itertools.count(), []
+
+    def new() -> str:
+        if settings.is_sqlite:
+            return f"sqlite:///{tmp_path}/store{next(counter)}.db"
+        schemas.append(f"test_{uuid.uuid4().hex[:12]}")
+        return f"{settings.database_url.split('?')[0]}?schema={schemas[-1]}"
+
+    yield new
+    if schemas:
+        with _connect(settings.database_url.split("?")[0]) as conn:
+            for name in schemas:
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 @pytest.fixture

@@ -11,10 +11,7 @@ pytest 9.)
 
 from __future__ import annotations
 
-import itertools
 import re
-import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -23,7 +20,6 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as run_settings  # `settings` is the backend's fixture
 from hypothesis.stateful import run_state_machine_as_test
-from psycopg import sql
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
@@ -31,7 +27,6 @@ from api.keys import KeyStore, Role
 from api.main import create_app
 from journeys.settings import Settings
 from projections.system import System
-from tests.conftest import _connect
 from tests.factories import b2b_deal
 
 EXAMPLES = 25
@@ -137,24 +132,6 @@ class Current:
 
     async def __call__(self, scope, receive, send):
         await self.app(scope, receive, send)
-
-
-@pytest.fixture
-def store_urls(request: pytest.FixtureRequest, settings: Settings, tmp_path) -> Iterator[Callable[[], str]]:
-    """New, empty stores of the backend under test; PostgreSQL's schemas are dropped afterwards."""
-    counter, schemas = itertools.count(), []
-
-    def new() -> str:
-        if settings.is_sqlite:
-            return f"sqlite:///{tmp_path}/scenario{next(counter)}.db"
-        schemas.append(f"test_{uuid.uuid4().hex[:12]}")
-        return f"{settings.database_url.split('?')[0]}?schema={schemas[-1]}"
-
-    yield new
-    if schemas:
-        with _connect(settings.database_url.split("?")[0]) as conn:
-            for name in schemas:
-                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 def test_stateful_workflows_along_the_documents_links(settings: Settings, store_urls, tmp_path):

@@ -35,11 +35,10 @@ def deliver_shuffled(system: System, touchpoints: list, rng: random.Random, repe
 
 
 @contextmanager
-def delivered(tmp_path_factory, touchpoints: list[Touchpoint], rng: random.Random) -> Iterator[System]:
-    """A fresh SQLite store (hypothesis runs many examples per test) holding the touchpoints,
-    delivered shuffled, in batches, with repeats."""
-    path = tmp_path_factory.mktemp("prop")
-    built = System.build(Settings(database_url=f"sqlite:///{path}/j.db", key_file=str(path / "k")))
+def delivered(store_urls, key_file: str, touchpoints: list[Touchpoint], rng: random.Random) -> Iterator[System]:
+    """A fresh store of the backend under test (hypothesis runs many examples per test) holding the
+    touchpoints, delivered shuffled, in batches, with repeats."""
+    built = System.build(Settings(database_url=store_urls(), key_file=key_file, database_timeout=10))
     try:
         deliver_shuffled(built, touchpoints, rng, repeats=min(5, len(touchpoints)), largest_batch=6)
         yield built
@@ -142,11 +141,11 @@ def test_segments_and_summary(system: System):
     ),
     seed=st.integers(0, 2**32),
 )
-def test_any_arrival_order_and_batching_gives_the_derivation(tmp_path_factory, data, seed):
+def test_any_arrival_order_and_batching_gives_the_derivation(store_urls, tmp_path, data, seed):
     """Late touchpoints re-derive from the stages before them; the view still equals derive()."""
     rng = random.Random(seed)
     touchpoints = [tp(f"t{n:02d}", type_, day / 2, customer=f"c{c}") for n, (c, type_, day) in enumerate(data)]
-    with delivered(tmp_path_factory, touchpoints, rng) as built:
+    with delivered(store_urls, str(tmp_path / "keys"), touchpoints, rng) as built:
         for customer in {t.customer_id for t in touchpoints}:
             mine = [t for t in touchpoints if t.customer_id == customer]
             assert view_state(built, customer) == derived_state(built, mine)
@@ -165,14 +164,14 @@ DEAL_TYPES = ["lead_captured", "meeting_held", "qualification_assessed", "demo_d
     ),
     seed=st.integers(0, 2**32),
 )
-def test_a_deal_spread_over_contacts_gives_its_derivation_in_any_order(tmp_path_factory, data, seed):
+def test_a_deal_spread_over_contacts_gives_its_derivation_in_any_order(store_urls, tmp_path, data, seed):
     """Deals (and their criteria) in any arrival order and batching, duplicates included, equal derive()."""
     rng = random.Random(seed)
     touchpoints = [
         tp(f"t{n:02d}", type_, day / 2, customer=f"contact-{c}", deal_id=f"D-{d}", criteria=criteria)
         for n, (c, d, type_, day, criteria) in enumerate(data)
     ]
-    with delivered(tmp_path_factory, touchpoints, rng) as built:
+    with delivered(store_urls, str(tmp_path / "keys"), touchpoints, rng) as built:
         for deal in {t.deal_id for t in touchpoints}:
             mine = [t for t in touchpoints if t.deal_id == deal]
             expected = derive(mine, built.playbook, scope=Scope.deal)
