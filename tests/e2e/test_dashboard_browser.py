@@ -19,7 +19,7 @@ from api.keys import KeyStore, Role
 from api.main import create_app
 from journeys.touchpoint import Touchpoint
 from projections.system import System
-from tests.e2e.test_analytics import history
+from tests.integration.test_analytics import history
 from tests.serving import serve
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".artifacts" / "dashboard"

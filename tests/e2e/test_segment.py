@@ -144,7 +144,7 @@ def test_anonymous_visits_an_identify_and_a_deal_make_one_customer_until_unlinke
     from typer.testing import CliRunner
 
     from api.cli import app
-    from tests.e2e.test_cli import env_for
+    from tests.integration.test_cli import env_for
 
     base, key = served
     client = SegmentClient(key, host=base, gzip=True, max_retries=1, upload_interval=0.1)

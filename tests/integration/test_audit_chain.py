@@ -277,7 +277,7 @@ def test_the_verify_command_names_bytes_turned_into_text_and_exits_1_without_a_t
     from typer.testing import CliRunner
 
     from api.cli import app
-    from tests.e2e.test_cli import env_for
+    from tests.integration.test_cli import env_for
 
     _store(system)
     events, nid, _ = _event_table(system)

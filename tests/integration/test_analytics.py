@@ -278,7 +278,7 @@ def test_spend_import_and_segment_export_on_the_command_line(client: TestClient,
     from typer.testing import CliRunner
 
     from api.cli import app
-    from tests.e2e.test_cli import env_for
+    from tests.integration.test_cli import env_for
 
     seed(client)
     cli, env = CliRunner(), env_for(settings)
