@@ -1,0 +1,104 @@
+"""Where a touchpoint's cost goes: the batch path (validate, record, project) under cProfile.
+
+Runs in one process, per backend: BATCHES batches of BATCH_SIZE touchpoints over CUSTOMERS
+customers are validated as the API validates them, recorded (encryption, hash chain, index),
+and projected (the derivation and the view's writes); prints the rate of each phase and the
+functions with the most time of their own, so the next speed work starts from a measurement.
+
+    .venv/bin/python bench/profile_write.py [--batches 20] [--batch-size 1000] [--customers 5000]
+        [--backend sqlite|postgresql ...] [--top 25] [--save FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.batch_throughput import POSTGRES, TYPES  # noqa: E402
+from journeys.settings import Settings  # noqa: E402
+from journeys.touchpoint import Touchpoint  # noqa: E402
+from projections.system import System  # noqa: E402
+
+
+def payloads(batches: int, size: int, customers: int) -> list[list[dict]]:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    return [
+        [{"touchpoint_id": f"p-{b}-{i}", "customer_id": f"customer-{(b * size + i) % customers}",
+          "type": TYPES[(b + i) % len(TYPES)], "channel": "email", "source": "bench",
+          "occurred_at": (t0 + timedelta(minutes=b * size + i)).isoformat(), "properties": {"n": i}}
+         for i in range(size)]
+        for b in range(batches)
+    ]
+
+
+def store_url(backend: str, directory: str) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{directory}/profile.db"
+    return f"{POSTGRES}?schema=profile_{uuid.uuid4().hex[:8]}"
+
+
+def run(backend: str, load: list[list[dict]], top: int, save: str | None = None) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        url = store_url(backend, directory)
+        system = System.build(Settings(database_url=url, key_file=f"{directory}/keys"))
+        timings = {"validate": 0.0, "record": 0.0, "project": 0.0}
+        profile = cProfile.Profile()
+        try:
+            for batch in load:
+                profile.enable()
+                started = time.perf_counter()
+                touchpoints = [Touchpoint.model_validate(item) for item in batch]
+                validated = time.perf_counter()
+                system.record(touchpoints)
+                recorded = time.perf_counter()
+                system.runner.catch_up()
+                projected = time.perf_counter()
+                profile.disable()
+                timings["validate"] += validated - started
+                timings["record"] += recorded - validated
+                timings["project"] += projected - recorded
+        finally:
+            system.close()
+            if backend == "postgresql":
+                with psycopg.connect(POSTGRES, autocommit=True) as conn:
+                    conn.execute(f"DROP SCHEMA IF EXISTS {url.split('schema=')[1]} CASCADE")
+    count = sum(len(b) for b in load)
+    total = sum(timings.values())
+    print(f"{backend}: {count} touchpoints, {count / total:,.0f}/s end to end (under the profiler)")
+    for phase, seconds in timings.items():
+        print(f"  {phase:<9} {seconds / count * 1e6:7.1f} µs per touchpoint ({seconds / total:.0%})")
+    if save:
+        profile.dump_stats(f"{save}.{backend}")  # for pstats' print_callers, snakeviz...
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(top)
+    print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[-(top + 3) * 200:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--customers", type=int, default=5000)
+    parser.add_argument("--backend", action="append", choices=["sqlite", "postgresql"])
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--save", help="also write the profile to SAVE.<backend> (pstats format)")
+    args = parser.parse_args()
+    load = payloads(args.batches, args.batch_size, args.customers)
+    for backend in args.backend or ["sqlite", "postgresql"]:
+        run(backend, load, args.top, args.save)
+
+
+if __name__ == "__main__":
+    main()
