@@ -1,5 +1,4 @@
 """Request bodies are bounded: a body over the limit is refused with 413 before it is parsed.
-And the Segment intake answers browsers of the configured web sites (CORS), nothing else does.
 
 A declared Content-Length over the limit is refused without parsing anything; a
 body without one (chunked) is read up to the limit and no further. The body is
@@ -16,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
-
-from starlette.middleware.cors import CORSMiddleware
 
 Scope = dict[str, Any]
 LINGER_SECONDS = 5.0  # how long a refused body is read and discarded at most
@@ -101,19 +98,3 @@ async def _discard(receive: Any) -> None:
         if message["type"] == "http.disconnect" or not message.get("more_body", False):
             return
         read += len(message.get("body", b""))
-
-
-class SegmentCorsMiddleware:
-    """CORS for the Segment intake only (/v1/*), for the configured origins: a site's pages send
-    there with the browser SDK; every other route stays closed to cross-origin browsers."""
-
-    def __init__(self, app: Any, origins: list[str]):
-        self.app = app
-        self.cors = CORSMiddleware(app, allow_origins=origins, allow_methods=["POST"],
-                                   allow_headers=["content-type", "authorization"], max_age=600)
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
-            await self.cors(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)

@@ -12,8 +12,9 @@ from fastapi_offline import FastAPIOffline
 from api import errors, openapi
 from api.access_log import AccessLogMiddleware
 from api.auth import RateLimiter
+from api.cors import SegmentCorsMiddleware
 from api.keys import KeyStore
-from api.limits import BodyLimitMiddleware, SegmentCorsMiddleware
+from api.limits import BodyLimitMiddleware
 from api.routes import (
     analytics,
     audit,

@@ -23,7 +23,7 @@ from uuid import NAMESPACE_URL, uuid5
 from eventsourcing.persistence import Tracking
 from kafka import KafkaProducer
 
-from journeys.errors import describe
+from journeys.describe import describe
 from journeys.playbook import Scope
 from journeys.recommend import Recommendation
 from projections.picture import wholes

@@ -24,7 +24,7 @@ from consumers.messages import InvalidMessage, headers_of, parse
 from journeys import metrics
 from journeys.application import AlreadyRecordedError, Result
 from journeys.customer import Outcome
-from journeys.errors import describe
+from journeys.describe import describe
 from journeys.settings import Settings
 from projections.system import System
 

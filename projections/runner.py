@@ -18,7 +18,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from journeys import metrics
-from journeys.errors import describe
+from journeys.describe import describe
 from projections.rebuild import Progress, Rebuild, Rebuilt
 from projections.stages import StageProjection, next_batch
 from projections.view import GenerationChanged
