@@ -615,11 +615,10 @@ class JourneyViewSQL:
             self.count_all()
 
     def _has_column(self, table: str, column: str) -> bool:
-        try:
-            self._query(f"SELECT {column} FROM {self._table(table)} WHERE 1 = 0")
-            return True
-        except Exception:
-            return False
+        """Asked of the catalogue: a failing query (say, the database away) is an error, not a missing column."""
+        return column in self._columns(self._name(table))
+
+    _columns: Callable[[str], set[str]]  # the dialect's: a table's column names
 
     def count_all(self) -> None:
         """Count again, from the positions, the instances in each combination of stages (a store
@@ -931,6 +930,9 @@ class SQLiteJourneyView(JourneyViewSQL, SQLiteTrackingRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return super().construct_create_table_statements() + self._view_ddl()
 
+    def _columns(self, table: str) -> set[str]:
+        return {row["name"] for row in self._query(f"PRAGMA table_info({table})")}
+
     def _tracking_table(self) -> str:
         return "tracking"
 
@@ -945,6 +947,11 @@ class PostgresJourneyView(JourneyViewSQL, PostgresTrackingRecorder):
 
     def _table(self, name: str, generation: int | None = None) -> str:
         return f'"{self.datastore.schema}".{self._name(name, generation)}'
+
+    def _columns(self, table: str) -> set[str]:
+        rows = self._query("SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                           [self.datastore.schema, table])
+        return {row["column_name"] for row in rows}
 
     def _ddl(self, statement: str) -> Any:
         return SQL(statement)

@@ -52,3 +52,17 @@ def test_a_store_of_the_previous_release_opens_migrated_and_verifies(old_store: 
         assert system.audit.verify().ok
     finally:
         system.close()
+
+
+def test_a_failing_catalogue_query_is_an_error_never_a_missing_column(system: System, monkeypatch):
+    """open() adds the columns a store lacks; a database that cannot be asked must not read as one
+    that lacks them (an ALTER would follow against a store that has them)."""
+    assert system.view._has_column("transitions", "stay_seconds")
+    assert not system.view._has_column("transitions", "no_such_column")
+
+    def away(*args, **kwargs):
+        raise ConnectionError("the database is away")
+
+    monkeypatch.setattr(system.view, "_query", away)
+    with pytest.raises(ConnectionError):
+        system.view._has_column("transitions", "stay_seconds")
