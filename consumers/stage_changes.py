@@ -23,9 +23,9 @@ from uuid import NAMESPACE_URL, uuid5
 from eventsourcing.persistence import Tracking
 from kafka import KafkaProducer
 
-from journeys.describe import describe
 from journeys.playbook import Scope
 from journeys.recommend import Recommendation
+from journeys.retry import logged, until_stopped
 from projections.picture import wholes
 from projections.system import System
 from projections.view import ts
@@ -153,18 +153,18 @@ class StageChangePublisher:
         return len(changes)
 
     def run(self, poll_interval: float = 0.2) -> None:
-        backoff = poll_interval
-        while not self.stopping.is_set():
-            try:
-                published = self.publish_once()
-                backoff = poll_interval
-            except Exception as error:
-                log.warning("publishing stage changes failed (%s); retrying", describe(error))
-                log.debug("publishing failure", exc_info=True)
-                published, backoff = 0, min(backoff * 2, 10.0)
-            if not published:
-                self.stopping.wait(backoff)
-        self.producer.close()
+        report = logged(log, "publishing stage changes")
+        try:
+            while not self.stopping.is_set():
+                for attempt in until_stopped(Exception, self.stopping, poll_interval, 10.0, report):
+                    with attempt:  # any error: a change is never skipped (the position moves after Kafka took it)
+                        published = self.publish_once()
+                if not published:
+                    self.stopping.wait(poll_interval)
+        except Exception:
+            pass  # told to stop while it failed: the position did not move
+        finally:
+            self.producer.close()
 
     def stop(self) -> None:
         self.stopping.set()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter
 from typing import Any
 
@@ -24,7 +23,7 @@ from consumers.messages import InvalidMessage, headers_of, parse
 from journeys import metrics
 from journeys.application import AlreadyRecordedError, Result
 from journeys.customer import Outcome
-from journeys.describe import describe
+from journeys.retry import logged, until_stopped
 from journeys.settings import Settings
 from projections.system import System
 
@@ -85,21 +84,14 @@ class TouchpointConsumer:
                 metrics.KAFKA_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - following))
 
     def _until_done(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        """Process a poll; a failed write is retried with backoff, never skipped."""
-        backoff = 0.1
-        while True:
-            try:
+        """Process a poll; a failed write is retried with backoff, never skipped: any error, since
+        skipping would lose touchpoints (what no message can ever be is dead-lettered before this).
+        Told to stop meanwhile, the last error is raised: the rest is redelivered after a restart."""
+        for attempt in until_stopped(Exception, self.stopping, first=0.1, longest=10.0, on_retry=logged(log, "recording a batch")):
+            with attempt:
                 for partition, messages in batch.items():
                     self.process(partition, messages)
                 self.commit()
-                return
-            except Exception as error:
-                if self.stopping.is_set():
-                    raise  # nothing recorded for the rest: redelivered after restart
-                log.warning("recording a batch failed (%s); retrying in %.1f s", describe(error), backoff)
-                log.debug("recording failure", exc_info=True)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
 
     def process(self, partition: TopicPartition, messages: list[Any]) -> None:
         """Record one partition's messages and its offset in one transaction."""

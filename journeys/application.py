@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +26,7 @@ from journeys.customer import (
 from journeys.keyring import Keyring
 from journeys.playbook import Playbook
 from journeys.repository import CustomerRepository
+from journeys.retry import against
 from journeys.stages import Derivation, derive
 from journeys.touchpoint import Touchpoint
 
@@ -117,46 +116,52 @@ class JourneysApp(Application[UUID]):
         the conflicts) before anything is stored.
         """
         with self._write_lock:
-            for attempt in range(self.max_attempts):
-                records = self.keyring.resolve(
-                    [*(t.customer_id for t in touchpoints), *(k for x in links for k in (x.anonymous_key, x.user_key))]
-                )
-                customers = self.customers.get_many({record_id for record_id, _ in records.values()})
-                known = self.customers.fingerprints({(records[t.customer_id][0], t.touchpoint_id) for t in touchpoints})
-                versions = {i: c.version for i, c in customers.items()}
-                try:  # commands mutate cached customers: anything failing below evicts them
-                    results = [self._apply(customers, records, known, tp) for tp in touchpoints]
-                    linked = [self._link(customers, records, x) for x in links]
-                    if before_save is not None:
-                        before_save(results)
-                    new_events = [e for c in customers.values() for e in c.collect_events()]
-                    index = [
-                        (str(e.originator_id), e.touchpoint_id, e.fingerprint)
-                        for e in new_events if isinstance(e, Customer.TouchpointRecorded)
-                    ]
-                    recordings = (
-                        self.events.put(new_events, tracking=tracking, index=index) if (new_events or tracking) else []
-                    )
-                except (IntegrityError, CustomerErasedError):
-                    # A concurrent writer won, or the customer was erased meanwhile (its key
-                    # now resolves to a new record): load again and retry.
-                    self.customers.evict(customers)
-                    if tracking is not None and self._was_recorded(tracking):
-                        raise AlreadyRecordedError(tracking.application_name) from None
-                    if attempt + 1 == self.max_attempts:
-                        raise ConcurrencyError(
-                            f"gave up after {self.max_attempts} attempts against concurrent writers"
-                        ) from None
-                    time.sleep(random.uniform(0, 0.005 * 2**attempt))
-                    continue
-                except BaseException:
-                    self.customers.evict(customers)
-                    raise
-                self.customers.keep(customers.values())
-                self.customers.snapshot_if_due(customers.values(), versions)
-                position = max((r.notification.id for r in recordings), default=None)
-                return Recorded(results, position, linked)
+            try:
+                for attempt in against((IntegrityError, CustomerErasedError), self.max_attempts, jitter=0.005):
+                    with attempt:
+                        return self._record_once(touchpoints, tracking, before_save, links)
+            except (IntegrityError, CustomerErasedError):
+                raise ConcurrencyError(f"gave up after {self.max_attempts} attempts against concurrent writers") from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _record_once(
+        self,
+        touchpoints: Sequence[Touchpoint],
+        tracking: Tracking | None,
+        before_save: Callable[[list[Result]], None] | None,
+        links: Sequence[IdentityLink],
+    ) -> Recorded:
+        """One attempt: IntegrityError or CustomerErasedError when a concurrent writer won, or the
+        customer was erased meanwhile (its key now resolves to a new record): worth another."""
+        records = self.keyring.resolve(
+            [*(t.customer_id for t in touchpoints), *(k for x in links for k in (x.anonymous_key, x.user_key))]
+        )
+        customers = self.customers.get_many({record_id for record_id, _ in records.values()})
+        known = self.customers.fingerprints({(records[t.customer_id][0], t.touchpoint_id) for t in touchpoints})
+        versions = {i: c.version for i, c in customers.items()}
+        try:  # commands mutate cached customers: anything failing below evicts them
+            results = [self._apply(customers, records, known, tp) for tp in touchpoints]
+            linked = [self._link(customers, records, x) for x in links]
+            if before_save is not None:
+                before_save(results)
+            new_events = [e for c in customers.values() for e in c.collect_events()]
+            index = [
+                (str(e.originator_id), e.touchpoint_id, e.fingerprint)
+                for e in new_events if isinstance(e, Customer.TouchpointRecorded)
+            ]
+            recordings = self.events.put(new_events, tracking=tracking, index=index) if (new_events or tracking) else []
+        except (IntegrityError, CustomerErasedError):
+            self.customers.evict(customers)
+            if tracking is not None and self._was_recorded(tracking):
+                raise AlreadyRecordedError(tracking.application_name) from None
+            raise
+        except BaseException:
+            self.customers.evict(customers)
+            raise
+        self.customers.keep(customers.values())
+        self.customers.snapshot_if_due(customers.values(), versions)
+        position = max((r.notification.id for r in recordings), default=None)
+        return Recorded(results, position, linked)
 
     def _was_recorded(self, tracking: Tracking) -> bool:
         recorded = self.source_position(tracking.application_name)
@@ -276,18 +281,17 @@ class JourneysApp(Application[UUID]):
         """Run a command on one stored customer and store its events; retried against concurrent
         writers. None if the record has no aggregate (its first write never happened)."""
         with self._write_lock:
-            for attempt in range(self.max_attempts):
-                customer = self.customers.get_many([record_id]).get(record_id)
-                if customer is None:
-                    return None
-                try:
-                    answer = command(customer)
-                    self.events.put(customer.collect_events())
-                except BaseException as error:
-                    self.customers.evict([record_id])
-                    if isinstance(error, IntegrityError) and attempt + 1 < self.max_attempts:
-                        continue
-                    raise
-                self.customers.keep([customer])
-                return answer
+            for attempt in against(IntegrityError, self.max_attempts):
+                with attempt:
+                    customer = self.customers.get_many([record_id]).get(record_id)
+                    if customer is None:
+                        return None
+                    try:
+                        answer = command(customer)
+                        self.events.put(customer.collect_events())
+                    except BaseException:
+                        self.customers.evict([record_id])
+                        raise
+                    self.customers.keep([customer])
+                    return answer
         raise AssertionError("unreachable")  # pragma: no cover

@@ -19,6 +19,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 
 from journeys import metrics
 from journeys.describe import describe
+from journeys.retry import logged, until_stopped
 from projections.rebuild import Progress, Rebuild, Rebuilt
 from projections.stages import StageProjection, next_batch
 from projections.view import GenerationChanged
@@ -178,24 +179,25 @@ class ProjectionRunner:
             self._thread.join(timeout)
 
     def _loop(self, observe_every: float = 1.0) -> None:
-        backoff = self.poll_interval
-        observed = 0.0
+        observed, report = 0.0, logged(log, "projection batch")
+
+        def failed(error: BaseException, wait: float) -> None:  # the position did not move
+            self.last_error = describe(error)
+            report(error, wait)
+
         while not self._stopping.is_set():
-            try:
-                processed = self.run_once()
-                if time.monotonic() - observed >= observe_every:  # two queries: not at every idle poll
-                    self.observe()
-                    observed = time.monotonic()
-                self.last_error = self.paused
-                backoff = self.poll_interval
-            except Exception as error:  # keep running; the position did not move
-                self.last_error = describe(error)
-                log.warning("projection batch failed (%s); retrying in %.1f s", self.last_error, backoff)
-                log.debug("projection batch failure", exc_info=True)
-                processed = 0
-                backoff = min(backoff * 2, 1.0)  # back within a second of the database
+            try:  # any error: a batch is never skipped; back within a second of the database
+                for attempt in until_stopped(Exception, self._stopping, self.poll_interval, 1.0, failed):
+                    with attempt:
+                        processed = self.run_once()
+                        if time.monotonic() - observed >= observe_every:  # two queries: not at every idle poll
+                            self.observe()
+                            observed = time.monotonic()
+            except Exception:
+                return  # told to stop while it failed
+            self.last_error = self.paused
             if not processed:
-                self._wakeup.wait(backoff)
+                self._wakeup.wait(self.poll_interval)
                 self._wakeup.clear()
 
     def wait(self, position: int | None, timeout: float) -> bool:

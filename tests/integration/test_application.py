@@ -10,7 +10,7 @@ from journeys.application import JourneysApp
 from journeys.customer import Customer, Outcome
 from journeys.settings import Settings
 from projections.system import System
-from tests.factories import tp
+from tests.factories import rid, tp
 
 
 def stored_touchpoint_ids(app: JourneysApp, customer: str) -> list[str]:
@@ -128,3 +128,32 @@ def test_a_failure_before_saving_leaves_no_trace_in_the_cache(system: System):
         pass
     assert system.record([tp("t1", "demo_delivered", 1)]).results[0].outcome is Outcome.recorded
     assert stored_touchpoint_ids(system.app, "acme") == ["t0", "t1"]
+
+
+def test_writers_in_two_processes_on_the_same_customers_lose_nothing(settings):
+    """Two systems (as two API processes would) record to the same customers at once: version
+    conflicts are retried (journeys/retry.py) and every touchpoint is stored once."""
+    first, second = System.build(settings), System.build(settings)
+    customers = ["shared-1", "shared-2", "shared-3"]
+    failures: list[BaseException] = []
+
+    def write(system: System, name: str) -> None:
+        try:
+            for n in range(30):
+                system.record([tp(f"{name}-{n}-{c}", "email_opened", n / 10, customer=c) for c in customers])
+        except BaseException as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=write, args=(s, name)) for s, name in ((first, "a"), (second, "b"))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures, failures
+        first.runner.catch_up()
+        for customer in customers:
+            assert first.view.customer(rid(first, customer))["touchpoint_count"] == 60
+    finally:
+        first.close()
+        second.close()
