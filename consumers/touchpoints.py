@@ -16,6 +16,7 @@ from typing import Any
 
 from eventsourcing.persistence import Tracking
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.dead_letters import DeadLetters
@@ -23,6 +24,7 @@ from consumers.messages import InvalidMessage, headers_of, parse
 from journeys import metrics
 from journeys.application import AlreadyRecordedError, Result
 from journeys.customer import Outcome
+from journeys.describe import describe
 from journeys.retry import logged, until_stopped
 from journeys.settings import Settings
 from projections.system import System
@@ -133,11 +135,17 @@ class TouchpointConsumer:
         self._uncommitted[partition] = fresh[-1].offset + 1
 
     def commit(self) -> None:
-        """Commit the offsets of what the event store holds."""
+        """Commit the offsets of what the event store holds. Kafka's offsets only save redelivery:
+        the store's positions decide (seek_to_recorded), so a commit a rebalance refuses (this
+        consumer left the group meanwhile) loses nothing and is not retried."""
         if not self._uncommitted:
             return
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._uncommitted.items()}
-        self.consumer.commit(offsets)
+        try:
+            self.consumer.commit(offsets)
+        except CommitFailedError as error:
+            log.info("offsets not committed (%s): the partitions' next owner starts after what the store holds",
+                     describe(error))
         self._uncommitted.clear()
 
     def seek_to_recorded(self, partitions: list[TopicPartition]) -> None:
