@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import AuthError
 from journeys.application import ConcurrencyError, CustomerNotFoundError
-from journeys.database import UNAVAILABLE
+from journeys.storage.database import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from journeys.database import UNAVAILABLE
+from journeys.storage.database import UNAVAILABLE
 from projections.view import JourneyViewSQL, ts
 
 PREFIX = "jrn_"

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from journeys import cloudevent
+from journeys.intake import cloudevent
 from journeys.touchpoint import NotJsonError, Touchpoint, read_json
 
 

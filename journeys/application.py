@@ -23,11 +23,11 @@ from journeys.customer import (
     TouchpointConflictError,
     touchpoint_from_event,
 )
-from journeys.keyring import Keyring
 from journeys.playbook import Playbook
-from journeys.repository import CustomerRepository
 from journeys.retry import against
 from journeys.stages import Derivation, derive
+from journeys.storage.keyring import Keyring
+from journeys.storage.repository import CustomerRepository
 from journeys.touchpoint import Touchpoint
 
 

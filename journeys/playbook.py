@@ -112,7 +112,7 @@ class StageModel(BaseModel):
 
 
 class SegmentNames(BaseModel):
-    """How the Segment-compatible intake names touchpoint types (see journeys/segment.py)."""
+    """How the Segment-compatible intake names touchpoint types (see journeys/intake/segment.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

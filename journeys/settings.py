@@ -136,7 +136,7 @@ class Settings(BaseSettings):
             env.update(
                 PERSISTENCE_MODULE="eventsourcing.sqlite",
                 SQLITE_DBNAME=path,
-                PROCESS_RECORDER_TOPIC="journeys.recorders:SQLiteJourneysRecorder",
+                PROCESS_RECORDER_TOPIC="journeys.storage.recorders:SQLiteJourneysRecorder",
             )
             return env
         query = parse_qs(url.query)
@@ -156,6 +156,6 @@ class Settings(BaseSettings):
             POSTGRES_CONNECT_TIMEOUT=str(self.database_timeout),
             POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT="30",
             POSTGRES_LOCK_TIMEOUT="10",
-            PROCESS_RECORDER_TOPIC="journeys.recorders:PostgresJourneysRecorder",
+            PROCESS_RECORDER_TOPIC="journeys.storage.recorders:PostgresJourneysRecorder",
         )
         return env

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from journeys.crypto import UnreadableError
 from journeys.customer import key_context, open_personal
-from journeys.keyring import Keyring
+from journeys.storage.keyring import Keyring
 from projections.view import JourneyViewSQL
 
 

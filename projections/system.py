@@ -15,11 +15,11 @@ from psycopg import sql
 
 from journeys import metrics
 from journeys.application import CustomerNotFoundError, JourneysApp, Recorded
-from journeys.audit import AuditTrail
-from journeys.database import Breaker, guard, schema_lock, steady_reconnects
-from journeys.keyring import Keyring
 from journeys.playbook import Playbook, load_playbook
 from journeys.settings import Settings
+from journeys.storage.audit import AuditTrail
+from journeys.storage.database import Breaker, guard, schema_lock, steady_reconnects
+from journeys.storage.keyring import Keyring
 from journeys.touchpoint import Touchpoint
 from projections.analytics import Analytics
 from projections.personal import PersonalData

@@ -62,7 +62,7 @@ def playbook_or_fail(path: str) -> Playbook:
 def system_or_fail() -> System:
     """The system from the settings, or exit 2 saying why the store or the keys cannot be used."""
     from journeys.crypto import SecretsError
-    from journeys.database import UNAVAILABLE, explain_unavailable
+    from journeys.storage.database import UNAVAILABLE, explain_unavailable
     from projections.system import StoreFormatError, System
 
     settings = Settings()

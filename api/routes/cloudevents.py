@@ -1,6 +1,6 @@
 """CloudEvents over HTTP (binary and structured mode, single and batch) at POST /cloudevents.
 
-The event's data is the touchpoint (see journeys/cloudevent.py). A single event is
+The event's data is the touchpoint (see journeys/intake/cloudevent.py). A single event is
 answered like POST /touchpoints (201 recorded, 200 duplicate, 409 conflict, 422
 invalid); a batch (`application/cloudevents-batch+json`, a JSON array of structured
 events) like POST /touchpoints/batch: a result for each event, the valid ones stored.
@@ -24,7 +24,7 @@ from api.keys import Role
 from api.openapi import inlined
 from api.routes.touchpoints import MAX_BATCH
 from api.schemas import BatchOut, FieldError, TouchpointResult
-from journeys import cloudevent
+from journeys.intake import cloudevent
 from journeys.touchpoint import NotJsonError, Touchpoint, read_json
 
 router = APIRouter(tags=["touchpoints"], dependencies=[allow(Role.publisher)])

@@ -5,7 +5,7 @@ The write key is a publisher API key: HTTP basic auth with the key as the user n
 gzipped (Content-Encoding: gzip); a batch may be 500 KB once inflated, a message
 32 KB. A well-formed batch is answered 200 `{"success": true, ...}` with every valid
 message stored and the rest reported by index; a malformed one 400, with the `code`
-and `message` the SDKs log. Mapping: journeys/segment.py.
+and `message` the SDKs log. Mapping: journeys/intake/segment.py.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from api.deps import SystemDep
 from api.intake import Rejected, echoable, record_items, result_of, validated
 from api.keys import Role
 from api.schemas import FieldError
-from journeys import segment
 from journeys.customer import IdentityLink, Outcome
+from journeys.intake import segment
 from journeys.touchpoint import TEXT_PATTERN, Channel, NotJsonError, Touchpoint, read_json
 from projections.system import System
 
@@ -95,7 +95,7 @@ def _body(request: Request) -> Any:
 
 
 def message_schema(call: str, typed: bool = False) -> dict[str, Any]:
-    """A message of this call (`typed`: saying so in its `type`, as in a batch) as journeys/segment.py reads it: what the
+    """A message of this call (`typed`: saying so in its `type`, as in a batch) as journeys/intake/segment.py reads it: what the
     document cannot say (a time at most 24 hours ahead, no NUL inside `properties`) is answered
     per message under `rejected`; fields it does not name are kept in the properties or ignored."""
     touchpoint = Touchpoint.model_json_schema()["properties"]
