@@ -37,14 +37,23 @@ function table(id, header, rows) {
   });
 }
 
-function chart(id, labels, datasets, horizontal = false) {
+// A bar chart with both axes titled; `counts` makes the value axis whole numbers (no 0.4 customers).
+function chart(id, labels, datasets, { category, value, counts = false, horizontal = false }) {
   if (state.charts[id]) state.charts[id].destroy();
+  const along = { title: { display: true, text: category } };
+  const amount = { title: { display: true, text: value }, beginAtZero: true, ticks: counts ? { precision: 0 } : {} };
   state.charts[id] = new Chart($(id), {
     type: "bar",
     data: { labels, datasets },
-    options: { animation: false, indexAxis: horizontal ? "y" : "x", plugins: { legend: { display: datasets.length > 1 } } },
+    options: {
+      animation: false, indexAxis: horizontal ? "y" : "x",
+      plugins: { legend: { display: datasets.length > 1 } },
+      scales: horizontal ? { y: along, x: amount } : { x: along, y: amount },
+    },
   });
 }
+
+const journeyTitle = (name) => state.playbook.journeys[name]?.title || name;
 
 const duration = (s) => {
   if (s === null || s === undefined) return "–";
@@ -65,7 +74,7 @@ async function connect(event) {
   }
   sessionStorage.setItem("journeys-key", state.key);
   const select = $("journey");
-  select.replaceChildren(...Object.keys(state.playbook.journeys).map((j) => el("option", j, { value: j })));
+  select.replaceChildren(...Object.keys(state.playbook.journeys).map((j) => el("option", journeyTitle(j), { value: j })));
   select.disabled = false;
   state.journey = state.playbook.journeys.buyer ? "buyer" : select.value;
   select.value = state.journey;
@@ -85,7 +94,8 @@ async function counts() {
   const summary = await json("/segments/summary");
   const found = summary[state.journey];
   const labels = Object.keys(found);
-  chart("counts-chart", labels, [{ label: state.journey, data: labels.map((s) => found[s]), backgroundColor: "#5b7bd5" }]);
+  chart("counts-chart", labels, [{ label: journeyTitle(state.journey), data: labels.map((s) => found[s]), backgroundColor: "#5b7bd5" }],
+    { category: `stage of the ${journeyTitle(state.journey)}`, value: "instances now", counts: true });
   table("counts-table", ["stage", "instances", ""], labels.map((s) => {
     const link = el("a", "segment", { href: "#" });
     link.addEventListener("click", (e) => { e.preventDefault(); openSegment({ journey: state.journey, stage: s }); });
@@ -110,7 +120,7 @@ async function funnel(event) {
   chart("funnel-chart", labels, [
     { label: "entered", data: found.stages.map((s) => s.entered), backgroundColor: "#5b7bd5" },
     { label: "advanced", data: found.stages.map((s) => s.advanced), backgroundColor: "#5bd58f" },
-  ]);
+  ], { category: `stage of the ${journeyTitle(state.journey)}`, value: "stays", counts: true });
   table("funnel-table", ["stage", "entered", "advanced", "to next", "skipped next", "restarted", "still in", "passed over", "conversion", "median to advance", "p90"],
     found.stages.map((s) => [s.stage, s.entered, s.advanced, s.to_next, s.skipped_next, s.restarted, s.still_in, s.passed_over,
       s.conversion === null ? "–" : `${(s.conversion * 100).toFixed(1)}%`, duration(s.time_to_advance.median_seconds), duration(s.time_to_advance.p90_seconds)]));
@@ -157,7 +167,8 @@ async function attribution(event) {
   let found;
   try { found = await json(`/analytics/attribution?${q}`); } catch (error) { status(`Attribution: ${error.message}`); return; }
   chart("attribution-chart", found.campaigns.map((c) => c.name),
-    [{ label: `credit for ${stage} (${model})`, data: found.campaigns.map((c) => c.credit), backgroundColor: "#d5795b" }], true);
+    [{ label: `credit for ${stage} (${model})`, data: found.campaigns.map((c) => c.credit), backgroundColor: "#d5795b" }],
+    { category: "campaign", value: `credit for reaching ${stage} (${model})`, horizontal: true });
   table("attribution-table", ["campaign", "credit"], [
     ...found.campaigns.map((c) => [c.name, c.credit]), ["(no campaign touch)", found.unattributed],
   ]);

@@ -43,6 +43,13 @@ def chart_data(page, canvas: str) -> list[list[float]]:
     return page.evaluate(f"Chart.getChart(document.getElementById('{canvas}')).data.datasets.map(d => d.data)")
 
 
+def axes(page, canvas: str) -> dict:
+    return page.evaluate(f"""(() => {{
+        const s = Chart.getChart(document.getElementById('{canvas}')).options.scales;
+        return {{ x: s.x.title.text, y: s.y.title.text, precision: s.y.ticks.precision }};
+    }})()""")
+
+
 def test_dashboard_in_chromium(served, tmp_path):
     base, key = served
     assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: run scripts/ensure-chromium.sh"
@@ -59,12 +66,17 @@ def test_dashboard_in_chromium(served, tmp_path):
         page.on("pageerror", lambda e: problems.append(str(e)))
 
         page.goto(f"{base}/dashboard")
+        expect(page.locator("#main")).to_be_hidden()  # no empty panels before a key is given
         page.fill("#key", key)
         page.click("#login button")
         expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=15000)
 
         # Stage counts: ann Purchase, bob and dan Identify Need, cat Determine Requirements, eve Evaluation.
         assert chart_data(page, "counts-chart") == [[0, 2, 1, 1, 0, 1]]
+        # Charts say what they show: axis titles, whole numbers for counts, the journey's title.
+        assert axes(page, "counts-chart") == {"x": "stage of the Buyer's journey", "y": "instances now", "precision": 0}
+        assert axes(page, "funnel-chart")["y"] == "stays" and axes(page, "funnel-chart")["precision"] == 0
+        expect(page.locator("#journey option:checked")).to_have_text("Buyer's journey")
         # The funnel: entered and advanced per stage, as test_analytics computes them by hand.
         assert chart_data(page, "funnel-chart") == [[5, 2, 2, 1, 1], [3, 1, 1, 0, 0]]
         expect(page.locator("#funnel-table")).to_contain_text("60.0%")
@@ -75,6 +87,9 @@ def test_dashboard_in_chromium(served, tmp_path):
         expect(page.locator("#attribution-table")).to_contain_text("demo-day")
         assert sorted(chart_data(page, "attribution-chart")[0]) == [0.2, 0.4, 0.4]
         page.screenshot(path=str(SCREENSHOTS / "1-overview.png"), full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 1800})  # nothing wider than the page: tables scroll in their panel
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+        page.set_viewport_size({"width": 1400, "height": 1800})
 
         # The alignment matrix: eve evaluates with no seller engaged; follow the cell to its segment.
         behind = page.locator('#alignment-table td[data-row="Evaluation"][data-column="not_started"]')
