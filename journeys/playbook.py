@@ -108,6 +108,10 @@ class StageModel(BaseModel):
         """The last stage that is not an exit: where the journey is complete (Purchase, Evaluation)."""
         return [s for s in self.stages if s not in self.exits][-1]
 
+    def is_terminal(self, stage: str | None) -> bool:
+        """Where the journey ends (its last stage, or an exit): a stay there is an outcome, not a wait."""
+        return stage is not None and (stage == self.last or stage in self.exits)
+
 
 
 

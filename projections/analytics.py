@@ -204,7 +204,8 @@ class Analytics:
     def time_in_stage(self, journey: str, now: datetime | None = None) -> list[dict[str, Any]]:
         """Per stage: the distribution of ended stays, and of the stays going on now."""
         now = now or datetime.now(UTC)
-        stages = self._model(journey).stages
+        model = self._model(journey)
+        stages = model.stages
         transitions, positions = self.view.table("transitions"), self.view.table("positions")
         ended_where = "x.journey = ? AND x.from_stage IS NOT NULL AND x.stay_seconds IS NOT NULL"
         ended_sizes = self._sizes(transitions, "from_stage", ended_where, [journey], stages)
@@ -216,6 +217,7 @@ class Analytics:
         return [
             {
                 "stage": stage,
+                "terminal": model.is_terminal(stage),  # its current stays are outcomes ("since"), never stuck
                 "ended": {"stays": ended_sizes[stage], **{f"{k}_seconds": v for k, v in ended[stage].items()}},
                 "current": {"stays": current_sizes[stage], **{
                     f"{k}_seconds": (now - datetime.fromisoformat(v)).total_seconds() if v else None

@@ -65,6 +65,10 @@ def asked(
         raise BadQueryError("stuck", "stuck=true needs exactly one journey and one of its stages")
     (stuck_journey, stuck_stage), = filters.items()
     assert stuck_stage is not None  # checked just above
+    model = system.playbook.journeys[stuck_journey]
+    if model.is_terminal(stuck_stage):
+        raise BadQueryError("stuck", f"{stuck_stage} is where the {model.title} ends: a stay there is an outcome, "
+                            "so no one is stuck in it")
     threshold = system.analytics.stuck_after(stuck_journey, stuck_stage)
     if threshold is None:
         raise BadQueryError("stuck", f"no stay in {stuck_stage} has ended yet: there is no p90 to compare with")

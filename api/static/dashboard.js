@@ -128,10 +128,11 @@ async function funnel(event) {
 
 async function timeInStage() {
   const found = await json(`/analytics/time-in-stage?journey=${encodeURIComponent(state.journey)}`);
-  table("time-table", ["stage", "ended stays", "median", "p75", "p90", "current stays", "median", "p75", "p90", ""],
+  table("time-table", ["stage", "ended stays", "median", "p75", "p90", "current stays (since, at the end)", "median", "p75", "p90", ""],
     found.stages.map((s) => {
       const cell = el("td");
-      if (s.ended.stays && s.current.stays) {
+      if (s.terminal) cell.textContent = "outcome";  // where the journey ends: current stays are "since", never stuck
+      else if (s.ended.stays && s.current.stays) {
         const link = el("a", "stuck", { href: "#" });
         link.addEventListener("click", (e) => { e.preventDefault(); openSegment({ journey: state.journey, stage: s.stage, stuck: "true" }); });
         cell.appendChild(link);

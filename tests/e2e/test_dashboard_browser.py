@@ -81,6 +81,9 @@ def test_dashboard_in_chromium(served, tmp_path):
         assert chart_data(page, "funnel-chart") == [[5, 2, 2, 1, 1], [3, 1, 1, 0, 0]]
         expect(page.locator("#funnel-table")).to_contain_text("60.0%")
         expect(page.locator("#time-table")).to_contain_text("2.0 d")  # Identify Need's median ended stay
+        purchase = page.locator("#time-table tr", has_text="Purchase")  # where the journey ends: an outcome
+        expect(purchase).to_contain_text("outcome")
+        assert purchase.locator("a").count() == 0
         page.select_option("#attribution-stage", "Purchase")
         page.select_option("#attribution-model", "position")
         page.click("#attribution-form button")

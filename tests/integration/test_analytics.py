@@ -125,12 +125,17 @@ def test_time_in_stage_and_stuck_customers(client: TestClient):
     assert current["p50_seconds"] == pytest.approx(age(8), abs=120)
     assert current["p90_seconds"] == pytest.approx(age(1), abs=120)
     assert stages["Purchase"]["ended"] == {"stays": 0, "p50_seconds": None, "p75_seconds": None, "p90_seconds": None}
+    assert stages["Purchase"]["terminal"] and not stages["Identify Need"]["terminal"]  # an outcome, not a wait
 
     stuck = get(client, "/segments", journey="buyer", stage="Identify Need", stuck="true")
     assert stuck["stuck_after_seconds"] == 3 * DAY
     assert sorted(m["customer_id"] for m in stuck["customers"]) == ["bob", "dan"]  # not fay: an hour in
-    nothing_ended = client.get("/segments", params={"journey": "buyer", "stage": "Purchase", "stuck": "true"})
-    assert nothing_ended.status_code == 422 and "no stay in Purchase has ended" in nothing_ended.text
+    seller = get(client, "/analytics/time-in-stage", journey="seller")["stages"]
+    waiting = next(s["stage"] for s in seller if not s["terminal"] and not s["ended"]["stays"])
+    nothing_ended = client.get("/segments", params={"journey": "seller", "stage": waiting, "stuck": "true"})
+    assert nothing_ended.status_code == 422 and f"no stay in {waiting} has ended" in nothing_ended.text
+    at_the_end = client.get("/segments", params={"journey": "buyer", "stage": "Purchase", "stuck": "true"})
+    assert at_the_end.status_code == 422 and "Purchase is where the Buyer's journey ends" in at_the_end.text
     assert client.get("/segments", params={"stuck": "true"}).status_code == 422
 
 

@@ -44,6 +44,7 @@ UNSTATED_RULES = [
     r"contains a NUL",  # anywhere inside free-form properties
     r"is not a stage of the \w+ journey",  # the stage named with `journey` (or `stage` with `journey`)
     r"journey and stage go together", r"is asked for twice", r"stuck=true needs", r"there is no p90 to compare with",
+    r"is where the .+ ends: a stay there is an outcome",  # stuck with a journey's last stage
     r"kept for different scopes", r"must be another journey than rows",  # rows with columns, journeys together
     r"must be after 'from'", r"ends before it starts",  # a window's two ends
     # CloudEvents: the media type and the ce-* headers together choose the mode (HTTP binding 3.1)
