@@ -76,7 +76,8 @@ async function connect(event) {
   const select = $("journey");
   select.replaceChildren(...Object.keys(state.playbook.journeys).map((j) => el("option", journeyTitle(j), { value: j })));
   select.disabled = false;
-  state.journey = state.playbook.journeys.buyer ? "buyer" : select.value;
+  const shared = new URLSearchParams(location.hash.slice(1)).get("journey");  // a bookmarked or shared view
+  state.journey = state.playbook.journeys[shared] ? shared : state.playbook.journeys.buyer ? "buyer" : select.value;
   select.value = state.journey;
   $("main").hidden = false;
   status(`Playbook ${state.playbook.name}, version ${state.playbook.version}`);
@@ -85,6 +86,8 @@ async function connect(event) {
 
 async function refresh() {
   const model = state.playbook.journeys[state.journey];
+  // The view lives in the URL (never the key), so it can be bookmarked and shared.
+  history.replaceState(null, "", `#${new URLSearchParams({ journey: state.journey })}`);
   $("attribution-stage").replaceChildren(...model.stages.map((s) => el("option", s)));
   await Promise.all([counts(), funnel(), timeInStage(), alignment(), attribution(), cost()]);
   document.body.dataset.ready = "true";
@@ -93,7 +96,9 @@ async function refresh() {
 async function counts() {
   const summary = await json("/segments/summary");
   const found = summary[state.journey];
-  const labels = Object.keys(found);
+  const perCustomer = state.playbook.journeys[state.journey].scope === "customer";
+  // Every customer is somewhere in a customer journey; a deal or case exists only once it started.
+  const labels = Object.keys(found).filter((s) => perCustomer || s !== NOT_STARTED);
   chart("counts-chart", labels, [{ label: journeyTitle(state.journey), data: labels.map((s) => found[s]), backgroundColor: "#5b7bd5" }],
     { category: `stage of the ${journeyTitle(state.journey)}`, value: "instances now", counts: true });
   table("counts-table", ["stage", "instances", ""], labels.map((s) => {

@@ -121,6 +121,18 @@ def test_dashboard_in_chromium(served, tmp_path):
         assert page.locator('[data-lane="seller"] .mark').count() == 0
         page.locator("#timeline-section").scroll_into_view_if_needed()
         page.screenshot(path=str(SCREENSHOTS / "3-timeline.png"), full_page=True)
+
+        # The view is in the URL: another journey chosen, the address restores it (the key is not in it).
+        page.select_option("#journey", "seller")
+        expect(page).to_have_url(f"{base}/dashboard#journey=seller")
+        assert key not in page.url
+        shared = context.new_page()
+        shared.goto(f"{base}/dashboard#journey=seller")
+        shared.fill("#key", key)
+        shared.click("#login button")
+        expect(shared.locator("body")).to_have_attribute("data-ready", "true", timeout=15000)
+        expect(shared.locator("#journey")).to_have_value("seller")
+        assert axes(shared, "counts-chart")["x"] == "stage of the Seller's journey"
         browser.close()
 
     assert problems == []
