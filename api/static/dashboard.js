@@ -246,22 +246,36 @@ async function showTimeline(event) {
   const times = [...found.touchpoints.map((t) => Date.parse(t.occurred_at)), ...found.transitions.map((t) => Date.parse(t.at))];
   const first = Math.min(...times), last = Math.max(...times), span = Math.max(last - first, 1);
   const x = (at) => `calc(7rem + ${((Date.parse(at) - first) / span) * 90}% * 0.85)`;
-  const lane = (name, marks) => {
+  const lane = (name, title, marks) => {
     const row = el("div", null, { class: "lane", "data-lane": name });
-    row.appendChild(el("span", name, { class: "lane-name" }));
+    row.appendChild(el("span", title, { class: "lane-name", title }));
     marks.forEach((m) => row.appendChild(m));
     box.appendChild(row);
   };
-  lane("touchpoints", found.touchpoints.map((t) => {
-    const mark = el("span", null, { class: "mark", title: `${t.occurred_at} ${t.type}${t.campaign ? ` (${t.campaign})` : ""}` });
-    mark.style.left = x(t.occurred_at);
-    return mark;
+  // A mark, its short label under it, and what a click on it shows.
+  const mark = (at, cls, label, detail) => {
+    const m = el("span", null, { class: cls, title: `${at.slice(0, 16).replace("T", " ")} ${label}`, tabindex: "0" });
+    const text = el("span", label, { class: "mark-label" });
+    m.style.left = text.style.left = x(at);
+    const show = () => { $("timeline-detail").textContent = detail; };
+    m.addEventListener("click", show);
+    m.addEventListener("keydown", (e) => { if (e.key === "Enter") show(); });
+    return [m, text];
+  };
+  const ticks = [0, 0.5, 1].map((f) => new Date(first + f * span).toISOString());
+  lane("axis", "", ticks.map((at) => {
+    const tick = el("span", at.slice(0, 10), { class: "tick" });
+    tick.style.left = x(at);
+    return tick;
   }));
-  found.journeys.forEach((j) => lane(j, found.transitions.filter((t) => t.journey === j).map((t) => {
-    const mark = el("span", null, { class: `mark transition${t.restart ? " restart" : ""}`, title: `${t.at} ${t.from_stage ?? NOT_STARTED} → ${t.to_stage ?? NOT_STARTED}` });
-    mark.style.left = x(t.at);
-    return mark;
-  })));
+  box.lastChild.classList.add("axis");
+  lane("touchpoints", "touchpoints", found.touchpoints.flatMap((t) => mark(t.occurred_at, "mark", t.type,
+    [`${t.type} (${t.channel})`, `occurred ${t.occurred_at}`, t.campaign ? `campaign ${t.campaign}` : null,
+      `touchpoint ${t.touchpoint_id}`].filter(Boolean).join("\n"))));
+  found.journeys.forEach((j) => lane(j, journeyTitle(j), found.transitions.filter((t) => t.journey === j).flatMap((t) =>
+    mark(t.at, `mark transition${t.restart ? " restart" : ""}`, t.to_stage ?? "restart",
+      `${journeyTitle(j)}: ${t.from_stage ?? NOT_STARTED} → ${t.to_stage ?? NOT_STARTED} at ${t.at}` +
+      (t.defects?.length ? `\ndefects: ${t.defects.join("; ")}` : "")))));
   box.dataset.customer = id;
 }
 

@@ -119,6 +119,13 @@ def test_dashboard_in_chromium(served, tmp_path):
         assert page.locator('[data-lane="touchpoints"] .mark').count() == 1
         assert page.locator('[data-lane="buyer"] .mark').count() == 1
         assert page.locator('[data-lane="seller"] .mark').count() == 0
+        # Read without hovering: dates on an axis, lanes titled as in the playbook, stages and types named.
+        assert page.locator('[data-lane="axis"] .tick').first.inner_text()[:2] in ("19", "20")
+        expect(page.locator('[data-lane="buyer"] .lane-name')).to_have_text("Buyer's journey")
+        expect(page.locator('[data-lane="buyer"] .mark-label')).to_have_text("Evaluation")
+        page.locator('[data-lane="touchpoints"] .mark').first.click()
+        expect(page.locator("#timeline-detail")).to_contain_text("touchpoint ")
+        expect(page.locator("#funnel-legend")).to_contain_text("passed over")
         page.locator("#timeline-section").scroll_into_view_if_needed()
         page.screenshot(path=str(SCREENSHOTS / "3-timeline.png"), full_page=True)
 
