@@ -175,6 +175,12 @@ async function attribution(event) {
   chart("attribution-chart", found.campaigns.map((c) => c.name),
     [{ label: `credit for ${stage} (${model})`, data: found.campaigns.map((c) => c.credit), backgroundColor: "#d5795b" }],
     { category: "campaign", value: `credit for reaching ${stage} (${model})`, horizontal: true });
+  // An empty chart says why: nothing advanced, or nothing that advanced had a campaign touch before.
+  $("attribution-note").textContent = !found.advances
+    ? `Nothing reached ${stage} in the window: no credit to give.`
+    : !found.campaigns.length
+      ? `${found.advances} reached ${stage}, none after a touch with a campaign: no campaign to credit.`
+      : `${found.advances} reached ${stage}; ${found.unattributed} of them after no campaign touch.`;
   table("attribution-table", ["campaign", "credit"], [
     ...found.campaigns.map((c) => [c.name, c.credit]), ["(no campaign touch)", found.unattributed],
   ]);

@@ -89,6 +89,13 @@ def test_dashboard_in_chromium(served, tmp_path):
         page.click("#attribution-form button")
         expect(page.locator("#attribution-table")).to_contain_text("demo-day")
         assert sorted(chart_data(page, "attribution-chart")[0]) == [0.2, 0.4, 0.4]
+        expect(page.locator("#attribution-note")).to_have_text("1 reached Purchase; 0 of them after no campaign touch.")
+        page.select_option("#attribution-stage", "Negotiation")
+        page.click("#attribution-form button")
+        expect(page.locator("#attribution-note")).to_contain_text("Negotiation")  # an empty chart says why
+        page.select_option("#attribution-stage", "Purchase")
+        page.click("#attribution-form button")
+        expect(page.locator("#attribution-table")).to_contain_text("demo-day")
         page.screenshot(path=str(SCREENSHOTS / "1-overview.png"), full_page=True)
         page.set_viewport_size({"width": 1280, "height": 1800})  # nothing wider than the page: tables scroll in their panel
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280
