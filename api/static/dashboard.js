@@ -192,9 +192,12 @@ async function cost() {
   catch (error) { status(`Cost: ${error.message}`); return; }
   const money = (by) => Object.entries(by || {}).map(([cur, v]) => `${v} ${cur}`).join(", ") || "-";
   const rate = (r) => (r === null || r === undefined ? "-" : `${(r * 100).toFixed(1)}%`);
-  table("cost-table", ["campaign", "spend", "leads", "cost per lead", "converted", "lead to customer"],
+  const stages = state.playbook.journeys[state.journey].stages;
+  table("cost-table", ["campaign", "spend", "leads", "cost per lead", "converted", "lead to customer",
+    ...stages.map((s) => `cost per advance to ${s}`)],
     found.campaigns.map((c) => [c.campaign, money(c.spend), c.leads, money(c.cost_per_lead),
-      `${c.converted} (${rate(c.conversion_rate)})`, `${c.customers} (${rate(c.lead_to_customer_rate)})`]));
+      `${c.converted} (${rate(c.conversion_rate)})`, `${c.customers} (${rate(c.lead_to_customer_rate)})`,
+      ...stages.map((s) => money(c.stages?.[s]?.cost_per_advance))]));
 }
 
 async function openSegment(filters, cursor) {

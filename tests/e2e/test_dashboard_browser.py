@@ -12,6 +12,7 @@ import csv
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
@@ -36,6 +37,9 @@ def served(system: System):
     assert system.runner.wait(recorded.position, 30)
     key = KeyStore(system.view, cache_seconds=0).create("dashboard-test", Role.marketer)
     with serve(create_app(system=system)) as base:
+        spent = httpx.post(f"{base}/campaigns/spring/spend", json={"period": "2026-03", "amount": "300", "currency": "EUR"},
+                           headers={"Authorization": f"Bearer {key}"})
+        assert spent.status_code == 201, spent.text
         yield base, key
 
 
@@ -96,6 +100,13 @@ def test_dashboard_in_chromium(served, tmp_path):
         page.select_option("#attribution-stage", "Purchase")
         page.click("#attribution-form button")
         expect(page.locator("#attribution-table")).to_contain_text("demo-day")
+        # The cost panel shows what the API computes: spend, cost per lead and per advance.
+        cost = httpx.get(f"{base}/analytics/cost", params={"journey": "buyer"}, headers={"Authorization": f"Bearer {key}"}).json()
+        spring = next(c for c in cost["campaigns"] if c["campaign"] == "spring")
+        row = page.locator("#cost-table tr", has_text="spring")
+        expect(row).to_contain_text(f"{spring['spend']['EUR']} EUR")
+        assert spring["cost_per_lead"], spring
+        expect(row).to_contain_text(f"{spring['cost_per_lead']['EUR']} EUR")
         page.screenshot(path=str(SCREENSHOTS / "1-overview.png"), full_page=True)
         page.set_viewport_size({"width": 1280, "height": 1800})  # nothing wider than the page: tables scroll in their panel
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280
