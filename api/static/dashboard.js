@@ -119,16 +119,27 @@ async function funnel(event) {
     const v = $(`funnel-${name}`).value.trim();
     if (v) q.set(name, v);
   }
-  let found;
+  let found, previous = null;
   try { found = await json(`/analytics/funnel?${q}`); } catch (error) { status(`Funnel: ${error.message}`); return; }
+  if (from && to) {  // the previous period of the same length, for comparison
+    const start = Date.parse(`${from}T00:00:00Z`), end = Date.parse(`${to}T00:00:00Z`);
+    const p = new URLSearchParams(q);
+    p.set("from", new Date(start - (end - start)).toISOString());
+    p.set("to", new Date(start).toISOString());
+    try { previous = await json(`/analytics/funnel?${p}`); } catch (error) { status(`Funnel (previous period): ${error.message}`); }
+  }
+  const before = new Map((previous?.stages || []).map((s) => [s.stage, s]));
   const labels = found.stages.map((s) => s.stage);
   chart("funnel-chart", labels, [
     { label: "entered", data: found.stages.map((s) => s.entered), backgroundColor: "#5b7bd5" },
     { label: "advanced", data: found.stages.map((s) => s.advanced), backgroundColor: "#5bd58f" },
   ], { category: `stage of the ${journeyTitle(state.journey)}`, value: "stays", counts: true });
-  table("funnel-table", ["stage", "entered", "advanced", "to next", "skipped next", "restarted", "still in", "passed over", "conversion", "median to advance", "p90"],
+  const pct = (r) => (r === null || r === undefined ? "–" : `${(r * 100).toFixed(1)}%`);
+  table("funnel-table", ["stage", "entered", "advanced", "to next", "skipped next", "restarted", "still in", "passed over", "conversion",
+    "median to advance", "p90", ...(previous ? ["entered (previous period)", "conversion (previous period)"] : [])],
     found.stages.map((s) => [s.stage, s.entered, s.advanced, s.to_next, s.skipped_next, s.restarted, s.still_in, s.passed_over,
-      s.conversion === null ? "–" : `${(s.conversion * 100).toFixed(1)}%`, duration(s.time_to_advance.median_seconds), duration(s.time_to_advance.p90_seconds)]));
+      pct(s.conversion), duration(s.time_to_advance.median_seconds), duration(s.time_to_advance.p90_seconds),
+      ...(previous ? [before.get(s.stage)?.entered ?? 0, pct(before.get(s.stage)?.conversion)] : [])]));
 }
 
 async function timeInStage() {

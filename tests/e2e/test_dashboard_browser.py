@@ -84,6 +84,23 @@ def test_dashboard_in_chromium(served, tmp_path):
         # The funnel: entered and advanced per stage, as test_analytics computes them by hand.
         assert chart_data(page, "funnel-chart") == [[5, 2, 2, 1, 1], [3, 1, 1, 0, 0]]
         expect(page.locator("#funnel-table")).to_contain_text("60.0%")
+        # A window compares with the previous period of the same length, as the API counts each.
+        page.fill("#funnel-from", "2026-03-05")
+        page.fill("#funnel-to", "2026-03-09")
+        page.click("#funnel-form button")
+        expect(page.locator("#funnel-table")).to_contain_text("entered (previous period)")
+        auth = {"Authorization": f"Bearer {key}"}
+        now = httpx.get(f"{base}/analytics/funnel", headers=auth, params={
+            "journey": "buyer", "from": "2026-03-05T00:00:00Z", "to": "2026-03-09T00:00:00Z"}).json()
+        before = httpx.get(f"{base}/analytics/funnel", headers=auth, params={
+            "journey": "buyer", "from": "2026-03-01T00:00:00Z", "to": "2026-03-05T00:00:00Z"}).json()
+        first = page.locator("#funnel-table tr").nth(1).locator("td")
+        assert first.nth(1).inner_text() == str(now["stages"][0]["entered"])
+        assert first.nth(11).inner_text() == str(before["stages"][0]["entered"])
+        page.fill("#funnel-from", "")
+        page.fill("#funnel-to", "")
+        page.click("#funnel-form button")
+        expect(page.locator("#funnel-table")).not_to_contain_text("previous period")
         expect(page.locator("#time-table")).to_contain_text("2.0 d")  # Identify Need's median ended stay
         purchase = page.locator("#time-table tr", has_text="Purchase")  # where the journey ends: an outcome
         expect(purchase).to_contain_text("outcome")
