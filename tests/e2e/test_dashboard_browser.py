@@ -179,3 +179,29 @@ def test_dashboard_in_chromium(served, tmp_path):
 
     assert problems == []
     assert all(url.startswith(base) or url.startswith("blob:") for url in requested), requested  # nothing from a CDN
+
+
+AXE = Path(__file__).resolve().parents[1] / "node" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def test_the_dashboard_has_no_serious_accessibility_violations(served):
+    """axe-core (from tests/node, run in the page; the service never serves it) finds nothing serious
+    or critical on the loaded dashboard: contrast, names of controls, table headers, landmarks."""
+    base, key = served
+    assert AXE.is_file(), "run scripts/ensure-node-sdks.sh"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 1800}, bypass_csp=True)  # to inject axe only
+        page = context.new_page()
+        page.goto(f"{base}/dashboard")
+        page.fill("#key", key)
+        page.click("#login button")
+        expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=15000)
+        page.add_script_tag(path=str(AXE))
+        found = page.evaluate("axe.run(document, { resultTypes: ['violations'] })")
+        browser.close()
+    serious = [(v["id"], v["impact"], v["help"], [n["target"] for n in v["nodes"]][:5])
+               for v in found["violations"] if v["impact"] in ("serious", "critical")]
+    assert serious == [], serious
