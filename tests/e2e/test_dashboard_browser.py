@@ -163,6 +163,8 @@ def test_dashboard_in_chromium(served, tmp_path):
         expect(page.locator("#funnel-legend")).to_contain_text("passed over")
         page.locator("#timeline-section").scroll_into_view_if_needed()
         page.screenshot(path=str(SCREENSHOTS / "3-timeline.png"), full_page=True)
+        for panel in page.locator("main > section").all():  # each panel on its own, for review
+            panel.screenshot(path=str(SCREENSHOTS / f"panel-{panel.get_attribute('id')}.png"))
 
         # The view is in the URL: another journey chosen, the address restores it (the key is not in it).
         page.select_option("#journey", "seller")
