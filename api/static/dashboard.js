@@ -296,6 +296,12 @@ async function showTimeline(event) {
     mark(t.at, `mark transition${t.restart ? " restart" : ""}`, t.to_stage ?? "restart",
       `${journeyTitle(j)}: ${t.from_stage ?? NOT_STARTED} → ${t.to_stage ?? NOT_STARTED} at ${t.at}` +
       (t.defects?.length ? `\ndefects: ${t.defects.join("; ")}` : "")))));
+  // The accounts, deals and cases the customer is in (an open complaint among them), each its own lane.
+  (found.memberships || []).forEach((m) => Object.values(m.journeys).filter((j) => j.stage).forEach((j) => {
+    const since = j.since || new Date(last).toISOString();
+    lane(`${m.scope} ${m.id}`, `${m.scope} ${m.id} · ${j.title}`, mark(since, "mark transition", j.stage,
+      `${m.scope} ${m.id}, ${j.title}: ${j.stage} since ${since}` + (m.buying_role ? `\nrole: ${m.buying_role}` : "")));
+  }));
   box.dataset.customer = id;
 }
 

@@ -20,6 +20,7 @@ from api.keys import KeyStore, Role
 from api.main import create_app
 from journeys.touchpoint import Touchpoint
 from projections.system import System
+from tests.factories import payload
 from tests.integration.test_analytics import history
 from tests.serving import serve
 
@@ -34,6 +35,7 @@ def served(system: System):
     recorded = None
     for batch in history():
         recorded = system.record([Touchpoint(**t) for t in batch])
+    recorded = system.record([Touchpoint(**payload("b5", "complaint_filed", 9, "bob", case_id="K-7"))])  # a lane of its own
     assert system.runner.wait(recorded.position, 30)
     key = KeyStore(system.view, cache_seconds=0).create("dashboard-test", Role.marketer)
     with serve(create_app(system=system)) as base:
@@ -163,6 +165,15 @@ def test_dashboard_in_chromium(served, tmp_path):
         expect(page.locator("#funnel-legend")).to_contain_text("passed over")
         page.locator("#timeline-section").scroll_into_view_if_needed()
         page.screenshot(path=str(SCREENSHOTS / "3-timeline.png"), full_page=True)
+        # A case the customer is in is a lane of its own, titled and at its stage.
+        page.fill("#timeline-customer", "bob")
+        page.click("#timeline-form button")
+        expect(page.locator("#timeline")).to_have_attribute("data-customer", "bob")
+        expect(page.locator('[data-lane="case K-7"] .lane-name')).to_contain_text("case K-7")
+        expect(page.locator('[data-lane="case K-7"] .mark-label')).to_have_text("Receipt")
+        page.fill("#timeline-customer", "eve")
+        page.click("#timeline-form button")
+        expect(page.locator("#timeline")).to_have_attribute("data-customer", "eve")
         for panel in page.locator("main > section").all():  # each panel on its own, for review
             panel.screenshot(path=str(SCREENSHOTS / f"panel-{panel.get_attribute('id')}.png"))
 
