@@ -53,6 +53,19 @@ function chart(id, labels, datasets, { category, value, counts = false, horizont
   });
 }
 
+const FUNNEL_FILTERS = ["from", "to", "cohort", "campaign", "channel"];
+
+// The view lives in the URL (the journey, the funnel's window and filters; never the key), so it
+// can be bookmarked and shared.
+function remember() {
+  const view = new URLSearchParams({ journey: state.journey });
+  for (const name of FUNNEL_FILTERS) {
+    const value = $(`funnel-${name}`).value.trim();
+    if (value) view.set(name, value);
+  }
+  history.replaceState(null, "", `#${view}`);
+}
+
 const journeyTitle = (name) => state.playbook.journeys[name]?.title || name;
 
 const duration = (s) => {
@@ -76,7 +89,9 @@ async function connect(event) {
   const select = $("journey");
   select.replaceChildren(...Object.keys(state.playbook.journeys).map((j) => el("option", journeyTitle(j), { value: j })));
   select.disabled = false;
-  const shared = new URLSearchParams(location.hash.slice(1)).get("journey");  // a bookmarked or shared view
+  const view = new URLSearchParams(location.hash.slice(1));  // a bookmarked or shared view
+  const shared = view.get("journey");
+  for (const name of FUNNEL_FILTERS) $(`funnel-${name}`).value = view.get(name) || "";
   state.journey = state.playbook.journeys[shared] ? shared : state.playbook.journeys.buyer ? "buyer" : select.value;
   select.value = state.journey;
   $("main").hidden = false;
@@ -86,8 +101,7 @@ async function connect(event) {
 
 async function refresh() {
   const model = state.playbook.journeys[state.journey];
-  // The view lives in the URL (never the key), so it can be bookmarked and shared.
-  history.replaceState(null, "", `#${new URLSearchParams({ journey: state.journey })}`);
+  remember();
   $("attribution-stage").replaceChildren(...model.stages.map((s) => el("option", s)));
   await Promise.all([counts(), funnel(), timeInStage(), alignment(), attribution(), cost()]);
   document.body.dataset.ready = "true";
@@ -111,6 +125,7 @@ async function counts() {
 
 async function funnel(event) {
   event?.preventDefault();
+  if (event) remember();
   const q = new URLSearchParams({ journey: state.journey });
   const from = $("funnel-from").value, to = $("funnel-to").value;
   if (from) q.set("from", `${from}T00:00:00Z`);

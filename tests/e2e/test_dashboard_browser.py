@@ -182,11 +182,14 @@ def test_dashboard_in_chromium(served, tmp_path):
         expect(page).to_have_url(f"{base}/dashboard#journey=seller")
         assert key not in page.url
         shared = context.new_page()
-        shared.goto(f"{base}/dashboard#journey=seller")
+        shared.goto(f"{base}/dashboard#journey=seller&from=2026-03-05&to=2026-03-09&campaign=spring")
         shared.fill("#key", key)
         shared.click("#login button")
         expect(shared.locator("body")).to_have_attribute("data-ready", "true", timeout=15000)
         expect(shared.locator("#journey")).to_have_value("seller")
+        expect(shared.locator("#funnel-from")).to_have_value("2026-03-05")  # the funnel's window and filters too
+        expect(shared.locator("#funnel-campaign")).to_have_value("spring")
+        expect(shared.locator("#funnel-table")).to_contain_text("entered (previous period)")
         assert axes(shared, "counts-chart")["x"] == "stage of the Seller's journey"
         browser.close()
 
