@@ -123,24 +123,31 @@ async function counts() {
   }));
 }
 
+// The funnel's window (From, To), for the cost panel too; and the period of the same length before it.
+function funnelWindow() {
+  const from = $("funnel-from").value, to = $("funnel-to").value;
+  return { ...(from ? { from: `${from}T00:00:00Z` } : {}), ...(to ? { to: `${to}T00:00:00Z` } : {}) };
+}
+function previousPeriod() {
+  const { from, to } = funnelWindow();
+  if (!from || !to) return null;
+  const start = Date.parse(from), end = Date.parse(to);
+  return { from: new Date(start - (end - start)).toISOString(), to: new Date(start).toISOString() };
+}
+
 async function funnel(event) {
   event?.preventDefault();
-  if (event) remember();
-  const q = new URLSearchParams({ journey: state.journey });
-  const from = $("funnel-from").value, to = $("funnel-to").value;
-  if (from) q.set("from", `${from}T00:00:00Z`);
-  if (to) q.set("to", `${to}T00:00:00Z`);
+  if (event) { remember(); cost(); }
+  const q = new URLSearchParams({ journey: state.journey, ...funnelWindow() });
   for (const name of ["cohort", "campaign", "channel"]) {
     const v = $(`funnel-${name}`).value.trim();
     if (v) q.set(name, v);
   }
   let found, previous = null;
   try { found = await json(`/analytics/funnel?${q}`); } catch (error) { status(`Funnel: ${error.message}`); return; }
-  if (from && to) {  // the previous period of the same length, for comparison
-    const start = Date.parse(`${from}T00:00:00Z`), end = Date.parse(`${to}T00:00:00Z`);
-    const p = new URLSearchParams(q);
-    p.set("from", new Date(start - (end - start)).toISOString());
-    p.set("to", new Date(start).toISOString());
+  const earlier = previousPeriod();
+  if (earlier) {
+    const p = new URLSearchParams({ ...Object.fromEntries(q), ...earlier });
     try { previous = await json(`/analytics/funnel?${p}`); } catch (error) { status(`Funnel (previous period): ${error.message}`); }
   }
   const before = new Map((previous?.stages || []).map((s) => [s.stage, s]));
@@ -213,17 +220,22 @@ async function attribution(event) {
 }
 
 async function cost() {
-  let found;
-  try { found = await json(`/analytics/cost?${new URLSearchParams({ journey: state.journey })}`); }
-  catch (error) { status(`Cost: ${error.message}`); return; }
+  let found, previous = null;
+  const earlier = previousPeriod();
+  try {
+    found = await json(`/analytics/cost?${new URLSearchParams({ journey: state.journey, ...funnelWindow() })}`);
+    if (earlier) previous = await json(`/analytics/cost?${new URLSearchParams({ journey: state.journey, ...earlier })}`);
+  } catch (error) { status(`Cost: ${error.message}`); return; }
+  const before = new Map((previous?.campaigns || []).map((c) => [c.campaign, c]));
   const money = (by) => Object.entries(by || {}).map(([cur, v]) => `${v} ${cur}`).join(", ") || "-";
   const rate = (r) => (r === null || r === undefined ? "-" : `${(r * 100).toFixed(1)}%`);
   const stages = state.playbook.journeys[state.journey].stages;
   table("cost-table", ["campaign", "spend", "leads", "cost per lead", "converted", "lead to customer",
-    ...stages.map((s) => `cost per advance to ${s}`)],
+    ...stages.map((s) => `cost per advance to ${s}`), ...(previous ? ["leads (previous period)", "cost per lead (previous period)"] : [])],
     found.campaigns.map((c) => [c.campaign, money(c.spend), c.leads, money(c.cost_per_lead),
       `${c.converted} (${rate(c.conversion_rate)})`, `${c.customers} (${rate(c.lead_to_customer_rate)})`,
-      ...stages.map((s) => money(c.stages?.[s]?.cost_per_advance))]));
+      ...stages.map((s) => money(c.stages?.[s]?.cost_per_advance)),
+      ...(previous ? [before.get(c.campaign)?.leads ?? 0, money(before.get(c.campaign)?.cost_per_lead)] : [])]));
 }
 
 async function openSegment(filters, cursor) {

@@ -99,6 +99,7 @@ def test_dashboard_in_chromium(served, tmp_path):
         first = page.locator("#funnel-table tr").nth(1).locator("td")
         assert first.nth(1).inner_text() == str(now["stages"][0]["entered"])
         assert first.nth(11).inner_text() == str(before["stages"][0]["entered"])
+        expect(page.locator("#cost-table")).to_contain_text("cost per lead (previous period)")  # cost compares too
         page.fill("#funnel-from", "")
         page.fill("#funnel-to", "")
         page.click("#funnel-form button")
