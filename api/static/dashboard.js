@@ -157,10 +157,11 @@ async function funnel(event) {
     { label: "advanced", data: found.stages.map((s) => s.advanced), backgroundColor: "#5bd58f" },
   ], { category: `stage of the ${journeyTitle(state.journey)}`, value: "stays", counts: true });
   const pct = (r) => (r === null || r === undefined ? "–" : `${(r * 100).toFixed(1)}%`);
+  const dropOff = (s) => (s.entered ? s.restarted / s.entered : null);  // left the journey here, not waiting
   table("funnel-table", ["stage", "entered", "advanced", "to next", "skipped next", "restarted", "still in", "passed over", "conversion",
-    "median to advance", "p90", ...(previous ? ["entered (previous period)", "conversion (previous period)"] : [])],
+    "drop-off", "median to advance", "p90", ...(previous ? ["entered (previous period)", "conversion (previous period)"] : [])],
     found.stages.map((s) => [s.stage, s.entered, s.advanced, s.to_next, s.skipped_next, s.restarted, s.still_in, s.passed_over,
-      pct(s.conversion), duration(s.time_to_advance.median_seconds), duration(s.time_to_advance.p90_seconds),
+      pct(s.conversion), pct(dropOff(s)), duration(s.time_to_advance.median_seconds), duration(s.time_to_advance.p90_seconds),
       ...(previous ? [before.get(s.stage)?.entered ?? 0, pct(before.get(s.stage)?.conversion)] : [])]));
 }
 

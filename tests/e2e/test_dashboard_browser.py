@@ -86,6 +86,8 @@ def test_dashboard_in_chromium(served, tmp_path):
         # The funnel: entered and advanced per stage, as test_analytics computes them by hand.
         assert chart_data(page, "funnel-chart") == [[5, 2, 2, 1, 1], [3, 1, 1, 0, 0]]
         expect(page.locator("#funnel-table")).to_contain_text("60.0%")
+        negotiation = page.locator("#funnel-table tr", has_text="Negotiation").locator("td")
+        assert negotiation.nth(5).inner_text() == "1" and negotiation.nth(9).inner_text() == "100.0%"  # drop-off: restarted
         # A window compares with the previous period of the same length, as the API counts each.
         page.fill("#funnel-from", "2026-03-05")
         page.fill("#funnel-to", "2026-03-09")
@@ -98,7 +100,7 @@ def test_dashboard_in_chromium(served, tmp_path):
             "journey": "buyer", "from": "2026-03-01T00:00:00Z", "to": "2026-03-05T00:00:00Z"}).json()
         first = page.locator("#funnel-table tr").nth(1).locator("td")
         assert first.nth(1).inner_text() == str(now["stages"][0]["entered"])
-        assert first.nth(11).inner_text() == str(before["stages"][0]["entered"])
+        assert first.nth(12).inner_text() == str(before["stages"][0]["entered"])
         expect(page.locator("#cost-table")).to_contain_text("cost per lead (previous period)")  # cost compares too
         page.fill("#funnel-from", "")
         page.fill("#funnel-to", "")
