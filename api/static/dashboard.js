@@ -237,6 +237,9 @@ async function cost() {
       `${c.converted} (${rate(c.conversion_rate)})`, `${c.customers} (${rate(c.lead_to_customer_rate)})`,
       ...stages.map((s) => money(c.stages?.[s]?.cost_per_advance)),
       ...(previous ? [before.get(c.campaign)?.leads ?? 0, money(before.get(c.campaign)?.cost_per_lead)] : [])]));
+  table("cost-channel-table", ["channel", "leads", "converted", ...stages.map((s) => `advances to ${s}`)],
+    (found.channels || []).map((c) => [c.channel, c.leads, `${c.converted} (${rate(c.conversion_rate)})`,
+      ...stages.map((s) => c.stages?.[s]?.advances ?? 0)]));
 }
 
 async function openSegment(filters, cursor) {

@@ -129,6 +129,9 @@ def test_dashboard_in_chromium(served, tmp_path):
         expect(row).to_contain_text(f"{spring['spend']['EUR']} EUR")
         assert spring["cost_per_lead"], spring
         expect(row).to_contain_text(f"{spring['cost_per_lead']['EUR']} EUR")
+        ads = next(c for c in cost["channels"] if c["channel"] == "ads")
+        channel_row = page.locator("#cost-channel-table tr", has_text="ads").locator("td")
+        assert channel_row.nth(1).inner_text() == str(ads["leads"])  # per channel, as the API counts
         page.screenshot(path=str(SCREENSHOTS / "1-overview.png"), full_page=True)
         page.set_viewport_size({"width": 1280, "height": 1800})  # nothing wider than the page: tables scroll in their panel
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280
