@@ -323,10 +323,20 @@ async function showTimeline(event) {
   lane("touchpoints", "touchpoints", found.touchpoints.flatMap((t) => mark(t.occurred_at, "mark", t.type,
     [`${t.type} (${t.channel})`, `occurred ${t.occurred_at}`, t.campaign ? `campaign ${t.campaign}` : null,
       `touchpoint ${t.touchpoint_id}`].filter(Boolean).join("\n"))));
-  found.journeys.forEach((j) => lane(j, journeyTitle(j), found.transitions.filter((t) => t.journey === j).flatMap((t) =>
+  // A stay as a span from the transition that entered the stage to the next one (or the latest time shown).
+  const stays = (moves) => moves.filter((t) => t.to_stage).map((t, i) => {
+    const next = moves.slice(moves.indexOf(t) + 1)[0];
+    const end = next ? Date.parse(next.at) : last;
+    const bar = el("span", null, { class: "span-bar", title: `${t.to_stage}: ${t.at.slice(0, 10)} → ${next ? next.at.slice(0, 10) : "now"}` });
+    bar.style.left = x(t.at);
+    bar.style.width = `max(.3rem, calc(${((end - Date.parse(t.at)) / span) * 90}% * 0.85))`;
+    return bar;
+  });
+  found.journeys.forEach((j) => lane(j, journeyTitle(j), [...stays(found.transitions.filter((t) => t.journey === j)),
+    ...found.transitions.filter((t) => t.journey === j).flatMap((t) =>
     mark(t.at, `mark transition${t.restart ? " restart" : ""}`, t.to_stage ?? "restart",
       `${journeyTitle(j)}: ${t.from_stage ?? NOT_STARTED} → ${t.to_stage ?? NOT_STARTED} at ${t.at}` +
-      (t.defects?.length ? `\ndefects: ${t.defects.join("; ")}` : "")))));
+      (t.defects?.length ? `\ndefects: ${t.defects.join("; ")}` : ""))) ]));
   // The accounts, deals and cases the customer is in (an open complaint among them), each its own lane.
   (found.memberships || []).forEach((m) => Object.values(m.journeys).filter((j) => j.stage).forEach((j) => {
     const since = j.since || new Date(last).toISOString();

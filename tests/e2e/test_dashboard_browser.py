@@ -166,6 +166,7 @@ def test_dashboard_in_chromium(served, tmp_path):
         assert page.locator('[data-lane="axis"] .tick').first.inner_text()[:2] in ("19", "20")
         expect(page.locator('[data-lane="buyer"] .lane-name')).to_have_text("Buyer's journey")
         expect(page.locator('[data-lane="buyer"] .mark-label')).to_have_text("Evaluation")
+        expect(page.locator('[data-lane="buyer"] .span-bar')).to_have_attribute("title", "Evaluation: 2026-03-03 → now")
         page.locator('[data-lane="touchpoints"] .mark').first.click()
         expect(page.locator("#timeline-detail")).to_contain_text("touchpoint ")
         expect(page.locator("#funnel-legend")).to_contain_text("passed over")
