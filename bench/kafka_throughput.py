@@ -53,15 +53,21 @@ def produce(bootstrap: str, topic: str, n: int, customers: int) -> None:
     producer.close()
 
 
+PROGRESS_EVERY = 10.0
+STALL_AFTER = 60.0
+
+
 def raw_rate(bootstrap: str, topic: str, n: int) -> float:
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"raw-{uuid.uuid4().hex[:6]}",
                              enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=2000,
                              session_timeout_ms=6000, max_poll_interval_ms=10000)
     seen, started = 0, None
+    stall = Stall(f"raw kafka-python to consume {n} messages of {topic}")
     while seen < n:
         for messages in consumer.poll(timeout_ms=1000).values():
             started = started or time.perf_counter()
             seen += len(messages)
+        stall.check(seen, f"{seen} consumed")
     rate = n / (time.perf_counter() - started)
     consumer.close()
     return rate
@@ -77,6 +83,7 @@ def end_to_end(bootstrap: str, topic: str, n: int, database_url: str) -> tuple[f
     projector = subprocess.Popen([*cli, "project"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     schema = database_url.split("schema=")[1]
     started, peak = None, 0.0
+    stall = Stall(f"`journeys consume` and `journeys project` to store and project {n} touchpoints", consumer, projector)
     with psycopg.connect(POSTGRES, autocommit=True) as conn:
         while True:
             stored, projected = _progress(conn, schema)
@@ -84,6 +91,7 @@ def end_to_end(bootstrap: str, topic: str, n: int, database_url: str) -> tuple[f
                 started = time.perf_counter()
             if stored >= n and projected >= n:
                 break
+            stall.check(stored + projected, f"{stored} stored, {projected} projected")
             time.sleep(0.02)
     elapsed = time.perf_counter() - started
     peak = _peak_rss_mb(consumer.pid)
@@ -91,6 +99,30 @@ def end_to_end(bootstrap: str, topic: str, n: int, database_url: str) -> tuple[f
         process.send_signal(signal.SIGTERM)
         process.wait(30)
     return n / elapsed, peak
+
+
+class Stall:
+    """Every wait is bounded and says what it waits for: progress every PROGRESS_EVERY seconds, and
+    an exit naming the wait (and any process that died) after STALL_AFTER seconds without progress."""
+
+    def __init__(self, what: str, *processes: subprocess.Popen):
+        self.what, self.processes = what, processes
+        self.last, self.moved, self.said = -1, time.monotonic(), time.monotonic()
+
+    def check(self, done: int, state: str) -> None:
+        now = time.monotonic()
+        if done != self.last:
+            self.last, self.moved = done, now
+        if now - self.said >= PROGRESS_EVERY:
+            print(f"  waiting for {self.what}: {state}", flush=True)
+            self.said = now
+        dead = [f"{' '.join(p.args[-1:])} exited with {p.returncode}" for p in self.processes if p.poll() is not None]
+        if dead or now - self.moved > STALL_AFTER:
+            for p in self.processes:
+                if p.poll() is None:
+                    p.kill()
+            reason = "; ".join(dead) or f"no progress for {STALL_AFTER:.0f} s"
+            raise SystemExit(f"gave up waiting for {self.what} ({state}): {reason}")
 
 
 def _progress(conn: psycopg.Connection, schema: str) -> tuple[int, int]:

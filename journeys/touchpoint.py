@@ -68,7 +68,7 @@ def check_key(value: str) -> str:
     """A key (customer, deal, account, case, touchpoint) as one spelling: Unicode NFC, so a composed
     and a decomposed "é" are the same customer; surrounding white space is refused, not trimmed,
     so two keys that differ only there never merge silently."""
-    _not_blank(value)
+    not_blank(value)
     if value != value.strip():
         raise ValueError("begins or ends with white space; send the key without it")
     return unicodedata.normalize("NFC", value)
@@ -85,7 +85,7 @@ def check_text(value: str) -> str:
     return value
 
 
-def _not_blank(value: str) -> str:
+def not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must contain more than white space")
     return check_text(value)
@@ -127,9 +127,9 @@ UtcDatetime = Annotated[
 # Python's white space (str.isspace), spelled out: \s differs between Python, Rust and ECMAScript.
 SPACE = r"\t\n\u000b\u000c\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 KEY_PATTERN = rf"^[^{SPACE}\u0000]([^\u0000]*[^{SPACE}\u0000])?$"
-TEXT_PATTERN = rf"^[^\u0000]*[^{SPACE}\u0000][^\u0000]*$"  # what _not_blank refuses: blank, or a NUL
+TEXT_PATTERN = rf"^[^\u0000]*[^{SPACE}\u0000][^\u0000]*$"  # what not_blank refuses: blank, or a NUL
 Text = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": TEXT_PATTERN}),
-                 AfterValidator(_not_blank)]
+                 AfterValidator(not_blank)]
 Id = Annotated[str, Field(min_length=1, max_length=100, json_schema_extra={"pattern": KEY_PATTERN}), AfterValidator(check_key)]
 Key = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": KEY_PATTERN}),
                 AfterValidator(check_key)]  # check_key says what is wrong, clearly

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
 from api.auth import allow
-from api.deps import SystemDep
+from api.deps import SystemDep, WholeNumber
 from api.errors import NOT_FOUND, NotFoundError
 from api.keys import Role
 from api.routes.customers import CustomerKey
@@ -48,7 +48,9 @@ def checkpoints(system: SystemDep) -> list[dict[str, Any]]:
     response_class=StreamingResponse,
     responses={200: {"content": {"application/x-ndjson": {}}, "description": "JSON Lines, a manifest last"}},
 )
-def export_deal(deal_id: InstanceId, system: SystemDep, checkpoint: Optional[int] = Query(None, ge=1)) -> StreamingResponse:
+def export_deal(
+    deal_id: InstanceId, system: SystemDep, checkpoint: Annotated[Optional[int], Query(ge=1), WholeNumber] = None,
+) -> StreamingResponse:
     """A verifiable export of a deal (check it with `journeys verify-export FILE --root HASH`)."""
     try:
         lines = system.export(deal_id=deal_id, checkpoint=checkpoint)

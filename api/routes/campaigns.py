@@ -13,12 +13,13 @@ from api.auth import allow, authenticate
 from api.deps import SystemDep
 from api.errors import BadQueryError
 from api.keys import ApiKey, Role
-from journeys.touchpoint import TEXT_PATTERN, check_text
+from journeys.touchpoint import TEXT_PATTERN, not_blank
 from projections.spend import MAX_AMOUNT, PERIOD_PATTERN, Spend, SpendError, parse_spend
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"], dependencies=[allow(Role.marketer)])
 
-Campaign = Annotated[str, Path(min_length=1, max_length=200, json_schema_extra={"pattern": TEXT_PATTERN}), AfterValidator(check_text)]
+# Not blank, no NUL (not_blank says which), as the document's pattern says; GET and POST alike.
+Campaign = Annotated[str, Path(min_length=1, max_length=200, json_schema_extra={"pattern": TEXT_PATTERN}), AfterValidator(not_blank)]
 
 
 AMOUNT_TEXT = r"^[0-9]{1,15}(\.[0-9]{1,20})?$"  # [0-9]: \d is not ASCII in every engine

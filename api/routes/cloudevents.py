@@ -75,6 +75,11 @@ async def receive(request: Request, system: SystemDep) -> JSONResponse:
     headers = {k.lower(): v for k, v in request.headers.items()}
     kind = cloudevent.media_type(headers.get("content-type"))
     if kind == cloudevent.BATCH:
+        if "ce-specversion" in headers:  # beside a batch as beside a structured event: still one this reads
+            try:
+                cloudevent.check_version(unquote(headers["ce-specversion"]))
+            except cloudevent.CloudEventError as error:
+                raise BadBodyError(f"the ce-specversion header: {error}") from None
         envelopes = _parsed(body)
         if not isinstance(envelopes, list) or not 1 <= len(envelopes) <= MAX_BATCH:
             raise BadBodyError(f"a CloudEvents batch is a JSON array of 1 to {MAX_BATCH} events")

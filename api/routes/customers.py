@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import AfterValidator
 
 from api.auth import READERS, allow, authenticate
-from api.deps import SystemDep
+from api.deps import SystemDep, WholeNumber
 from api.errors import NOT_FOUND, BadQueryError, BeyondTheLogError, NotCaughtUpError
 from api.keys import ApiKey, Role
 from api.schemas import (
@@ -38,7 +38,7 @@ CustomerKey = Annotated[
 ]
 MinPosition = Annotated[
     int | None,
-    Query(ge=0, description="wait until the read model has processed this write position"),
+    Query(ge=0, description="wait until the read model has processed this write position"), WholeNumber,
 ]
 
 
@@ -48,8 +48,8 @@ KnownAt = Annotated[
     Query(description="answer as it was known at this moment: only touchpoints recorded by then count"),
 ]
 After = Annotated[str | None, Query(max_length=2000, description="the next_cursor of the page before")]
-Limit = Annotated[int, Query(ge=1, le=1000, description="touchpoints per page")]
-TimelineLimit = Annotated[int, Query(ge=1, le=5000, description="how many of the latest touchpoints")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="touchpoints per page"), WholeNumber]
+TimelineLimit = Annotated[int, Query(ge=1, le=5000, description="how many of the latest touchpoints"), WholeNumber]
 
 
 def caught_up(system: System, min_position: int | None) -> int:

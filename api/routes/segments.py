@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from api.auth import READERS, allow
-from api.deps import SystemDep
+from api.deps import SystemDep, WholeNumber
 from api.errors import BadQueryError
 from api.schemas import InstanceMember, RecommendationOut, SegmentMember, SegmentOut
 from journeys.playbook import Journey, Playbook, Scope
@@ -83,7 +83,7 @@ def segment(
     system: SystemDep,
     query: AskedDep,
     cursor: Annotated[str | None, Query(max_length=1000, description="next_cursor of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000), WholeNumber] = 100,
 ) -> SegmentOut:
     """Customers (or accounts, deals, cases) in the given stages, a page at a time."""
     rows = system.view.segment(query.filters, _decode(cursor), limit, query.scope, query.since_before)

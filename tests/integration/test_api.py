@@ -184,6 +184,9 @@ def test_a_structured_cloudevent_is_read_as_structured_whatever_ce_headers_come_
     assert answer.json()["touchpoint_id"] == "ce-structured" and answer.json()["customer_id"] == "initech"
     wrong = client.post("/cloudevents", json=event, headers={**headers, "ce-specversion": "2.0"})
     assert wrong.status_code == 422 and "specversion" in wrong.text
+    batch = client.post("/cloudevents", json=[event], headers={**headers, "Content-Type": "application/cloudevents-batch+json",
+                                                               "ce-specversion": "2.0"})
+    assert batch.status_code == 400 and "ce-specversion" in batch.text
 
 
 def test_spend_periods_are_what_the_document_says(client: TestClient):
@@ -195,3 +198,21 @@ def test_spend_periods_are_what_the_document_says(client: TestClient):
         answer = client.post("/campaigns/spring/spend", json={"period": text, "amount": "1.50", "currency": "EUR"})
         assert answer.status_code == status, (text, answer.text)
     assert client.post("/campaigns/spring/spend", json={"period": "2026-03", "amount": "1e3", "currency": "EUR"}).status_code == 422
+
+
+def test_a_blank_campaign_name_is_refused_when_read_as_when_written(client: TestClient):
+    """The document's pattern for {campaign} says not blank; reading spend refuses a blank name too."""
+    for path in ("/campaigns/%09%C2%85/spend", "/campaigns/%20/spend"):
+        answer = client.get(path)
+        assert answer.status_code == 422, (path, answer.text)
+        assert answer.json()["detail"][0]["loc"] == ["path", "campaign"]
+    assert client.get("/campaigns/spring/spend").status_code == 200
+
+
+def test_an_integer_query_parameter_is_written_as_one(client: TestClient):
+    """The document says integer: "0.0" or "1e2" is refused, not read as 0 or 100 as pydantic would."""
+    for path, name in (("/customers/nobody/stages?min_position=0.0", "min_position"), ("/segments?limit=1e2", "limit"),
+                       ("/customers/nobody/history?limit=5.0", "limit")):
+        answer = client.get(path)
+        assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["query", name], (path, answer.text)
+    assert client.get("/segments?limit=5").status_code == 200
