@@ -11,6 +11,7 @@ pytest 9.)
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -31,6 +32,9 @@ from tests.factories import b2b_deal
 
 EXAMPLES = 25
 SCENARIOS = 30
+# The suite runs the same examples every time (a CI run must not fail on a draw no one has seen);
+# JOURNEYS_CONTRACT_EXPLORE=1 draws new ones, as a search for what the fixed ones miss.
+FIXED = os.environ.get("JOURNEYS_CONTRACT_EXPLORE", "") != "1"
 # Rules a JSON schema cannot state: what "now" is, what is stored already, which cursors were
 # issued, how two parameters relate, which days a month has. A schema-valid request refused for
 # one of these is answered 4xx (or, in a batch, reported per item) with a reason matching one.
@@ -118,7 +122,8 @@ def test_no_server_error_and_every_answer_as_documented(client: TestClient, keys
             continue  # erasure and revocation run in the stateful test, where they remove only what it made
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @run_settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @run_settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck),
+                      derandomize=FIXED)
         def check(case):
             case.call_and_validate(headers=headers, excluded_checks=EXCLUDED,
                                    additional_checks=added(operation.path))
@@ -171,7 +176,7 @@ def test_stateful_workflows_along_the_documents_links(settings: Settings, store_
 
     try:
         run_state_machine_as_test(Workflow, settings=run_settings(
-            max_examples=SCENARIOS, stateful_step_count=8, deadline=None, database=None,
+            max_examples=SCENARIOS, stateful_step_count=8, deadline=None, database=None, derandomize=FIXED,
             suppress_health_check=list(HealthCheck)))
     finally:
         first_client.__exit__(None, None, None)
