@@ -191,15 +191,16 @@ class Playbook(BaseModel):
                         raise ValueError(f"journeys.{name}.{key}.{stage}: {unknown} are not criteria {self.criteria}")
         for touchpoint_type, stages in self.evidence.items():
             for journey, stage in stages.items():
-                if journey not in self.journeys:
+                evidenced = self.journeys.get(journey)
+                if evidenced is None:
                     raise ValueError(
                         f"evidence.{touchpoint_type}.{journey}: no journey is named {journey!r} "
                         f"(journeys: {list(self.journeys)})"
                     )
-                if stage != RESTART and stage not in self.journeys[journey].stages:
+                if stage != RESTART and stage not in evidenced.stages:
                     raise ValueError(
                         f"evidence.{touchpoint_type}.{journey}: {stage!r} is not a "
-                        f"stage of the {journey} journey {model.stages} nor {RESTART!r}"
+                        f"stage of the {journey} journey {evidenced.stages} nor {RESTART!r}"
                     )
         self._check_rules()
         for key in ("journey", "customers"):

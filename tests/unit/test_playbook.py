@@ -46,6 +46,7 @@ def test_unknown_stage_names_file_line_and_key(tmp_path):
     assert f"line {line}" in message
     assert "evidence.trial_started.buyer" in message
     assert "'Evaluatoin' is not a stage of the buyer journey" in message
+    assert "'Identify Need', 'Determine Requirements', 'Evaluation'" in message  # the buyer journey's own stages
 
 
 def test_wrong_type_names_the_key(tmp_path):
