@@ -163,6 +163,7 @@ class JourneyViewSQL:
     max_tracking_id: Callable[[str], int | None]
     _max_tracking_id: Callable[[str, Any], int | None]
     purge_freed: Callable[[str], None]
+    _columns: Callable[[str], set[str]]  # a table's column names, from the catalogue
 
     def _view_ddl(self) -> list[Any]:
         """The tables kept across generations (`open` creates the live generation's)."""
@@ -617,8 +618,6 @@ class JourneyViewSQL:
     def _has_column(self, table: str, column: str) -> bool:
         """Asked of the catalogue: a failing query (say, the database away) is an error, not a missing column."""
         return column in self._columns(self._name(table))
-
-    _columns: Callable[[str], set[str]]  # the dialect's: a table's column names
 
     def count_all(self) -> None:
         """Count again, from the positions, the instances in each combination of stages (a store

@@ -75,11 +75,10 @@ async def receive(request: Request, system: SystemDep) -> JSONResponse:
     headers = {k.lower(): v for k, v in request.headers.items()}
     kind = cloudevent.media_type(headers.get("content-type"))
     if kind == cloudevent.BATCH:
-        if "ce-specversion" in headers:  # beside a batch as beside a structured event: still one this reads
-            try:
-                cloudevent.check_version(unquote(headers["ce-specversion"]))
-            except cloudevent.CloudEventError as error:
-                raise BadBodyError(f"the ce-specversion header: {error}") from None
+        try:
+            _header_version(headers)
+        except cloudevent.CloudEventError as error:
+            raise BadBodyError(f"the ce-specversion header: {error}") from None
         envelopes = _parsed(body)
         if not isinstance(envelopes, list) or not 1 <= len(envelopes) <= MAX_BATCH:
             raise BadBodyError(f"a CloudEvents batch is a JSON array of 1 to {MAX_BATCH} events")
@@ -99,10 +98,14 @@ async def receive(request: Request, system: SystemDep) -> JSONResponse:
     return JSONResponse(status_code=STATUS[result.outcome], content=result.model_dump(mode="json"))
 
 
-def _structured(headers: dict[str, str], envelope: Any) -> dict[str, Any]:
-    """A structured event; a ce-specversion header beside it must still name a version this reads."""
+def _header_version(headers: dict[str, str]) -> None:
+    """A ce-specversion header beside a structured event or a batch must still name a version this reads."""
     if "ce-specversion" in headers:
         cloudevent.check_version(unquote(headers["ce-specversion"]))
+
+
+def _structured(headers: dict[str, str], envelope: Any) -> dict[str, Any]:
+    _header_version(headers)
     return cloudevent.structured(envelope)
 
 

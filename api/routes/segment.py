@@ -94,6 +94,9 @@ def _body(request: Request) -> Any:
     return request.state.segment_body
 
 
+TOUCHPOINT_CALLS = ("track", "page", "screen")  # the calls that record a touchpoint
+
+
 def message_schema(call: str, typed: bool = False) -> dict[str, Any]:
     """A message of this call (`typed`: saying so in its `type`, as in a batch) as journeys/intake/segment.py reads it: what the
     document cannot say (a time at most 24 hours ahead, no NUL inside `properties`) is answered
@@ -110,7 +113,12 @@ def message_schema(call: str, typed: bool = False) -> dict[str, Any]:
         "timestamp": time, "originalTimestamp": time, "sentAt": time,
     }
     required = ["messageId"] + (["type"] if typed else [])
-    if call in ("track", "page", "screen"):
+    schema: dict[str, Any] = {
+        "type": "object", "required": required, "properties": fields,
+        "description": f"a Segment {call} call as the SDKs send it; what cannot be recorded is answered "
+        "under `rejected` (a single call: 400) or `ignored`",
+    }
+    if call in TOUCHPOINT_CALLS:
         plain = {"anyOf": [{"type": "string", "maxLength": 200, "pattern": TEXT_PATTERN}, {"type": "null"}]}
         fields["properties"] = {"type": "object", "properties": {
             **{name: touchpoint[name] for name in ("deal_id", "account_id", "case_id", "buying_role", "actor")},
@@ -126,20 +134,13 @@ def message_schema(call: str, typed: bool = False) -> dict[str, Any]:
         fields["name"] = {"type": "string", "maxLength": 200}
         fields["event"] = {"type": "string", "maxLength": 50, "pattern": "^[^A-Za-z0-9]*[A-Za-z]",
                            "description": "the touchpoint's type (snake_case of it), or the playbook's name for it"}
-    if call == "track":
-        required.append("event")
-    if call in ("track", "page", "screen"):  # the customer: userId, else anonymousId
-        schema: dict[str, Any] = {"anyOf": [{"required": [name], "properties": {name: key}} for name in ("userId", "anonymousId")]}
+        schema["anyOf"] = [{"required": [name], "properties": {name: key}} for name in ("userId", "anonymousId")]
+        if call == "track":
+            required.append("event")
     elif call == "alias":
         required += ["previousId", "userId"]
         fields["previousId"] = fields["userId"] = key
-        schema = {}
-    else:
-        schema = {}
-    return {"type": "object", "required": required, "properties": fields, **schema,
-            "description": f"a Segment {call} call as the SDKs send it; what cannot be recorded is answered "
-            "under `rejected` (a single call: 400) or `ignored`"}
-
+    return schema
 
 BATCH_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["batch"],
@@ -196,11 +197,12 @@ def _single(call: str) -> Any:
 
 
 for _call in segment.CALLS:
+    _doc = _body_doc(message_schema(_call))
     router.add_api_route(f"/{_call}", _single(_call), methods=["POST"], responses={400: {"description": "a malformed message"}},
-                         openapi_extra=_body_doc(message_schema(_call)))
+                         openapi_extra=_doc)
     # The browser SDK (analytics.js) posts to the call's first letter: /v1/t, /v1/p, /v1/i, ...
     router.add_api_route(f"/{_call[0]}", _single(_call), methods=["POST"], name=f"segment_{_call}_short",
-                         openapi_extra=_body_doc(message_schema(_call)),
+                         openapi_extra=_doc,
                          summary=f"Segment's {_call} call, at the browser SDK's path")
 router.add_api_route("/b", batch, methods=["POST"], name="segment_batch_short", openapi_extra=_body_doc(BATCH_SCHEMA),
                      summary="Segment's batch call, at the browser SDK's path (its batching delivery)")
