@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from kafka.errors import KafkaError
 
-from api.cli.common import console, fail, open_system, playbook_or_fail, system_or_fail
+from api.cli.common import console, fail, open_system, playbook_or_fail
 from journeys import metrics
 from journeys.settings import Settings
 
@@ -58,14 +58,13 @@ def _first_admin_key() -> None:
 @app.command()
 def project() -> None:
     """Keep the projections current (for deployments that run them apart from the API)."""
-    system = system_or_fail()
     stop = threading.Event()
     _on_signals(stop.set)
-    metrics.serve(system.settings.metrics_port, system.settings.metrics_host)
-    system.runner.start()
-    console.print(f"following the event log from position {system.runner.position}")
-    stop.wait()
-    system.close()
+    with open_system() as system:
+        metrics.serve(system.settings.metrics_port, system.settings.metrics_host)
+        system.runner.start()
+        console.print(f"following the event log from position {system.runner.position}")
+        stop.wait()
 
 
 def _on_signals(stop) -> None:
@@ -80,21 +79,17 @@ def consume() -> None:
 
     settings = Settings()
     _require_kafka(settings)
-    system = system_or_fail()
-    try:
-        consumer = TouchpointConsumer(system, settings)
-    except KafkaError as error:
-        system.close()
-        fail(_no_kafka(settings, error))
-    _on_signals(consumer.stop)
-    metrics.serve(settings.metrics_port, settings.metrics_host)
-    if settings.run_projections:
-        system.runner.start()
-    console.print(f"consuming {settings.kafka_topic!r} as group {settings.kafka_group_id!r}")
-    try:
+    with open_system() as system:
+        try:
+            consumer = TouchpointConsumer(system, settings)
+        except KafkaError as error:
+            fail(_no_kafka(settings, error))
+        _on_signals(consumer.stop)
+        metrics.serve(settings.metrics_port, settings.metrics_host)
+        if settings.run_projections:
+            system.runner.start()
+        console.print(f"consuming {settings.kafka_topic!r} as group {settings.kafka_group_id!r}")
         consumer.run()
-    finally:
-        system.close()
     console.print(dict(consumer.counts))
 
 
@@ -117,17 +112,13 @@ def publish_stage_changes() -> None:
 
     settings = Settings()
     _require_kafka(settings)
-    system = system_or_fail()
-    try:
-        producer = KafkaProducer(**settings.kafka_producer_config())
-    except KafkaError as error:
-        system.close()
-        fail(_no_kafka(settings, error))
-    publisher = StageChangePublisher(system, producer, settings.kafka_stage_changes_topic)
-    _on_signals(publisher.stop)
-    metrics.serve(settings.metrics_port, settings.metrics_host)
-    console.print(f"publishing stage changes to {settings.kafka_stage_changes_topic!r}")
-    try:
+    with open_system() as system:
+        try:
+            producer = KafkaProducer(**settings.kafka_producer_config())
+        except KafkaError as error:
+            fail(_no_kafka(settings, error))
+        publisher = StageChangePublisher(system, producer, settings.kafka_stage_changes_topic)
+        _on_signals(publisher.stop)
+        metrics.serve(settings.metrics_port, settings.metrics_host)
+        console.print(f"publishing stage changes to {settings.kafka_stage_changes_topic!r}")
         publisher.run()
-    finally:
-        system.close()
