@@ -68,6 +68,7 @@ function remember() {
 
 const journeyTitle = (name) => state.playbook.journeys[name]?.title || name;
 
+const percent = (r) => (r === null || r === undefined ? "–" : `${(r * 100).toFixed(1)}%`);
 const duration = (s) => {
   if (s === null || s === undefined) return "–";
   if (s < 3600) return `${Math.round(s / 60)} min`;
@@ -156,13 +157,12 @@ async function funnel(event) {
     { label: "entered", data: found.stages.map((s) => s.entered), backgroundColor: "#5b7bd5" },
     { label: "advanced", data: found.stages.map((s) => s.advanced), backgroundColor: "#5bd58f" },
   ], { category: `stage of the ${journeyTitle(state.journey)}`, value: "stays", counts: true });
-  const pct = (r) => (r === null || r === undefined ? "–" : `${(r * 100).toFixed(1)}%`);
   const dropOff = (s) => (s.entered ? s.restarted / s.entered : null);  // left the journey here, not waiting
   table("funnel-table", ["stage", "entered", "advanced", "to next", "skipped next", "restarted", "still in", "passed over", "conversion",
     "drop-off", "median to advance", "p90", ...(previous ? ["entered (previous period)", "conversion (previous period)"] : [])],
     found.stages.map((s) => [s.stage, s.entered, s.advanced, s.to_next, s.skipped_next, s.restarted, s.still_in, s.passed_over,
-      pct(s.conversion), pct(dropOff(s)), duration(s.time_to_advance.median_seconds), duration(s.time_to_advance.p90_seconds),
-      ...(previous ? [before.get(s.stage)?.entered ?? 0, pct(before.get(s.stage)?.conversion)] : [])]));
+      percent(s.conversion), percent(dropOff(s)), duration(s.time_to_advance.median_seconds), duration(s.time_to_advance.p90_seconds),
+      ...(previous ? [before.get(s.stage)?.entered ?? 0, percent(before.get(s.stage)?.conversion)] : [])]));
 }
 
 async function timeInStage() {
@@ -229,16 +229,15 @@ async function cost() {
   } catch (error) { status(`Cost: ${error.message}`); return; }
   const before = new Map((previous?.campaigns || []).map((c) => [c.campaign, c]));
   const money = (by) => Object.entries(by || {}).map(([cur, v]) => `${v} ${cur}`).join(", ") || "-";
-  const rate = (r) => (r === null || r === undefined ? "-" : `${(r * 100).toFixed(1)}%`);
   const stages = state.playbook.journeys[state.journey].stages;
   table("cost-table", ["campaign", "spend", "leads", "cost per lead", "converted", "lead to customer",
     ...stages.map((s) => `cost per advance to ${s}`), ...(previous ? ["leads (previous period)", "cost per lead (previous period)"] : [])],
     found.campaigns.map((c) => [c.campaign, money(c.spend), c.leads, money(c.cost_per_lead),
-      `${c.converted} (${rate(c.conversion_rate)})`, `${c.customers} (${rate(c.lead_to_customer_rate)})`,
+      `${c.converted} (${percent(c.conversion_rate)})`, `${c.customers} (${percent(c.lead_to_customer_rate)})`,
       ...stages.map((s) => money(c.stages?.[s]?.cost_per_advance)),
       ...(previous ? [before.get(c.campaign)?.leads ?? 0, money(before.get(c.campaign)?.cost_per_lead)] : [])]));
   table("cost-channel-table", ["channel", "leads", "converted", ...stages.map((s) => `advances to ${s}`)],
-    (found.channels || []).map((c) => [c.channel, c.leads, `${c.converted} (${rate(c.conversion_rate)})`,
+    (found.channels || []).map((c) => [c.channel, c.leads, `${c.converted} (${percent(c.conversion_rate)})`,
       ...stages.map((s) => c.stages?.[s]?.advances ?? 0)]));
 }
 
@@ -324,7 +323,7 @@ async function showTimeline(event) {
     [`${t.type} (${t.channel})`, `occurred ${t.occurred_at}`, t.campaign ? `campaign ${t.campaign}` : null,
       `touchpoint ${t.touchpoint_id}`].filter(Boolean).join("\n"))));
   // A stay as a span from the transition that entered the stage to the next one (or the latest time shown).
-  const stays = (moves) => moves.filter((t) => t.to_stage).map((t, i) => {
+  const stays = (moves) => moves.filter((t) => t.to_stage).map((t) => {
     const next = moves.slice(moves.indexOf(t) + 1)[0];
     const end = next ? Date.parse(next.at) : last;
     const bar = el("span", null, { class: "span-bar", title: `${t.to_stage}: ${t.at.slice(0, 10)} → ${next ? next.at.slice(0, 10) : "now"}` });
