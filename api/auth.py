@@ -19,7 +19,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 
 from api.deps import one_value_per_parameter
-from api.keys import ApiKey, KeyStore, Role
+from journeys.storage.api_keys import ApiKey, KeyStore, Role
 
 CHALLENGE = 'Bearer realm="journeys", Basic realm="journeys"'
 

@@ -13,7 +13,6 @@ from api import errors, openapi
 from api.access_log import AccessLogMiddleware
 from api.auth import RateLimiter
 from api.cors import SegmentCorsMiddleware
-from api.keys import KeyStore
 from api.limits import BodyLimitMiddleware
 from api.routes import (
     analytics,
@@ -32,6 +31,7 @@ from api.routes import (
     touchpoints,
 )
 from journeys.settings import Settings
+from journeys.storage.api_keys import KeyStore
 from projections.system import System
 
 ROUTERS = tuple(

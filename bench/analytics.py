@@ -27,9 +27,11 @@ from backends import add_backend_option, each_store  # noqa: E402
 
 from journeys.playbook import Scope  # noqa: E402
 from journeys.settings import Settings  # noqa: E402
+from journeys.storage.tables import ts  # noqa: E402
 from projections.analytics import Filters  # noqa: E402
+from projections.storage.rows import combination  # noqa: E402
+from projections.storage.schema import POSITIONS, SUBJECTS, TRANSITIONS  # noqa: E402
 from projections.system import System  # noqa: E402
-from projections.view import POSITION_COLUMNS, SUBJECT_COLUMNS, TRANSITION_COLUMNS, combination, ts  # noqa: E402
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 DAYS = 670
@@ -103,31 +105,20 @@ def fill(system: System, n: int) -> int:
         total += len(transitions)
         with view.datastore.transaction(commit=True) as c:
             for table, columns, rows in (
-                ("customers", ["record_id", "sealed_key"], customers), ("subjects", SUBJECT_COLUMNS, subjects),
-                ("positions", POSITION_COLUMNS, positions), ("transitions", TRANSITION_COLUMNS, transitions),
+                ("customers", ["record_id", "sealed_key"], customers), ("subjects", SUBJECTS.names, subjects),
+                ("positions", POSITIONS.names, positions), ("transitions", TRANSITIONS.names, transitions),
                 ("touchpoints", TOUCHPOINT_COLUMNS, touchpoints),
             ):
-                if system.settings.is_sqlite:
-                    c.executemany(
-                        f"INSERT INTO {view.table(table)} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows
-                    )
-                else:
-                    with c.copy(f"COPY {view.table(table)} ({', '.join(columns)}) FROM STDIN") as copy:
-                        for row in rows:
-                            copy.write_row(row)
+                view.dialect.load(c, view.table(table), columns, rows)
         print(f"  {min(n, start + BATCH):,} customers, {total:,} transitions", end="\r", flush=True)
     print("\n  building indexes", flush=True)
-    for statement in view._generation_ddl(view.generation) + view._analytics_ddl(view.generation):
+    for statement in view.generation_ddl():
         view.execute(statement)
     with view.datastore.transaction(commit=True) as c:
-        view._count(c, counts)
-    if system.settings.is_sqlite:
-        view.execute("ANALYZE")
-    else:  # as autovacuum would have by then: statistics, and the visibility map index-only scans need
-        with view.datastore.get_connection() as conn:
-            conn.autocommit = True
-            for table in ("transitions", "positions", "subjects", "touchpoints", "counts", "customers"):
-                conn.execute(f"VACUUM ANALYZE {view.table(table)}")
+        view.add_counts(c, counts)
+    # As autovacuum would have by then: statistics, and the visibility map index-only scans need.
+    view.dialect.analyze(view.datastore, [view.table(t) for t in
+                                          ("transitions", "positions", "subjects", "touchpoints", "counts", "customers")])
     print()
     return total
 

@@ -25,8 +25,8 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from journeys.playbook import Scope  # noqa: E402
 from journeys.settings import Settings  # noqa: E402
+from projections.storage.schema import CUSTOMERS, POSITIONS, SUBJECTS  # noqa: E402
 from projections.system import System  # noqa: E402
-from projections.view import POSITION_COLUMNS, SUBJECT_COLUMNS  # noqa: E402
 
 POSTGRES = os.environ.get("JOURNEYS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -40,7 +40,7 @@ def fill(system: System, n: int) -> None:
         customers, subjects, positions = [], [], []
         for i in range(start, min(n, start + 20_000)):
             record = f"cust-{i:08d}"  # a record id; no sealed key is needed to query segments
-            customers.append([record, None])
+            customers.append([record, None, None])
             subjects.append(["customer", record, now, now, f"t{i}", 1])
             for k, journey in enumerate(journeys):
                 model = system.playbook.journeys[journey]
@@ -49,14 +49,11 @@ def fill(system: System, n: int) -> None:
                 positions.append(["customer", record, journey, stage, now if stage else None,
                                   f"t{i}" if stage else None, "x" if stage else None, None, None, None])
         with view.datastore.transaction(commit=True) as c:
-            view._insert(c, "customers", ["record_id", "sealed_key"], customers)
-            view._insert(c, "subjects", SUBJECT_COLUMNS, subjects)
-            view._insert(c, "positions", POSITION_COLUMNS, positions)
+            view.insert(c, CUSTOMERS, customers)
+            view.insert(c, SUBJECTS, subjects)
+            view.insert(c, POSITIONS, positions)
     view.count_all()  # the stage counters the summary reads, as the projection keeps them
-    if not system.settings.is_sqlite:
-        with view.datastore.transaction(commit=True) as c:
-            for table in ("customers", "subjects", "positions"):
-                c.execute(f"ANALYZE {view._table(table)}")
+    view.dialect.analyze(view.datastore, [view.table(t) for t in ("customers", "subjects", "positions")])
 
 
 def median_ms(action, runs: int = 15) -> float:

@@ -26,9 +26,9 @@ from kafka import KafkaProducer
 from journeys.playbook import Scope
 from journeys.recommend import Recommendation
 from journeys.retry import logged, until_stopped
+from journeys.storage.tables import ts
 from projections.picture import wholes
 from projections.system import System
-from projections.view import ts
 
 log = logging.getLogger(__name__)
 

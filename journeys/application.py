@@ -26,6 +26,7 @@ from journeys.customer import (
 from journeys.playbook import Playbook
 from journeys.retry import against
 from journeys.stages import Derivation, derive
+from journeys.storage.dialect import Dialect
 from journeys.storage.keyring import Keyring
 from journeys.storage.repository import CustomerRepository
 from journeys.touchpoint import Touchpoint
@@ -84,11 +85,11 @@ class JourneysApp(Application[UUID]):
     keyring: Keyring  # given by the composition root, which owns the database beside the events
 
     def __init__(
-        self, playbook: Playbook, env: dict[str, str] | None = None, cache_size: int = 10_000
+        self, playbook: Playbook, dialect: Dialect, env: dict[str, str] | None = None, cache_size: int = 10_000
     ):
         super().__init__(env)
         self.playbook = playbook
-        self.customers = CustomerRepository(self.recorder, self.snapshots, self.mapper, cache_size)
+        self.customers = CustomerRepository(self.recorder, self.snapshots, self.mapper, cache_size, dialect)
         # Writes serialise in the database anyway (one writer in SQLite, a table lock in
         # eventsourcing's PostgreSQL recorder); in-process they share cached aggregates.
         self._write_lock = threading.Lock()

@@ -5,7 +5,7 @@ ends a stay (its `from_stage`, entered at `from_since`, lasted `stay_seconds`); 
 position row is a stay not ended yet. So a funnel follows the stays entered in a window
 (ended ones by `from_since`, open ones by `since`), time in stage is a distribution of
 `stay_seconds` and of open stays' ages, and attribution reads the touchpoints before each
-advance. Indexes: see `JourneyViewSQL._analytics_ddl`.
+advance. Indexes: see `JourneyView._analytics_ddl`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from journeys.playbook import Playbook, StageModel
-from projections.view import SUBJECT_COLUMN, JourneyViewSQL, ts
+from journeys.storage.tables import ts
+from projections.storage.schema import SUBJECT_COLUMN
+from projections.storage.view import JourneyView
 
 PERCENTILES = {"p50": 0.5, "p75": 0.75, "p90": 0.9}
 MODELS = ("first", "last", "linear", "position")
@@ -42,7 +44,7 @@ def nearest_ranks(n: int, quantiles: dict[str, float]) -> dict[str, int]:
 
 
 class Analytics:
-    def __init__(self, view: JourneyViewSQL, playbook: Playbook):
+    def __init__(self, view: JourneyView, playbook: Playbook):
         self.view = view
         self.playbook = playbook
 

@@ -21,7 +21,7 @@ from uuid import UUID
 from journeys.customer import open_personal
 from journeys.playbook import Scope
 from journeys.stages import derive
-from projections.view import parse_ts, ts
+from journeys.storage.tables import parse_ts, ts
 
 
 class CursorError(ValueError):

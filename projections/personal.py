@@ -13,11 +13,11 @@ from uuid import UUID
 from journeys.crypto import UnreadableError
 from journeys.customer import key_context, open_personal
 from journeys.storage.keyring import Keyring
-from projections.view import JourneyViewSQL
+from projections.storage.view import JourneyView
 
 
 class PersonalData:
-    def __init__(self, view: JourneyViewSQL, keyring: Keyring):
+    def __init__(self, view: JourneyView, keyring: Keyring):
         self.view = view
         self.keyring = keyring
 

@@ -21,7 +21,7 @@ from journeys.playbook import Scope
 from journeys.recommend import Membership, Picture, Recommendation, consent_of, recommend
 from journeys.stages import Stages, derive
 from projections.stages import StoredTouchpoint
-from projections.view import SUBJECT_COLUMN
+from projections.storage.schema import SUBJECT_COLUMN
 
 MESSAGE_SENT = "message_sent"
 

@@ -19,7 +19,8 @@ from journeys.recommend import Membership, Picture, Recommendation, consent_of, 
 from journeys.stages import Stages, derive
 from projections.picture import wholes
 from projections.stages import StoredTouchpoint
-from projections.view import SUBJECT_COLUMN, JourneyViewSQL
+from projections.storage.schema import SUBJECT_COLUMN
+from projections.storage.view import JourneyView
 
 PAGE = 500
 NOT_KEPT = "(not in the playbook)"  # a journey one of the playbooks does not have
@@ -100,7 +101,7 @@ def _stage(positions: dict, journey: str, playbook: Playbook, scope: Scope) -> s
     return position.stage if position else None
 
 
-def _pages(view: JourneyViewSQL, scope: Scope) -> Iterator[list[str]]:
+def _pages(view: JourneyView, scope: Scope) -> Iterator[list[str]]:
     """The instances of a scope that touchpoints name, a page at a time, by key."""
     column, table = SUBJECT_COLUMN[scope], view.table("touchpoints")
     after = ""
@@ -116,7 +117,7 @@ def _pages(view: JourneyViewSQL, scope: Scope) -> Iterator[list[str]]:
         after = subjects[-1]
 
 
-def _touchpoints(view: JourneyViewSQL, scope: Scope, subjects: list[str]) -> dict[str, list[StoredTouchpoint]]:
+def _touchpoints(view: JourneyView, scope: Scope, subjects: list[str]) -> dict[str, list[StoredTouchpoint]]:
     column = SUBJECT_COLUMN[scope]
     rows = view.query(
         f"SELECT {column} AS subject, touchpoint_id, type, occurred_at, criteria, channel, campaign "
@@ -131,7 +132,7 @@ def _touchpoints(view: JourneyViewSQL, scope: Scope, subjects: list[str]) -> dic
     return found
 
 
-def count_subjects(view: JourneyViewSQL, scopes: list[Scope]) -> int:
+def count_subjects(view: JourneyView, scopes: list[Scope]) -> int:
     """How many instances a diff goes through (for a progress bar)."""
     total = 0
     for scope in scopes:

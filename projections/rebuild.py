@@ -4,7 +4,7 @@ A rebuild derives a new generation of the read models beside the live one, from
 every stored event, while the service goes on answering from (and projecting
 into) the live one. It follows the live generation's position, never passing it;
 when it has processed exactly what the live one has, it switches them in one
-transaction (JourneyViewSQL.switch_to) and the service's projection follows the
+transaction (JourneyView.switch_to) and the service's projection follows the
 new generation from there. So nothing is published twice or missed: what the
 live generation published stays published, and what comes after is published by
 the new one.
@@ -29,7 +29,9 @@ from eventsourcing.persistence import Tracking
 
 from journeys.playbook import Playbook, Scope
 from projections.stages import StageProjection, next_batch, subject_of
-from projections.view import JourneyViewSQL, NotCaughtUp, Revision, _chunks, revision_row
+from projections.storage.changes import NotCaughtUp, Revision
+from projections.storage.rows import chunks, revision_row
+from projections.storage.view import JourneyView
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ class Rebuild:
     def __init__(
         self,
         app: Application,
-        view: JourneyViewSQL,
+        view: JourneyView,
         playbook: Playbook,
         version: int,
         batch_size: int = 5000,
@@ -102,7 +104,7 @@ class Rebuild:
         return self.view.max_tracking_id(self.view.tracking_name(self.app.name)) or 0
 
     def _catch_up(
-        self, projection: StageProjection, builder: JourneyViewSQL, target: int, touched: set[str] | None
+        self, projection: StageProjection, builder: JourneyView, target: int, touched: set[str] | None
     ) -> int:
         """Process the events after the builder's position up to `target`; how many. The instances
         they belong to go into `touched`, if given."""
@@ -134,7 +136,7 @@ class Rebuild:
         return processed
 
     def _revisions(
-        self, view: JourneyViewSQL, builder: JourneyViewSQL, first: dict[tuple[str, str], Moved],
+        self, view: JourneyView, builder: JourneyView, first: dict[tuple[str, str], Moved],
         touched: set[str], run: Query,
     ) -> list[list[Any]]:
         """In the switch's transaction (both generations at the same position): a revision row for
@@ -173,14 +175,14 @@ def _moved(rows: list[dict[str, Any]]) -> dict[tuple[str, str], Moved]:
 
 
 def compare_positions(
-    old: JourneyViewSQL, new: JourneyViewSQL, run: Query, subjects: list[str] | None = None
+    old: JourneyView, new: JourneyView, run: Query, subjects: list[str] | None = None
 ) -> list[dict[str, Any]]:
     """(scope, subject, journey, before, after) wherever two generations' stages differ, a journey
     one has and the other not included; of the given instances only, if given."""
     a, b = old.table("positions"), new.table("positions")
     differs = "COALESCE(o.stage, '') != COALESCE(n.stage, '')"
     rows: list[Any] = []
-    for chunk in [None] if subjects is None else _chunks(subjects):
+    for chunk in [None] if subjects is None else chunks(subjects):
         only_n = only_o = ""
         params: list[Any] = []
         if chunk is not None:

@@ -22,7 +22,7 @@ from journeys.describe import describe
 from journeys.retry import logged, until_stopped
 from projections.rebuild import Progress, Rebuild, Rebuilt
 from projections.stages import StageProjection, next_batch
-from projections.view import GenerationChanged
+from projections.storage.changes import GenerationChanged
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from journeys.storage.tables import ts
 from journeys.touchpoint import YEAR_PATTERN, check_text
-from projections.view import JourneyViewSQL, ts
+from projections.storage.view import JourneyView
 
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 _DAY = YEAR_PATTERN + r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"  # [0-9]: \d is not ASCII in every engine
@@ -93,7 +94,7 @@ def parse_spend(campaign: str, period: str, amount: str | Decimal | int | float,
 class SpendBook:
     """Spend records stored beside the view, and what they make of leads and advances."""
 
-    def __init__(self, view: JourneyViewSQL):
+    def __init__(self, view: JourneyView):
         self.view = view
 
     def record(self, entries: list[Spend], recorded_by: str) -> int:

@@ -29,8 +29,10 @@ from journeys import metrics
 from journeys.customer import Customer
 from journeys.playbook import Playbook, Scope
 from journeys.stages import Stages, fold, in_order, initial_stages, sort_key
+from journeys.storage.tables import ts
 from journeys.touchpoint import EARLIEST
-from projections.view import IdentityChange, JourneyViewSQL, Revision, SubjectChange, ts
+from projections.storage.changes import IdentityChange, Revision, SubjectChange
+from projections.storage.view import JourneyView
 
 log = logging.getLogger(__name__)
 LINK_EVENTS = (Customer.IdentityLinked, Customer.IdentityUnlinked)
@@ -49,7 +51,7 @@ class StageProjection:
 
     name = "journey_stages"
 
-    def __init__(self, view: JourneyViewSQL, playbook: Playbook, cache_size: int = 50_000):
+    def __init__(self, view: JourneyView, playbook: Playbook, cache_size: int = 50_000):
         self.view = view
         self.playbook = playbook
         # Live: new transitions go to the view's outbox for publication, and re-derived pasts

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import UUID
 
-import psycopg
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
-from psycopg import sql
 
 from journeys import metrics
 from journeys.application import CustomerNotFoundError, JourneysApp, Recorded
 from journeys.playbook import Playbook, load_playbook
 from journeys.settings import Settings
 from journeys.storage.audit import AuditTrail
-from journeys.storage.database import Breaker, guard, schema_lock, steady_reconnects
+from journeys.storage.dialect import Dialect, dialect_for
 from journeys.storage.keyring import Keyring
 from journeys.touchpoint import Touchpoint
 from projections.analytics import Analytics
@@ -26,10 +23,8 @@ from projections.personal import PersonalData
 from projections.runner import ProjectionRunner
 from projections.spend import SpendBook
 from projections.stages import StageProjection
-from projections.view import JourneyViewSQL, PostgresJourneyView, SQLiteJourneyView
-
-STORE_FORMAT = "3"  # 2: personal data sealed under per-customer data keys, records keyed by random ids;
-# 3: every event hash-chained (journeys/chain.py). A format 2 store is chained on first start.
+from projections.storage.migrations import Step, migrate
+from projections.storage.view import JourneyView, view_class
 
 
 @dataclass(frozen=True)
@@ -38,48 +33,42 @@ class Erased:
     linked: list[UUID]  # the person's other records (identity links), erased with it
 
 
-class StoreFormatError(Exception):
-    """The store was written by an earlier version whose format this one cannot read."""
-
-
 @dataclass
 class System:
     settings: Settings
     playbook: Playbook
     app: JourneysApp
-    view: JourneyViewSQL
+    view: JourneyView
     runner: ProjectionRunner
     keyring: Keyring
     personal: PersonalData
     audit: AuditTrail
+    dialect: Dialect
+    migrated: list[Step] = field(default_factory=list)  # the schema steps this start ran
 
     @classmethod
     def build(cls, settings: Settings, playbook: Playbook | None = None) -> System:
+        """Everything the service, the consumers and the CLI run on, wired from settings: the one
+        place that chooses the store's dialect; the store migrated to this version first."""
         playbook = playbook or load_playbook(settings.playbook)
         env = settings.eventsourcing_env()
-        if settings.is_sqlite:
-            return cls._build(settings, playbook, env)
-        steady_reconnects()
-        os.environ.setdefault("PGCONNECT_TIMEOUT", str(settings.database_timeout))  # libpq's own connect
-        with schema_lock(connect_args(env), env["POSTGRES_SCHEMA"]):  # one process at a time creates or migrates
-            ensure_schema(env)
-            system = cls._build(settings, playbook, env)
-        breaker = Breaker()
-        guard(cast(Any, system.app.recorder).datastore.pool, breaker)
-        guard(system.view.datastore.pool, breaker)
+        dialect = dialect_for(settings)
+        with dialect.opening(settings, env):
+            system = cls._build(settings, playbook, env, dialect)
+        dialect.guard([cast(Any, system.app.recorder).datastore, system.view.datastore])
         return system
 
     @classmethod
-    def _build(cls, settings: Settings, playbook: Playbook, env: dict[str, str]) -> System:
-        app = JourneysApp(playbook, env=env, cache_size=settings.aggregate_cache_size)
-        view_class = SQLiteJourneyView if settings.is_sqlite else PostgresJourneyView
+    def _build(cls, settings: Settings, playbook: Playbook, env: dict[str, str], dialect: Dialect) -> System:
+        app = JourneysApp(playbook, dialect, env=env, cache_size=settings.aggregate_cache_size)
         factory = InfrastructureFactory.construct(Environment(StageProjection.name, env))
-        view = cast(JourneyViewSQL, factory.tracking_recorder(view_class))
+        view = cast(JourneyView, factory.tracking_recorder(cast(Any, view_class(dialect))))
         view.playbook = playbook
-        audit = AuditTrail(view, app.recorder, settings.is_sqlite)
-        check_store_format(view, app, audit)
+        audit = AuditTrail(view, app.recorder, dialect)
+        new = app.recorder.max_notification_id() is None
+        migrated = migrate(view, audit, has_events=not new)
         # A new store's read models are derived under this playbook; an older store's, under one not recorded.
-        view.open(playbook.fingerprint if app.recorder.max_notification_id() is None else None)
+        view.open(playbook.fingerprint if new else None)
         version = view.register(playbook)
         keyring = app.keyring = Keyring(view, settings.secrets(), settings.aggregate_cache_size)
         runner = ProjectionRunner(
@@ -90,7 +79,7 @@ class System:
             version=version,
             auto_rebuild=settings.auto_rebuild,
         )
-        system = cls(settings, playbook, app, view, runner, keyring, PersonalData(view, keyring), audit)
+        system = cls(settings, playbook, app, view, runner, keyring, PersonalData(view, keyring), audit, dialect, migrated)
         app.complete_erasures()  # an erasure a crash interrupted is finished before anything else
         return system
 
@@ -168,41 +157,3 @@ class System:
         self.runner.stop()
         self.app.close()
         self.view.datastore.close()
-
-
-def check_store_format(view: JourneyViewSQL, app: JourneysApp, audit: AuditTrail) -> None:
-    """Refuse a store written before personal data was encrypted, rather than misread it;
-    chain the events of a store from before the hash chain."""
-    meta = view.table("store_meta")
-    view.execute(f"CREATE TABLE IF NOT EXISTS {meta} (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    rows = view.query(f"SELECT value FROM {meta} WHERE name = 'format'")
-    if rows and rows[0]["value"] == STORE_FORMAT:
-        return
-    if rows and rows[0]["value"] == "2":
-        audit.backfill()  # adds hashes beside the events; the events themselves are not touched
-        view.execute(f"UPDATE {meta} SET value = ? WHERE name = 'format'", [STORE_FORMAT])
-        return
-    if not rows and app.recorder.max_notification_id() is None:
-        view.execute(f"INSERT INTO {meta} (name, value) VALUES ('format', ?) ON CONFLICT (name) DO NOTHING", [STORE_FORMAT])
-        return
-    found = rows[0]["value"] if rows else "1 (from before encryption)"
-    raise StoreFormatError(
-        f"this store has format {found}; this version reads format {STORE_FORMAT}, where personal data is "
-        "stored only encrypted. It cannot be migrated in place (events are immutable): start on a new "
-        "database and publish the touchpoints again (they are idempotent), or keep running the earlier version."
-    )
-
-
-def connect_args(env: dict[str, str]) -> dict[str, Any]:
-    """psycopg.connect's arguments for the database eventsourcing's settings name."""
-    return {"dbname": env["POSTGRES_DBNAME"], "host": env["POSTGRES_HOST"], "port": env["POSTGRES_PORT"],
-            "user": env["POSTGRES_USER"], "password": env["POSTGRES_PASSWORD"] or None}
-
-
-def ensure_schema(env: dict[str, str]) -> None:
-    """eventsourcing does not create a PostgreSQL schema; make sure it exists."""
-    schema = env.get("POSTGRES_SCHEMA", "public")
-    if schema == "public":
-        return
-    with psycopg.connect(**connect_args(env), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))

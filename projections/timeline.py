@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from journeys.playbook import Scope
-from projections.view import SUBJECT_COLUMN
+from projections.storage.schema import SUBJECT_COLUMN
 
 
 def timeline(system: Any, scope: Scope, subject: str, limit: int) -> dict[str, Any]:

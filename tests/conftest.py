@@ -109,7 +109,7 @@ def system(settings: Settings) -> Iterator[System]:
 
 @pytest.fixture
 def keys(system: System):
-    from api.keys import KeyStore
+    from journeys.storage.api_keys import KeyStore
 
     return KeyStore(system.view, cache_seconds=0)
 
@@ -119,8 +119,8 @@ def client(system: System, keys):
     """The API with the projections running, called with an admin key."""
     from fastapi.testclient import TestClient
 
-    from api.keys import Role
     from api.main import create_app
+    from journeys.storage.api_keys import Role
 
     system.runner.start()
     key = keys.create("test-admin", Role.admin)

@@ -2,7 +2,7 @@
 
 service (serve, project, consume, publish-stage-changes), keys, customers (erase, identities
 unlink, replay, rotate-master-key), audit (checkpoint, verify, export, verify-export),
-marketing (export-segment, import-spend), models (rebuild-projections, check-playbook,
+marketing (export-segment, import-spend), models (migrate, rebuild-projections, check-playbook,
 playbook diff and versions). What they share is in common.py: the console, `fail()`,
 the progress bar and `open_system()`.
 """

@@ -63,7 +63,8 @@ def system_or_fail() -> System:
     """The system from the settings, or exit 2 saying why the store or the keys cannot be used."""
     from journeys.crypto import SecretsError
     from journeys.storage.database import UNAVAILABLE, explain_unavailable
-    from projections.system import StoreFormatError, System
+    from projections.storage.migrations import StoreFormatError
+    from projections.system import System
 
     settings = Settings()
     try:

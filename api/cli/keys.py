@@ -18,7 +18,7 @@ def keys_create(
     name: Annotated[str, typer.Option(help="a unique name, e.g. the service or person it is for")],
 ) -> None:
     """Create an API key; the key alone is printed on the last line, and never shown again."""
-    from api.keys import KeyExistsError, KeyStore, Role
+    from journeys.storage.api_keys import KeyExistsError, KeyStore, Role
 
     try:
         chosen = Role(role)
@@ -36,7 +36,7 @@ def keys_create(
 @app.command("list")
 def keys_list() -> None:
     """Every key's name, role, creation and last use; never the key."""
-    from api.keys import KeyStore
+    from journeys.storage.api_keys import KeyStore
 
     with open_system() as system:
         found = KeyStore(system.view).list()
@@ -52,7 +52,7 @@ def keys_list() -> None:
 @app.command("revoke")
 def keys_revoke(name: Annotated[str, typer.Argument(help="the key's name")]) -> None:
     """Revoke a key: it stops working in every process within a second."""
-    from api.keys import KeyNotFoundError, KeyStore
+    from journeys.storage.api_keys import KeyNotFoundError, KeyStore
 
     with open_system() as system:
         try:

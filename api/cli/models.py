@@ -1,4 +1,4 @@
-"""Read-model and playbook commands: rebuild-projections, check-playbook, playbook diff, playbook versions."""
+"""Read-model and playbook commands: migrate, rebuild-projections, check-playbook, playbook diff, playbook versions."""
 
 from __future__ import annotations
 
@@ -20,6 +20,23 @@ from journeys.settings import Settings
 app = typer.Typer()
 playbook_app = typer.Typer(help="Playbook versions: what a new one would change, which ones derived the read models.",
                            no_args_is_help=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the store's schema to this version (every start does too), and list the steps it has had.
+
+    Run it before starting a new version on a large store, so the services start at once."""
+    from projections.storage.migrations import LATEST, history
+
+    with open_system() as system:
+        ran = {step.version for step in system.migrated}
+        table = Table("version", "step", "applied at", "")
+        for row in history(system.view):
+            table.add_row(str(row["version"]), row["description"], row["applied_at"], "now" if row["version"] in ran else "")
+        console.print(table)
+        console.print(f"the store is at schema version {LATEST}: "
+                      + (f"{len(ran)} step(s) applied now" if ran else "nothing to do"), highlight=False)
 
 
 @app.command("rebuild-projections")

@@ -40,7 +40,7 @@ def serve(
 
 def _first_admin_key() -> None:
     """On a store with no keys, create an admin key and print it, once."""
-    from api.keys import KeyStore, Role
+    from journeys.storage.api_keys import KeyStore, Role
 
     with open_system() as system:
         store = KeyStore(system.view)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from api.auth import allow
 from api.deps import SystemDep
 from api.errors import BadQueryError
-from api.keys import Role
+from journeys.storage.api_keys import Role
 from journeys.touchpoint import UtcDatetime, check_text
 from projections.analytics import Filters
 from projections.spend import PERIOD_PATTERN, SpendError, cost_report, parse_period

@@ -11,9 +11,9 @@ from starlette.concurrency import iterate_in_threadpool
 from api.auth import allow
 from api.deps import SystemDep, WholeNumber
 from api.errors import NOT_FOUND, NotFoundError
-from api.keys import Role
 from api.routes.customers import CustomerKey
 from api.routes.instances import InstanceId
+from journeys.storage.api_keys import Role
 
 router = APIRouter(tags=["audit"], responses=NOT_FOUND)
 

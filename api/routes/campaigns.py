@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from api.auth import allow, authenticate
 from api.deps import SystemDep
 from api.errors import BadQueryError
-from api.keys import ApiKey, Role
+from journeys.storage.api_keys import ApiKey, Role
 from journeys.touchpoint import TEXT_PATTERN, not_blank
 from projections.spend import MAX_AMOUNT, PERIOD_PATTERN, Spend, SpendError, parse_spend
 

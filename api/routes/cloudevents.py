@@ -20,11 +20,11 @@ from api.auth import allow
 from api.deps import SystemDep
 from api.errors import BadBodyError
 from api.intake import STATUS, Rejected, record_items, validated
-from api.keys import Role
 from api.openapi import inlined
 from api.routes.touchpoints import MAX_BATCH
 from api.schemas import BatchOut, FieldError, TouchpointResult
 from journeys.intake import cloudevent
+from journeys.storage.api_keys import Role
 from journeys.touchpoint import NotJsonError, Touchpoint, read_json
 
 router = APIRouter(tags=["touchpoints"], dependencies=[allow(Role.publisher)])

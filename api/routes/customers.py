@@ -11,7 +11,6 @@ from pydantic import AfterValidator
 from api.auth import READERS, allow, authenticate
 from api.deps import SystemDep, WholeNumber
 from api.errors import NOT_FOUND, BadQueryError, BeyondTheLogError, NotCaughtUpError
-from api.keys import ApiKey, Role
 from api.schemas import (
     ErasureOut,
     HistoryOut,
@@ -24,6 +23,7 @@ from api.schemas import (
 )
 from journeys.application import CustomerNotFoundError
 from journeys.playbook import Scope
+from journeys.storage.api_keys import ApiKey, Role
 from journeys.touchpoint import KEY_PATTERN, UtcDatetime, check_key
 from projections import history as histories
 from projections import picture as pictures

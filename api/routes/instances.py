@@ -9,10 +9,10 @@ from fastapi import APIRouter
 from api.auth import READERS, allow
 from api.deps import SystemDep
 from api.errors import BadQueryError, NotFoundError, error_response
-from api.keys import Role
 from api.routes.customers import After, AsOf, CustomerKey, KnownAt, Limit, MinPosition, TimelineLimit, caught_up
 from api.schemas import ContactOut, DealHistoryOut, InstanceOut, StageOut, TransitionOut
 from journeys.playbook import Scope
+from journeys.storage.api_keys import Role
 from projections.history import CursorError, Window, history
 from projections.system import System
 from projections.timeline import timeline

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import allow
 from api.errors import ErrorOut
-from api.keys import ApiKey, KeyExistsError, KeyNotFoundError, KeyStore, LastAdminError, Role
+from journeys.storage.api_keys import ApiKey, KeyExistsError, KeyNotFoundError, KeyStore, LastAdminError, Role
 
 router = APIRouter(prefix="/keys", tags=["keys"], dependencies=[allow()])
 

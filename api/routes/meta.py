@@ -11,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api.auth import ANY_ROLE, READERS, allow
 from api.deps import SystemDep
-from api.keys import Role
 from api.schemas import ComponentOut, HealthOut
+from journeys.storage.api_keys import Role
 from projections.system import System
 
 router = APIRouter(tags=["meta"])
@@ -47,7 +47,7 @@ def metrics(system: SystemDep) -> Response:
 @router.get("/health", response_model=HealthOut, dependencies=[allow(*ANY_ROLE)])
 def health(system: SystemDep, response: Response) -> HealthOut:
     """The database, and how far the projections are behind the event log (503 naming what fails)."""
-    backend = "sqlite" if system.settings.is_sqlite else "postgresql"
+    backend = system.dialect.name
     try:
         system.view.query("SELECT 1")
         log_position = system.app.recorder.max_notification_id() or 0

@@ -9,9 +9,9 @@ from fastapi import APIRouter
 from api.auth import allow
 from api.deps import SystemDep
 from api.errors import NOT_FOUND
-from api.keys import Role
 from api.routes.customers import MinPosition, caught_up, history_of
 from api.schemas import HistoryOut
+from journeys.storage.api_keys import Role
 
 router = APIRouter(prefix="/records", tags=["audit"], responses=NOT_FOUND)
 

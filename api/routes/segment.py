@@ -21,10 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import allow
 from api.deps import SystemDep
 from api.intake import Rejected, echoable, record_items, result_of, validated
-from api.keys import Role
 from api.schemas import FieldError
 from journeys.customer import IdentityLink, Outcome
 from journeys.intake import segment
+from journeys.storage.api_keys import Role
 from journeys.touchpoint import TEXT_PATTERN, Channel, NotJsonError, Touchpoint, read_json
 from projections.system import System
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Body, Response
 from api.auth import allow
 from api.deps import SystemDep
 from api.intake import STATUS, record_items, result_of, validated
-from api.keys import Role
 from api.schemas import BatchOut, TouchpointResult
+from journeys.storage.api_keys import Role
 from journeys.touchpoint import Touchpoint
 
 router = APIRouter(

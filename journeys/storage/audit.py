@@ -26,6 +26,7 @@ from journeys.chain import (
     merkle_proofs,
     merkle_root,
 )
+from journeys.storage.dialect import Dialect
 from journeys.verify_export import EXPORT_FORMAT
 
 PAGE = 5_000
@@ -65,22 +66,18 @@ class AuditTrail:
     application's recorder, which names the tables.
     """
 
-    def __init__(self, db: Any, recorder: Any, is_sqlite: bool):
+    def __init__(self, db: Any, recorder: Any, dialect: Dialect):
         self.db = db
-        self.is_sqlite = is_sqlite
-        if is_sqlite:
-            self.events = recorder.events_table_name
-            self.nid = "rowid"
-        else:
-            self.events = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
-            self.nid = "notification_id"
+        self.dialect = dialect
+        self.events = dialect.qualified(recorder.datastore, recorder.events_table_name)
+        self.nid = dialect.notification_id
         self.chain = recorder.chain_table
         self.checkpoints_table = recorder.checkpoints_table
 
     # -- reading the store -------------------------------------------------------------
 
     def _record_param(self, record: str) -> str:
-        return UUID(record).hex if self.is_sqlite else record
+        return self.dialect.uuid(record)
 
     def _events_page(self, after: tuple[Any, Any] | None, records: Sequence[str] | None) -> list[dict[str, Any]]:
         """A page of stored events in (record, version) order with their chain rows (or NULLs)."""

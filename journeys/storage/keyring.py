@@ -14,21 +14,13 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID, uuid4
 
 from journeys.crypto import DataKey, Secrets
+from journeys.storage.tables import SqlStore, ts
 
 CHUNK = 500
-
-
-class SqlStore(Protocol):
-    """Tables beside the event store, written with '?' parameters (the journey view gives this)."""
-
-    def table(self, name: str) -> str: ...
-    def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]: ...
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> int: ...
-    def execute_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -68,7 +60,7 @@ class Keyring:
         found = self._by_subject(list(subjects))
         missing = [s for s in subjects if s not in found]
         if missing:
-            now = _ts(datetime.now(UTC))
+            now = ts(datetime.now(UTC))
             fresh = []
             for subject in missing:
                 record_id = str(uuid4())
@@ -126,7 +118,7 @@ class Keyring:
         return self.store.execute(
             f"UPDATE {self.table} SET subject = NULL, wrapped_key = NULL, erased_at = ?, erased_by = ? "
             f"WHERE erased_at IS NULL AND record_id IN ({', '.join('?' * len(record_ids))})",
-            [_ts(datetime.now(UTC)), by, *(str(r) for r in record_ids)],
+            [ts(datetime.now(UTC)), by, *(str(r) for r in record_ids)],
         )
 
     def pending_erasures(self) -> list[Erasure]:
@@ -156,6 +148,3 @@ class Keyring:
             )
         return len(updates)
 
-
-def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")

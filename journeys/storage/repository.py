@@ -17,11 +17,9 @@ from uuid import UUID
 
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import ApplicationRecorder, EventStore, Mapper, StoredEvent
-from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder
-from psycopg.sql import SQL, Identifier
 
 from journeys.customer import Customer
+from journeys.storage.dialect import Dialect
 
 CHUNK = 500
 SNAPSHOT_INTERVAL = 200
@@ -29,9 +27,11 @@ SNAPSHOT_INTERVAL = 200
 
 class CustomerRepository:
     def __init__(
-        self, recorder: ApplicationRecorder, snapshots: EventStore[UUID] | None, mapper: Mapper[UUID], cache_size: int
+        self, recorder: ApplicationRecorder, snapshots: EventStore[UUID] | None, mapper: Mapper[UUID], cache_size: int,
+        dialect: Dialect,
     ):
         self.recorder = recorder
+        self.dialect = dialect
         self.snapshots = snapshots
         self.mapper = mapper
         self.cache_size = cache_size
@@ -80,48 +80,23 @@ class CustomerRepository:
 
     def _index_chunk(self, items: list[tuple[str, str]]) -> list[Any]:
         recorder: Any = self.recorder
-        if isinstance(recorder, PostgresApplicationRecorder):
-            statement: Any = SQL(
-                "SELECT i.record_id, i.touchpoint_id, i.fingerprint FROM {table} i "
-                "JOIN unnest(%s::text[], %s::text[]) AS w(r, t) ON i.record_id = w.r AND i.touchpoint_id = w.t"
-            ).format(table=SQL(recorder.index_table))  # type: ignore[attr-defined]  # the subclass's (recorders.py)
-            params: list[Any] = [[r for r, _ in items], [t for _, t in items]]
-        else:
-            values = ", ".join(["(?, ?)"] * len(items))
-            statement = (
-                f"WITH w(r, t) AS (VALUES {values}) SELECT i.record_id, i.touchpoint_id, i.fingerprint "
-                f"FROM {recorder.index_table} i JOIN w ON i.record_id = w.r AND i.touchpoint_id = w.t"
-            )
-            params = [x for pair in items for x in pair]
-        with recorder.datastore.transaction(commit=False) as c:
-            c.execute(statement, params)
-            return c.fetchall()
+        wanted, params = self.dialect.values("w", [("r", "text"), ("t", "text")], items)
+        return self._rows(recorder, f"{wanted} SELECT i.record_id, i.touchpoint_id, i.fingerprint "
+                                    f"FROM {recorder.index_table} i JOIN w ON i.record_id = w.r AND i.touchpoint_id = w.t",
+                          params)
 
     def _latest_snapshots(self, ids: list[UUID]) -> list[Any]:
         if self.snapshots is None or not ids:
             return []
         recorder: Any = self.snapshots.recorder
+        table = self.dialect.qualified(recorder.datastore, recorder.events_table_name)
         found = []
         for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
-            if isinstance(recorder, PostgresAggregateRecorder):
-                table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
-                statement: Any = SQL(
-                    f"SELECT s.* FROM {table} s WHERE s.originator_id = ANY(%s::uuid[]) AND s.originator_version = "
-                    f"(SELECT MAX(l.originator_version) FROM {table} l WHERE l.originator_id = s.originator_id)"
-                )
-                params: list[Any] = [chunk]
-            else:
-                table = recorder.events_table_name
-                statement = (
-                    f"SELECT s.* FROM {table} s WHERE s.originator_id IN ({', '.join('?' * len(chunk))}) "
-                    f"AND s.originator_version = (SELECT MAX(l.originator_version) FROM {table} l "
-                    "WHERE l.originator_id = s.originator_id)"
-                )
-                params = [i.hex for i in chunk]
-            with recorder.datastore.transaction(commit=False) as c:
-                c.execute(statement, params)
-                found += [self.mapper.to_domain_event(_stored(row)) for row in c.fetchall()]
+            wanted, params = self.dialect.values("w", [("id", "uuid")], [[i] for i in ids[start : start + CHUNK]])
+            rows = self._rows(recorder, f"{wanted} SELECT s.* FROM {table} s JOIN w ON s.originator_id = w.id "
+                                        f"WHERE s.originator_version = (SELECT MAX(l.originator_version) FROM {table} l "
+                                        "WHERE l.originator_id = s.originator_id)", params)
+            found += [self.mapper.to_domain_event(_stored(row)) for row in rows]
         return found
 
     def evict(self, ids: Iterable[UUID]) -> None:
@@ -136,31 +111,18 @@ class CustomerRepository:
         return events
 
     def _select_chunk(self, items: list[tuple[UUID, int]]) -> list[StoredEvent]:
-        recorder = self.recorder
-        if isinstance(recorder, PostgresApplicationRecorder):
-            statement: Any = SQL(
-                "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-                "FROM {schema}.{table} e JOIN unnest(%s::uuid[], %s::bigint[]) AS w(id, v) "
-                "ON e.originator_id = w.id AND e.originator_version > w.v "
-                "ORDER BY e.originator_id, e.originator_version"
-            ).format(schema=Identifier(recorder.datastore.schema), table=Identifier(recorder.events_table_name))
-            params: list[Any] = [[i for i, _ in items], [v for _, v in items]]
-        elif isinstance(recorder, SQLiteApplicationRecorder):
-            values = ", ".join(["(?, ?)"] * len(items))
-            statement = (
-                f"WITH w(id, v) AS (VALUES {values}) "
-                "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-                f"FROM {recorder.events_table_name} e JOIN w "
-                "ON e.originator_id = w.id AND e.originator_version > w.v "
-                "ORDER BY e.originator_id, e.originator_version"
-            )
-            params = [x for i, v in items for x in (i.hex, v)]
-        else:  # pragma: no cover - only the two persistence modules we support
-            raise TypeError(f"unsupported recorder {type(recorder).__name__}")
+        recorder: Any = self.recorder
+        table = self.dialect.qualified(recorder.datastore, recorder.events_table_name)
+        wanted, params = self.dialect.values("w", [("id", "uuid"), ("v", "bigint")], items)
+        rows = self._rows(recorder, f"{wanted} SELECT e.originator_id, e.originator_version, e.topic, e.state "
+                                    f"FROM {table} e JOIN w ON e.originator_id = w.id AND e.originator_version > w.v "
+                                    "ORDER BY e.originator_id, e.originator_version", params)
+        return [_stored(row) for row in rows]
+
+    def _rows(self, recorder: Any, statement: str, params: list[Any]) -> list[Any]:
         with recorder.datastore.transaction(commit=False) as c:
             c.execute(statement, params)
-            rows = c.fetchall()
-        return [_stored(row) for row in rows]
+            return c.fetchall()
 
 
 def _stored(row: Any) -> StoredEvent:

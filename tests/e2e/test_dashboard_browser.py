@@ -16,8 +16,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from api.keys import KeyStore, Role
 from api.main import create_app
+from journeys.storage.api_keys import KeyStore, Role
 from journeys.touchpoint import Touchpoint
 from projections.system import System
 from tests.factories import payload

@@ -133,7 +133,7 @@ def test_five_processes_starting_at_once_on_a_new_schema_all_start(postgres_sche
         "import time, sys; from journeys.settings import Settings; from projections.system import System\n"
         f"time.sleep(max(0, {start_at} - time.time()))\n"
         f"s = System.build(Settings(database_url={postgres_schema_url!r}, key_file={str(tmp_path / 'k')!r}))\n"
-        "from api.keys import KeyStore; KeyStore(s.view); s.runner.catch_up(); s.close(); print('started')\n"
+        "from journeys.storage.api_keys import KeyStore; KeyStore(s.view); s.runner.catch_up(); s.close(); print('started')\n"
     )
     env = {**os.environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parents[2])}
     processes = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,

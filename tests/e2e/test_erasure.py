@@ -20,7 +20,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from journeys.settings import Settings
-from projections.system import StoreFormatError, System
+from projections.storage.migrations import StoreFormatError
+from projections.system import System
 from tests.factories import b2b_deal, payload
 
 EMAIL, ACTOR, PHONE = "jane.doe@example.com", "Jonathan Q. Seller", "+44 7700 900123"
@@ -183,7 +184,7 @@ def test_a_store_from_before_encryption_is_refused_with_a_clear_message(settings
     from eventsourcing.persistence import InfrastructureFactory
     from eventsourcing.utils import Environment
 
-    from projections.system import ensure_schema
+    from journeys.storage.dialect import ensure_schema
 
     env = settings.eventsourcing_env()
     if not settings.is_sqlite:
@@ -208,8 +209,8 @@ def test_erasing_a_person_erases_every_record_linked_to_it_in_one_operation(syst
     import requests
     from segment.analytics import Client as SegmentClient
 
-    from api.keys import KeyStore, Role
     from api.main import create_app
+    from journeys.storage.api_keys import KeyStore, Role
     from tests.serving import serve
 
     t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -362,8 +362,8 @@ def test_oversize_bodies_get_the_413_not_a_reset_sequential_and_parallel(system:
     before the answer ends, as nginx's lingering close does."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from api.keys import KeyStore, Role
     from api.main import create_app
+    from journeys.storage.api_keys import KeyStore, Role
     from tests.serving import serve
 
     key = KeyStore(system.view, cache_seconds=0).create("big-sender", Role.publisher)

@@ -14,8 +14,8 @@ from rudderstack.analytics import Client as RudderClient
 from segment.analytics import Client as SegmentClient
 from segment.analytics.request import post as sdk_post
 
-from api.keys import KeyStore, Role
 from api.main import create_app
+from journeys.storage.api_keys import KeyStore, Role
 from projections.system import System
 from tests.serving import serve
 

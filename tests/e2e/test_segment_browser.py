@@ -14,8 +14,8 @@ from pathlib import Path
 from fastapi.staticfiles import StaticFiles
 from playwright.sync_api import sync_playwright
 
-from api.keys import KeyStore, Role
 from api.main import create_app
+from journeys.storage.api_keys import KeyStore, Role
 from projections.system import System
 from tests.e2e.test_dashboard_browser import CHROMIUM
 from tests.kafka_helpers import wait_until

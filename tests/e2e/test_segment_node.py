@@ -7,8 +7,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from api.keys import KeyStore, Role
 from api.main import create_app
+from journeys.storage.api_keys import KeyStore, Role
 from projections.system import System
 from tests.serving import serve
 

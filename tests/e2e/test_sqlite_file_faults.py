@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.cli import app as cli
-from api.keys import KeyStore, Role
 from api.main import create_app
 from journeys.settings import Settings
+from journeys.storage.api_keys import KeyStore, Role
 from projections.system import System
 from tests.factories import payload
 

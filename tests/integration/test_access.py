@@ -11,9 +11,9 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from api.auth import rule_of
-from api.keys import Role
 from api.main import ROUTERS, create_app
 from api.routes.dashboard import router as PUBLIC_ROUTER
+from journeys.storage.api_keys import Role
 from projections.system import System
 from tests.factories import payload
 

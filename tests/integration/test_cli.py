@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from api.cli import _first_admin_key, app
-from api.keys import KeyStore
+from journeys.storage.api_keys import KeyStore
 from journeys.touchpoint import Touchpoint
 from projections.system import System
 from tests.factories import b2b_deal, rid
@@ -172,7 +172,7 @@ def test_a_command_without_what_it_needs_says_what_to_set_in_one_line(tmp_path, 
 
 
 def test_keys_create_help_names_every_role():
-    from api.keys import Role
+    from journeys.storage.api_keys import Role
 
     help_text = CliRunner().invoke(app, ["keys", "create", "--help"], env={"COLUMNS": "200"}).output
     assert all(role.value in help_text for role in Role), help_text

@@ -93,7 +93,7 @@ def test_sdk_messages_over_kafka_are_recorded(system: System, kafka_settings):
 
 @pytest.fixture
 def publisher(client, keys):
-    from api.keys import Role
+    from journeys.storage.api_keys import Role
 
     return {"Authorization": f"Bearer {keys.create('ce-publisher', Role.publisher)}"}
 

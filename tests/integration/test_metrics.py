@@ -8,8 +8,8 @@ import urllib.request
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.keys import Role
 from journeys import metrics
+from journeys.storage.api_keys import Role
 from tests.factories import payload
 
 

@@ -13,6 +13,7 @@ import pytest
 from journeys.application import CustomerNotFoundError
 from journeys.settings import Settings
 from journeys.stages import derive
+from projections.storage.migrations import LATEST, STEPS, history, version
 from projections.system import System
 from tests.factories import rid, tp
 
@@ -31,6 +32,9 @@ def old_store(tmp_path) -> Settings:
 def test_a_store_of_the_previous_release_opens_migrated_and_verifies(old_store: Settings):
     system = System.build(old_store)
     try:
+        # That release kept no schema version: every step ran, in order, each recorded once.
+        assert [s.version for s in system.migrated] == [s.version for s in STEPS]
+        assert [r["version"] for r in history(system.view)] == list(range(1, LATEST + 1))
         system.runner.catch_up()
         report = system.audit.verify()
         assert report.ok, report.problems
@@ -55,14 +59,43 @@ def test_a_store_of_the_previous_release_opens_migrated_and_verifies(old_store: 
 
 
 def test_a_failing_catalogue_query_is_an_error_never_a_missing_column(system: System, monkeypatch):
-    """open() adds the columns a store lacks; a database that cannot be asked must not read as one
-    that lacks them (an ALTER would follow against a store that has them)."""
-    assert system.view._has_column("transitions", "stay_seconds")
-    assert not system.view._has_column("transitions", "no_such_column")
+    """The step for stores from before versions adds the columns they lack; a database that cannot
+    be asked must not read as one that lacks them (an ALTER would follow against a store that has them)."""
+    assert "stay_seconds" in system.view.columns("transitions")
+    assert "no_such_column" not in system.view.columns("transitions")
 
     def away(*args, **kwargs):
         raise ConnectionError("the database is away")
 
-    monkeypatch.setattr(system.view, "_query", away)
+    monkeypatch.setattr(system.view, "query", away)
     with pytest.raises(ConnectionError):
-        system.view._has_column("transitions", "stay_seconds")
+        system.view.columns("transitions")
+
+
+def test_each_step_runs_once_and_journeys_migrate_reports_them(system: System, settings):
+    """A new store is at the latest version from its first start; a store whose versions are
+    unknown (as one from before them) runs every step again, harmlessly (they are idempotent),
+    by `journeys migrate` or at the next start; nothing is lost."""
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    assert version(system.view) == LATEST
+    system.record([tp("t-1", "ad_clicked", 1, customer="ann")])
+    system.runner.catch_up()
+    before = system.view.customer(rid(system, "ann"))
+    env = {"JOURNEYS_DATABASE_URL": settings.database_url, "JOURNEYS_KEY_FILE": settings.key_file, "COLUMNS": "200"}
+
+    again = System.build(settings)
+    assert again.migrated == []
+    again.close()
+    idle = CliRunner().invoke(app, ["migrate"], env=env)
+    assert idle.exit_code == 0, idle.output
+    assert f"schema version {LATEST}: nothing to do" in idle.output
+
+    system.view.execute(f"DELETE FROM {system.view.table('schema_versions')}")
+    ran = CliRunner().invoke(app, ["migrate"], env=env)
+    assert ran.exit_code == 0, ran.output
+    assert f"{LATEST} step(s) applied now" in ran.output and "the stage counters" in ran.output
+    assert version(system.view) == LATEST
+    assert system.view.customer(rid(system, "ann")) == before

@@ -24,9 +24,9 @@ from hypothesis.stateful import run_state_machine_as_test
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
-from api.keys import KeyStore, Role
 from api.main import create_app
 from journeys.settings import Settings
+from journeys.storage.api_keys import KeyStore, Role
 from projections.system import System
 from tests.factories import b2b_deal
 

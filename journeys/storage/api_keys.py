@@ -19,7 +19,7 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError
 
 from journeys.storage.database import UNAVAILABLE
-from projections.view import JourneyViewSQL, ts
+from journeys.storage.tables import SqlStore, ts
 
 PREFIX = "jrn_"
 STALE_DURING_OUTAGE = 300.0  # seconds a verified key is still accepted while the database is unreachable
@@ -66,7 +66,7 @@ def hash_key(key: str) -> str:
 
 
 class KeyStore:
-    def __init__(self, view: JourneyViewSQL, cache_seconds: float = 1.0):
+    def __init__(self, view: SqlStore, cache_seconds: float = 1.0):
         self.view = view
         self.table = view.table("api_keys")
         self.cache_seconds = cache_seconds

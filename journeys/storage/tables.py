@@ -1,0 +1,30 @@
+"""Tables beside the event store (keys, the keyring, the read models): the handle they are
+written through, and how a time is written in a text column."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+
+class SqlStore(Protocol):
+    """Statements with '?' parameters on the events' database (the journey view gives this)."""
+
+    def table(self, name: str) -> str: ...
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]: ...
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> int: ...
+    def execute_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> int: ...
+
+
+def ts(value: datetime | None) -> str | None:
+    """Timestamps as fixed-width UTC text, so text order is time order in both dialects."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)

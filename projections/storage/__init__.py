@@ -1,0 +1,2 @@
+"""The read models' tables: schema and migrations, generations, the projection's reads and
+writes, queries and counters, over one dialect (journeys/storage/dialect.py)."""

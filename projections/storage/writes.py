@@ -1,0 +1,132 @@
+"""The projection's writes: one batch's touchpoints, stage histories, positions, counters,
+revisions, links and erasures, with the position it reached, in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+
+from journeys.playbook import Scope
+from projections.storage.changes import GenerationChanged, IdentityChange, SubjectChange
+from projections.storage.counters import Counters
+from projections.storage.rows import (
+    combination,
+    marks_of,
+    outbox_row,
+    parse_ts,
+    position_row,
+    revision_row,
+    subject_row,
+    touchpoint_row,
+    transition_from_row,
+    transition_row,
+    ts,
+)
+from projections.storage.schema import CUSTOMERS, POSITIONS, REVISIONS, STAGE_CHANGES, SUBJECTS, TOUCHPOINTS, TRANSITIONS
+
+
+class ProjectionWrites(Counters):
+    def write(
+        self,
+        touchpoints: Sequence[dict[str, Any]],
+        changes: Iterable[SubjectChange],
+        tracking: Tracking,
+        registered: dict[str, str] | None = None,
+        erasures: Sequence[tuple[str, datetime]] = (),
+        publish: bool = True,
+        identity: IdentityChange | None = None,
+    ) -> None:
+        """Store one processed batch and the position it reached, atomically."""
+        changes = list(changes)
+        fingerprint = self.playbook.fingerprint
+        with self.datastore.transaction(commit=True) as c:
+            self.dialect.before_write(c)
+            if not self.building:
+                self._claim(c)  # a rebuild may have switched generations since this batch was read
+            # Tracking first: a concurrent runner that got here first makes this fail.
+            self._insert_tracking(c, tracking)
+            if identity is not None:
+                self._relink(c, identity)
+            self.insert(c, TOUCHPOINTS, [touchpoint_row(t) for t in touchpoints],
+                        "ON CONFLICT (record_id, touchpoint_id) DO NOTHING")
+            self.insert(c, CUSTOMERS, [[r, k, None] for r, k in (registered or {}).items()],
+                        "ON CONFLICT (record_id) DO NOTHING")
+            for ch in changes:
+                if ch.replace_from is not None:
+                    self.run(c, f"DELETE FROM {self.table('transitions')} WHERE scope = ? AND subject = ? AND occurred_at >= ?",
+                             [ch.scope.value, ch.subject, ts(ch.replace_from)])
+            self.insert(c, TRANSITIONS, [transition_row(ch, t, fingerprint) for ch in changes for t in ch.transitions])
+            if publish:
+                self.insert(c, STAGE_CHANGES, [outbox_row(ch, t) for ch in changes for t in ch.new_transitions])
+            self.upsert(c, SUBJECTS, [subject_row(ch) for ch in changes])
+            self.upsert(c, POSITIONS, [position_row(ch, j, fingerprint) for ch in changes for j in ch.changed])
+            self.add_counts(c, self._deltas(changes))
+            revisions = [revision_row(ch.scope, ch.subject, ch.revision, fingerprint) for ch in changes if ch.revision]
+            self.insert(c, REVISIONS, revisions)
+            self._erase(c, erasures, publish)
+
+    def _relink(self, c: Any, change: IdentityChange) -> None:
+        """Apply a link or an unlink: the links, the customer of the touchpoints, and the
+        customer subjects that are no more (their stages counted out)."""
+        identities, touchpoints = self.table("identities"), self.table("touchpoints")
+        if change.unlinked is not None:
+            self.run(c, f"DELETE FROM {identities} WHERE record_id = ?", [change.unlinked])
+        if change.linked is not None:
+            self.run(c, f"INSERT INTO {identities} (record_id, linked_to, root) VALUES (?, ?, ?)", list(change.linked))
+        for record_id, root in sorted(change.roots.items()):
+            self.run(c, f"UPDATE {identities} SET root = ? WHERE record_id = ?", [root, record_id])
+            self.run(c, f"UPDATE {touchpoints} SET customer = ? WHERE record_id = ?", [root, record_id])
+        deltas: dict[tuple[str, str], int] = {}
+        for subject, stages in change.removed:
+            for table in ("positions", "subjects", "transitions"):
+                self.run(c, f"DELETE FROM {self.table(table)} WHERE scope = ? AND subject = ?",
+                          [Scope.customer.value, subject])
+            key = (Scope.customer.value, combination(self.playbook, Scope.customer, marks_of(stages)))
+            deltas[key] = deltas.get(key, 0) - 1
+        self.add_counts(c, deltas)
+
+    def _deltas(self, changes: list[SubjectChange]) -> dict[tuple[str, str], int]:
+        """How the batch moves instances between combinations of stages."""
+        deltas: dict[tuple[str, str], int] = {}
+        for ch in changes:
+            if ch.before is not None and not ch.changed:
+                continue
+            after = (ch.scope.value, combination(self.playbook, ch.scope, marks_of(ch.stages)))
+            deltas[after] = deltas.get(after, 0) + 1
+            if ch.before is not None:
+                before = (ch.scope.value, combination(self.playbook, ch.scope, marks_of(ch.before)))
+                deltas[before] = deltas.get(before, 0) - 1
+        return deltas
+
+    def _erase(self, c: Any, erasures: Sequence[tuple[str, datetime]], publish: bool) -> None:
+        """Blank what personal data (sealed) the view holds of erased records; keep their stages."""
+        for record_id, at in erasures:
+            self.run(c, f"INSERT INTO {self.table('customers')} (record_id, sealed_key, erased_at) VALUES (?, NULL, ?) "
+                        "ON CONFLICT (record_id) DO UPDATE SET sealed_key = NULL, erased_at = excluded.erased_at",
+                     [record_id, ts(at)])
+            self.run(c, f"UPDATE {self.table('touchpoints')} SET sealed = NULL WHERE record_id = ?", [record_id])
+            if publish:
+                self.run(c, f"INSERT INTO {self.table('stage_changes')} (scope, subject, kind, occurred_at) "
+                            "VALUES (?, ?, ?, ?)", [Scope.customer.value, record_id, "erased", ts(at)])
+
+    def _claim(self, c: Any) -> None:
+        """In a batch's transaction: fail if this view's generation is no longer the live one."""
+        claimed = self.run(c, f"UPDATE {self.table('generations')} SET state = state WHERE generation = ? AND state = 'live'",
+                           [self.generation])
+        if claimed != 1:
+            raise GenerationChanged(f"generation {self.generation} of the read models is no longer the live one")
+
+    def stage_changes_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
+        """The outbox of stage transitions (and erasures), in the order they were derived."""
+        rows = self.query(
+            f"SELECT * FROM {self.table('stage_changes')} WHERE seq > ? ORDER BY seq LIMIT ?", [seq, limit]
+        )
+        return [
+            {**(transition_from_row(row) if row["kind"] != "erased" else {"at": parse_ts(row["occurred_at"])}),
+             "seq": row["seq"], "scope": row["scope"], "subject": row["subject"], "kind": row["kind"],
+             "awareness_stage": row["awareness_stage"]}
+            for row in rows
+        ]
