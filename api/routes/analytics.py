@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 from api.auth import allow
 from api.deps import SystemDep
 from api.errors import BadQueryError
+from api.responses import AlignmentOut, AttributionOut, CostOut, FunnelOut, TimeInStageOut
 from journeys.storage.api_keys import Role
 from journeys.touchpoint import UtcDatetime, check_text
 from projections.analytics import Filters
@@ -65,7 +66,7 @@ def filters(start: datetime | None, end: datetime | None, cohort: str | None = N
     return Filters(start, end, months, campaign, channel)
 
 
-@router.get("/funnel")
+@router.get("/funnel", response_model=FunnelOut)
 def funnel(
     system: SystemDep, journey: JourneyName, start: From = None, end: To = None, cohort: Cohort = None,
     campaign: Name = None, channel: Name = None,
@@ -78,13 +79,13 @@ def funnel(
     return {**system.analytics.funnel(journey_of(system, journey), f), "window": _window(f)}
 
 
-@router.get("/time-in-stage")
+@router.get("/time-in-stage", response_model=TimeInStageOut)
 def time_in_stage(system: SystemDep, journey: JourneyName) -> dict[str, Any]:
     """Per stage: the median, p75 and p90 of the stays that ended and of those going on now."""
     return {"journey": journey_of(system, journey), "stages": system.analytics.time_in_stage(journey)}
 
 
-@router.get("/alignment")
+@router.get("/alignment", response_model=AlignmentOut)
 def alignment(
     system: SystemDep,
     rows: Annotated[str, Query(max_length=50, description="the journey of the matrix's rows")] = "buyer",
@@ -105,7 +106,7 @@ def alignment(
     return matrix
 
 
-@router.get("/attribution")
+@router.get("/attribution", response_model=AttributionOut)
 def attribution(
     system: SystemDep, journey: JourneyName,
     stage: Annotated[str, Query(min_length=1, max_length=200, description="the stage advanced to")],
@@ -120,7 +121,7 @@ def attribution(
     return {**found, "window": _window(f)}
 
 
-@router.get("/cost")
+@router.get("/cost", response_model=CostOut, response_model_exclude_unset=True)
 def cost(
     system: SystemDep, journey: JourneyName, model: Model = "linear", start: From = None, end: To = None,
 ) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from starlette.concurrency import iterate_in_threadpool
 from api.auth import allow
 from api.deps import SystemDep, WholeNumber
 from api.errors import NOT_FOUND, NotFoundError
+from api.responses import CheckpointOut, VerificationOut
 from api.routes.customers import CustomerKey
 from api.routes.instances import InstanceId
 from journeys.storage.api_keys import Role
@@ -20,7 +21,7 @@ router = APIRouter(tags=["audit"], responses=NOT_FOUND)
 Hash = Query(None, pattern=r"^[0-9a-f]{64}$", description="a checkpoint root kept outside the database")
 
 
-@router.get("/audit/verify", dependencies=[allow(Role.auditor)])
+@router.get("/audit/verify", response_model=VerificationOut, dependencies=[allow(Role.auditor)])
 def verify(
     system: SystemDep,
     customer_id: Optional[CustomerKey] = Query(None),
@@ -36,7 +37,7 @@ def verify(
     return system.audit.verify(records, root).as_dict()
 
 
-@router.get("/audit/checkpoints", dependencies=[allow(Role.auditor)])
+@router.get("/audit/checkpoints", response_model=list[CheckpointOut], dependencies=[allow(Role.auditor)])
 def checkpoints(system: SystemDep) -> list[dict[str, Any]]:
     """Every checkpoint: its log position, how many chain heads it seals, its root and the root before."""
     return [c.as_dict() for c in system.audit.checkpoints()]

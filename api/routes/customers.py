@@ -11,6 +11,7 @@ from pydantic import AfterValidator
 from api.auth import READERS, allow, authenticate
 from api.deps import SystemDep, WholeNumber
 from api.errors import NOT_FOUND, BadQueryError, BeyondTheLogError, NotCaughtUpError
+from api.responses import CustomerTimelineOut
 from api.schemas import (
     ErasureOut,
     HistoryOut,
@@ -100,7 +101,7 @@ def stages(
                         position, derived_by(system, system.view.live_playbook))
 
 
-@router.get("/{customer_id}/timeline", dependencies=[allow(*READERS)])
+@router.get("/{customer_id}/timeline", response_model=CustomerTimelineOut, dependencies=[allow(*READERS)])
 def customer_timeline(customer_id: CustomerKey, system: SystemDep, limit: TimelineLimit = 500) -> dict[str, Any]:
     """The customer's latest touchpoints (type, channel, campaign, time: no personal data) and
     stage transitions per journey: the dashboard's swim lanes; the accounts, deals and cases the

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from api.auth import READERS, allow
 from api.deps import SystemDep
 from api.errors import BadQueryError, NotFoundError, error_response
+from api.responses import InstanceTimelineOut
 from api.routes.customers import After, AsOf, CustomerKey, KnownAt, Limit, MinPosition, TimelineLimit, caught_up
 from api.schemas import ContactOut, DealHistoryOut, InstanceOut, StageOut, TransitionOut
 from journeys.playbook import Scope
@@ -28,19 +29,19 @@ def account(account_id: InstanceId, system: SystemDep, min_position: MinPosition
     return instance(system, Scope.account, account_id, min_position)
 
 
-@router.get("/accounts/{account_id}/timeline", dependencies=[allow(*READERS)])
+@router.get("/accounts/{account_id}/timeline", response_model=InstanceTimelineOut, dependencies=[allow(*READERS)])
 def account_timeline(account_id: InstanceId, system: SystemDep, limit: TimelineLimit = 500) -> dict[str, Any]:
     """The account's latest touchpoints (of all its contacts) and its stage transitions: the dashboard's swim lanes."""
     return instance_timeline(system, Scope.account, account_id, limit)
 
 
-@router.get("/deals/{deal_id}/timeline", dependencies=[allow(*READERS)])
+@router.get("/deals/{deal_id}/timeline", response_model=InstanceTimelineOut, dependencies=[allow(*READERS)])
 def deal_timeline(deal_id: InstanceId, system: SystemDep, limit: TimelineLimit = 500) -> dict[str, Any]:
     """The deal's latest touchpoints (of all its contacts) and its stage transitions."""
     return instance_timeline(system, Scope.deal, deal_id, limit)
 
 
-@router.get("/cases/{case_id}/timeline", dependencies=[allow(*READERS)])
+@router.get("/cases/{case_id}/timeline", response_model=InstanceTimelineOut, dependencies=[allow(*READERS)])
 def case_timeline(case_id: InstanceId, system: SystemDep, limit: TimelineLimit = 500) -> dict[str, Any]:
     """The case's latest touchpoints and its stage transitions."""
     return instance_timeline(system, Scope.case, case_id, limit)

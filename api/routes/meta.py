@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api.auth import ANY_ROLE, READERS, allow
 from api.deps import SystemDep
+from api.responses import PlaybookOut
 from api.schemas import ComponentOut, HealthOut
 from journeys.storage.api_keys import Role
 from projections.system import System
@@ -19,7 +20,7 @@ router = APIRouter(tags=["meta"])
 log = logging.getLogger(__name__)
 
 
-@router.get("/playbook", dependencies=[allow(*READERS)])
+@router.get("/playbook", response_model=PlaybookOut, dependencies=[allow(*READERS)])
 def playbook(system: SystemDep) -> dict[str, Any]:
     """The active playbook: stage models, evidence, consent and message rules, with its version and
     fingerprint, and the fingerprint of the one the live read models were derived under."""
