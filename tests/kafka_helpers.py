@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -38,15 +37,6 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -
             break
     consumer.close()
     return found
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Running:

@@ -11,7 +11,8 @@ from collections import Counter
 from journeys.customer import Customer
 from projections.system import System
 from tests.factories import payload, rid
-from tests.kafka_helpers import produce, wait_until
+from tests.kafka_helpers import produce
+from tests.waiting import wait_until
 
 TOPIC = f"{Customer.TouchpointRecorded.__module__}:{Customer.TouchpointRecorded.__qualname__}"
 TYPES = ["email_opened", "inquiry_received", "meeting_held", "demo_delivered", "deal_lost", "contract_signed"]

@@ -18,8 +18,8 @@ from api.main import create_app
 from journeys.storage.api_keys import KeyStore, Role
 from projections.system import System
 from tests.e2e.test_dashboard_browser import CHROMIUM
-from tests.kafka_helpers import wait_until
 from tests.serving import serve
+from tests.waiting import wait_until
 
 UMD = Path(__file__).resolve().parents[1] / "node" / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd"
 BUYER = "browser-buyer@example.com"

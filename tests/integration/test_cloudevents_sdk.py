@@ -23,7 +23,8 @@ from cloudevents.v1.http import CloudEvent as V1Event
 
 from consumers.touchpoints import TouchpointConsumer
 from projections.system import System
-from tests.kafka_helpers import Running, produce, wait_until
+from tests.kafka_helpers import Running, produce
+from tests.waiting import wait_until
 
 CUSTOMER = "ce-buyer@example.com"
 

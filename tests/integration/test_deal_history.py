@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import random
-import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi.testclient import TestClient
 
@@ -68,11 +67,11 @@ def test_a_deals_history_across_three_contacts_posted_shuffled(client: TestClien
 
 def test_known_at_gives_the_answer_as_it_was_known(client: TestClient):
     who = "dee@buyer.example"
-    post(client, [payload("k1", "meeting_held", 0, who, deal_id="D-8"),
-                  payload("k3", "demo_delivered", 3, who, deal_id="D-8")])
-    time.sleep(0.05)
-    before_late = datetime.now(UTC).isoformat()
-    time.sleep(0.05)
+    first = post(client, [payload("k1", "meeting_held", 0, who, deal_id="D-8"),
+                          payload("k3", "demo_delivered", 3, who, deal_id="D-8")])
+    # Known when the first two were recorded: the late one, recorded after, is not in that answer.
+    before_late = max(t["recorded_at"] for t in client.get("/deals/D-8/history", params={"min_position": first})
+                      .json()["touchpoints"])
     # A late touchpoint: it occurred before the demo, and qualifies the deal.
     position = post(client, [payload("k2", "qualification_assessed", 2, who, deal_id="D-8",
                                      criteria=["vision", "budget", "authority", "need", "timeframe"])])

@@ -11,7 +11,8 @@ from consumers.touchpoints import TouchpointConsumer
 from journeys.touchpoint import Touchpoint
 from projections.system import System
 from tests.factories import B2B_DEAL, b2b_deal, payload, rid
-from tests.kafka_helpers import Running, produce, read_all, wait_until
+from tests.kafka_helpers import Running, produce, read_all
+from tests.waiting import wait_until
 
 
 def stored_ids(system: System, customer: str) -> list[str]:

@@ -20,6 +20,7 @@ from journeys.stages import derive
 from journeys.touchpoint import Touchpoint
 from projections.system import System
 from tests.factories import payload, rid, tp
+from tests.waiting import wait_until
 
 cli = CliRunner()
 TYPES = ["ad_clicked", "lead_captured", "inquiry_received", "meeting_held", "call_connected", "demo_delivered",
@@ -167,9 +168,10 @@ def test_rebuild_while_serving_reads_stay_whole_and_every_stage_change_goes_out_
         thread.start()
     rebuilder = System.build(settings)  # as `journeys rebuild-projections` would, from another process
     try:
-        time.sleep(0.3)
+        wait_until(lambda: reads["done"] >= 2 and len(written) >= 2, 30, "reads and writes under way")
         rebuilt = rebuilder.runner.rebuild(keep_retired=60)
-        time.sleep(0.5)
+        done = reads["done"]
+        wait_until(lambda: 2 in generations_seen and reads["done"] >= done + 3, 30, "reads of the rebuilt generation")
     finally:
         stop.set()
         for thread in threads:
@@ -201,7 +203,6 @@ def test_a_late_touchpoint_leaves_a_revision_in_the_history(client, system: Syst
     before = client.get("/customers/rev@x.example/history", params={"min_position": position}).json()
     assert before["revisions"] == []
     first_known = before["touchpoints"][-1]["recorded_at"]
-    time.sleep(0.01)
     position = post(payload("r2", "meeting_held", 1, "rev@x.example"))
     found = client.get("/customers/rev@x.example/history", params={"min_position": position}).json()
     [revision] = found["revisions"]
