@@ -15,13 +15,16 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from journeys.customer import open_personal
 from journeys.playbook import Scope
 from journeys.stages import derive
 from journeys.storage.tables import parse_ts, ts
+
+if TYPE_CHECKING:
+    from projections.system import System
 
 
 class CursorError(ValueError):
@@ -59,7 +62,7 @@ class Window:
         )
 
 
-def history(system: Any, scope: Scope, subject: str, window: Window, after: str | None, limit: int) -> dict[str, Any]:
+def history(system: System, scope: Scope, subject: str, window: Window, after: str | None, limit: int) -> dict[str, Any]:
     """A page of an instance's history (a customer record or a deal), with a summary of all of it."""
     view = system.view
     column = "record_id" if scope is Scope.customer else scope.key
@@ -86,7 +89,7 @@ def history(system: Any, scope: Scope, subject: str, window: Window, after: str 
 
 
 def _revisions(
-    system: Any, scope: Scope, subject: str, touchpoints: list[dict[str, Any]], window: Window
+    system: System, scope: Scope, subject: str, touchpoints: list[dict[str, Any]], window: Window
 ) -> list[dict[str, Any]]:
     """How the instance's past was revised (late touchpoints, new playbooks), for its contacts and,
     for a deal, an account or a case, for the instance itself; only those made by `known_at`."""
@@ -104,7 +107,7 @@ def _key(touchpoint: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def _transitions(
-    system: Any, scope: Scope, subject: str, touchpoints: list[dict[str, Any]], window: Window
+    system: System, scope: Scope, subject: str, touchpoints: list[dict[str, Any]], window: Window
 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """(record, touchpoint id) -> the transitions that touchpoint caused: for its customer, and for
     the instance itself when it is a deal, an account or a case."""
@@ -130,19 +133,19 @@ def _transitions(
     return found
 
 
-def _derived(system: Any, touchpoints: list[dict[str, Any]], scope: Scope) -> list[dict[str, Any]]:
+def _derived(system: System, touchpoints: list[dict[str, Any]], scope: Scope) -> list[dict[str, Any]]:
     """The transitions the one derivation gives over view touchpoint rows, shaped as stored ones."""
     derivation = derive([SimpleNamespace(**t) for t in touchpoints], system.playbook, scope=scope)
     return [dict(t.__dict__, skipped=list(t.skipped), defects=list(t.defects)) for t in derivation.transitions]
 
 
-def _customer_keys(system: Any, records: set[str]) -> dict[str, str]:
+def _customer_keys(system: System, records: set[str]) -> dict[str, str]:
     """Record id -> customer key, for records not erased."""
     return system.personal.customer_keys([row for r in records if (row := system.view.customer(r)) is not None])
 
 
 def _opened(
-    system: Any, page: list[dict[str, Any]], names: dict[str, str]
+    system: System, page: list[dict[str, Any]], names: dict[str, str]
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """The page's personal fields (customer key, actor, properties), or 'erased'."""
     records = {UUID(t["record_id"]) for t in page}
@@ -156,7 +159,7 @@ def _opened(
 
 
 def _summary(
-    system: Any, touchpoints: list[dict[str, Any]], caused: dict[tuple[str, str], list[dict[str, Any]]],
+    system: System, touchpoints: list[dict[str, Any]], caused: dict[tuple[str, str], list[dict[str, Any]]],
     names: dict[str, str],
 ) -> dict[str, Any]:
     contacts: dict[str, int] = {}

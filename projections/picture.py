@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from journeys.crypto import ERASED
@@ -23,6 +23,9 @@ from journeys.stages import Stages, derive
 from projections.stages import StoredTouchpoint
 from projections.storage.schema import SUBJECT_COLUMN
 
+if TYPE_CHECKING:
+    from projections.system import System
+
 MESSAGE_SENT = "message_sent"
 
 
@@ -32,13 +35,13 @@ class Whole:
     recommendation: Recommendation
 
 
-def wholes(system: Any, stages: dict[str, Stages]) -> dict[str, Whole]:
+def wholes(system: System, stages: dict[str, Stages]) -> dict[str, Whole]:
     """The picture and recommendation of each customer (by record id: the root of linked records)."""
     customers = list(stages)
     if not customers:
         return {}
     playbook = system.playbook
-    scopes = [s for s in playbook.scopes if s is not Scope.customer]
+    scopes: list[Scope] = [s for s in playbook.scopes if s is not Scope.customer]
     rows = _rows(system, customers, scopes, {*playbook.consent.types, MESSAGE_SENT})
     memberships = _memberships(system, rows, scopes)
     sent = _sent(system, rows)
@@ -55,12 +58,12 @@ def wholes(system: Any, stages: dict[str, Stages]) -> dict[str, Whole]:
     return out
 
 
-def whole(system: Any, record_id: str, stages: Stages) -> Whole:
+def whole(system: System, record_id: str, stages: Stages) -> Whole:
     return wholes(system, {record_id: stages})[record_id]
 
 
 def replayed(
-    system: Any, touchpoints: Sequence[Any], stages: Stages, as_of: datetime | None, known_at: datetime | None
+    system: System, touchpoints: Sequence[Any], stages: Stages, as_of: datetime | None, known_at: datetime | None
 ) -> Whole:
     """The picture as it was: the replayed touchpoints (their personal data open), and each
     account, deal and case they name derived from its touchpoints up to `as_of`, known by `known_at`."""
@@ -89,7 +92,7 @@ def replayed(
     return Whole(picture, recommend(playbook, picture))
 
 
-def _rows(system: Any, customers: list[str], scopes: list[Scope], types: set[str]) -> dict[str, list[dict[str, Any]]]:
+def _rows(system: System, customers: list[str], scopes: list[Scope], types: set[str]) -> dict[str, list[dict[str, Any]]]:
     """Per customer, the touchpoints that name an instance or are consent or a message sent."""
     view = system.view
     named = " OR ".join(f"{scope.key} IS NOT NULL" for scope in scopes) or "1 = 0"
@@ -110,7 +113,7 @@ def _rows(system: Any, customers: list[str], scopes: list[Scope], types: set[str
     return found
 
 
-def _memberships(system: Any, rows: dict[str, list[dict[str, Any]]], scopes: list[Scope]) -> dict[str, list[Membership]]:
+def _memberships(system: System, rows: dict[str, list[dict[str, Any]]], scopes: list[Scope]) -> dict[str, list[Membership]]:
     roles: dict[str, dict[tuple[Scope, str], str | None]] = {}
     for customer, mine in rows.items():
         named: dict[tuple[Scope, str], str | None] = {}
@@ -132,7 +135,7 @@ def _memberships(system: Any, rows: dict[str, list[dict[str, Any]]], scopes: lis
     }
 
 
-def _sent(system: Any, rows: dict[str, list[dict[str, Any]]]) -> dict[str, set[str]]:
+def _sent(system: System, rows: dict[str, list[dict[str, Any]]]) -> dict[str, set[str]]:
     """The message ids of each customer's message_sent touchpoints (in sealed properties)."""
     sent_rows = [(c, r) for c, mine in rows.items() for r in mine if r["type"] == MESSAGE_SENT]
     keys = system.keyring.data_keys({UUID(r["record_id"]) for _, r in sent_rows})

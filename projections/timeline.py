@@ -3,13 +3,16 @@ the swim lanes of the dashboard. No personal data: type, channel, campaign and t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from journeys.playbook import Scope
 from projections.storage.schema import SUBJECT_COLUMN
 
+if TYPE_CHECKING:
+    from projections.system import System
 
-def timeline(system: Any, scope: Scope, subject: str, limit: int) -> dict[str, Any]:
+
+def timeline(system: System, scope: Scope, subject: str, limit: int) -> dict[str, Any]:
     """The latest `limit` touchpoints and the transitions from the first of them on."""
     view = system.view
     touchpoints = view.touchpoints_where(SUBJECT_COLUMN[scope], subject)
