@@ -7,7 +7,8 @@ measures (medians of REPEAT runs, in one run of this script):
   was done before snapshots;
 - late touchpoint: the projection of a touchpoint that occurred a minute before
   the latest one (re-derived from the stages just before it), against a full
-  re-derivation of the customer's touchpoints.
+  re-derivation of the customer's touchpoints;
+- a page of 100 of the customer's history (GET /customers/{id}/history), first and last.
 
     .venv/bin/python bench/large_customer.py [--touchpoints 50000] [--repeat 20]
 """
@@ -25,6 +26,7 @@ from journeys.playbook import Scope
 from journeys.settings import Settings
 from journeys.stages import derive
 from journeys.touchpoint import Touchpoint
+from projections.history import Window, history
 from projections.stages import StoredTouchpoint
 from projections.system import System
 
@@ -79,6 +81,18 @@ def measure(label: str, settings: Settings, n: int, repeat: int) -> None:
             derive([StoredTouchpoint(row) for row in rows], system.playbook)
             full_derive.append(time.perf_counter() - t)
         count = system.view.customer(str(record_id))["touchpoint_count"]
+
+        first_page, last_page = [], []  # GET /customers/{id}/history?limit=100: the first page and the last
+        found = history(system, Scope.customer, str(record_id), Window(), None, count - 100)
+        cursor = found["next_cursor"]
+        for _ in range(repeat):
+            t = time.perf_counter()
+            page = history(system, Scope.customer, str(record_id), Window(), None, 100)
+            first_page.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            tail = history(system, Scope.customer, str(record_id), Window(), cursor, 100)
+            last_page.append(time.perf_counter() - t)
+        assert len(page["touchpoints"]) == 100 and tail["next_cursor"] is None and tail["touchpoints"]
     finally:
         system.close()
     print(
@@ -86,7 +100,8 @@ def measure(label: str, settings: Settings, n: int, repeat: int) -> None:
         f"  cold append:     {median_ms(cold):7.1f} ms  (whole history loaded: {median_ms(full_load):7.1f} ms, "
         f"{statistics.median(full_load) / statistics.median(cold):.0f}x)\n"
         f"  late touchpoint: {median_ms(late):7.1f} ms  (full re-derivation alone: {median_ms(full_derive):7.1f} ms, "
-        f"{statistics.median(full_derive) / statistics.median(late):.0f}x)"
+        f"{statistics.median(full_derive) / statistics.median(late):.0f}x)\n"
+        f"  history page of 100: first {median_ms(first_page):7.1f} ms, last {median_ms(last_page):7.1f} ms"
     )
 
 

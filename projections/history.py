@@ -63,18 +63,56 @@ class Window:
 
 
 def history(system: System, scope: Scope, subject: str, window: Window, after: str | None, limit: int) -> dict[str, Any]:
-    """A page of an instance's history (a customer record or a deal), with a summary of all of it."""
-    view = system.view
+    """A page of an instance's history (a customer record or a deal), with a summary of all of it.
+
+    As it is now, a page reads only its own rows (a range of the touchpoints' index, the
+    transitions they caused) and the summary is aggregated in the database, so a page of a
+    10,000-touchpoint deal costs what a page of a small one does. As of a moment or as known
+    at one, the instance's qualifying touchpoints are derived again, which costs its size."""
     column = "record_id" if scope is Scope.customer else scope.key
+    cursor = decode_cursor(after) if after is not None else None
+    if window.now:
+        return _current(system, scope, subject, column, cursor, limit)
+    view = system.view
     touchpoints = [t for t in view.touchpoints_where(column, subject) if window.admits(t)]
     caused = _transitions(system, scope, subject, touchpoints, window)
-    start = 0
-    if after is not None:
-        key = decode_cursor(after)
-        start = next((i for i, t in enumerate(touchpoints) if _key(t) > key), len(touchpoints))
+    start = 0 if cursor is None else next((i for i, t in enumerate(touchpoints) if _key(t) > cursor), len(touchpoints))
     page = touchpoints[start : start + limit]
-    more = start + limit < len(touchpoints)
-    names = _customer_keys(system, {t["record_id"] for t in touchpoints})
+    contacts: dict[str, dict[str, Any]] = {}
+    for t in touchpoints:
+        found = contacts.setdefault(t["record_id"], {"record_id": t["record_id"], "touchpoints": 0,
+                                                     "first": t["occurred_at"], "last": t["occurred_at"]})
+        found["touchpoints"] += 1
+        found["last"] = t["occurred_at"]
+    reached = [{"scope": t["scope"], "journey": t["journey"], "to_stage": t["to_stage"], "restarted": t["restart"]}
+               for transitions in caused.values() for t in transitions]
+    return _answer(system, scope, subject, window, page, start + limit < len(touchpoints), caused,
+                   list(contacts.values()), reached)
+
+
+def _current(system: System, scope: Scope, subject: str, column: str, cursor: tuple[str, str, str] | None,
+             limit: int) -> dict[str, Any]:
+    view = system.view
+    rows = view.touchpoints_page(column, subject, cursor, limit + 1)
+    page = rows[:limit]
+    caused: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    if page:
+        on_page = {(t["record_id"], t["touchpoint_id"]) for t in page}
+        instance = None if scope is Scope.customer else subject
+        for t in view.transitions_caused(column, subject, scope, instance, (page[0]["occurred_at"], page[-1]["occurred_at"])):
+            key = (t.pop("cause"), t["touchpoint_id"])
+            if key in on_page:
+                caused.setdefault(key, []).append(t)
+    reached = view.stages_reached(column, subject, scope, None if scope is Scope.customer else subject)
+    return _answer(system, scope, subject, Window(), page, len(rows) > limit, caused, view.contacts_of(column, subject),
+                   reached)
+
+
+def _answer(
+    system: System, scope: Scope, subject: str, window: Window, page: list[dict[str, Any]], more: bool,
+    caused: dict[tuple[str, str], list[dict[str, Any]]], contacts: list[dict[str, Any]], reached: list[dict[str, Any]],
+) -> dict[str, Any]:
+    names = _customer_keys(system, {c["record_id"] for c in contacts})
     opened = _opened(system, page, names)
     return {
         "touchpoints": [
@@ -83,17 +121,17 @@ def history(system: System, scope: Scope, subject: str, window: Window, after: s
             for t in page
         ],
         "next_cursor": encode_cursor(page[-1]) if more and page else None,
-        "summary": _summary(system, touchpoints, caused, names),
-        "revisions": _revisions(system, scope, subject, touchpoints, window),
+        "summary": _summary(system, contacts, reached, names),
+        "revisions": _revisions(system, scope, subject, [c["record_id"] for c in contacts], window),
     }
 
 
 def _revisions(
-    system: System, scope: Scope, subject: str, touchpoints: list[dict[str, Any]], window: Window
+    system: System, scope: Scope, subject: str, records: list[str], window: Window
 ) -> list[dict[str, Any]]:
     """How the instance's past was revised (late touchpoints, new playbooks), for its contacts and,
     for a deal, an account or a case, for the instance itself; only those made by `known_at`."""
-    found = system.view.revisions_of(Scope.customer, sorted({t["record_id"] for t in touchpoints}))
+    found = system.view.revisions_of(Scope.customer, sorted(records))
     if scope is not Scope.customer:
         found += system.view.revisions_of(scope, [subject])
     return sorted(
@@ -141,7 +179,7 @@ def _derived(system: System, touchpoints: list[dict[str, Any]], scope: Scope) ->
 
 def _customer_keys(system: System, records: set[str]) -> dict[str, str]:
     """Record id -> customer key, for records not erased."""
-    return system.personal.customer_keys([row for r in records if (row := system.view.customer(r)) is not None])
+    return system.personal.customer_keys(system.view.sealed_keys(list(records)))
 
 
 def _opened(
@@ -159,27 +197,25 @@ def _opened(
 
 
 def _summary(
-    system: System, touchpoints: list[dict[str, Any]], caused: dict[tuple[str, str], list[dict[str, Any]]],
-    names: dict[str, str],
+    system: System, contacts: list[dict[str, Any]], reached: list[dict[str, Any]], names: dict[str, str],
 ) -> dict[str, Any]:
-    contacts: dict[str, int] = {}
-    for t in touchpoints:
-        contacts[t["record_id"]] = contacts.get(t["record_id"], 0) + 1
+    """Of the whole instance: touchpoints, first and last touch, the contacts (in the order they
+    first touched it), and per journey the furthest stage entered and whether it restarted."""
+    contacts = sorted(contacts, key=lambda c: (c["first"], c["record_id"]))
     journeys: dict[str, dict[str, Any]] = {}
-    for transitions in caused.values():
-        for t in transitions:
-            model = system.playbook.journeys[t["journey"]]
-            entry = journeys.setdefault(t["journey"], {"scope": t["scope"], "furthest_stage": None, "restarted": False})
-            entry["restarted"] |= t["restart"]
-            if t["to_stage"] is not None and model.index(t["to_stage"]) > model.index(entry["furthest_stage"]):
-                entry["furthest_stage"] = t["to_stage"]
+    for r in reached:
+        model = system.playbook.journeys[r["journey"]]
+        entry = journeys.setdefault(r["journey"], {"scope": r["scope"], "furthest_stage": None, "restarted": False})
+        entry["restarted"] |= bool(r["restarted"])
+        if r["to_stage"] is not None and model.index(r["to_stage"]) > model.index(entry["furthest_stage"]):
+            entry["furthest_stage"] = r["to_stage"]
     return {
-        "touchpoint_count": len(touchpoints),
-        "first_touch": touchpoints[0]["occurred_at"] if touchpoints else None,
-        "last_touch": touchpoints[-1]["occurred_at"] if touchpoints else None,
+        "touchpoint_count": sum(c["touchpoints"] for c in contacts),
+        "first_touch": min((c["first"] for c in contacts), default=None),
+        "last_touch": max((c["last"] for c in contacts), default=None),
         "contacts": [
-            {"customer_id": names.get(record, "erased"), "record_id": record, "touchpoints": n}
-            for record, n in contacts.items()
+            {"customer_id": names.get(c["record_id"], "erased"), "record_id": c["record_id"], "touchpoints": c["touchpoints"]}
+            for c in contacts
         ],
         "journeys": journeys,
     }

@@ -34,7 +34,7 @@ class Generations(Counters):
         self.follow()
 
     def generation_ddl(self, generation: int | None = None, analytics: bool = True) -> list[str]:
-        """A generation's tables and indexes (the live one's by default; the analytics' indexes too)."""
+        """A generation's tables and indexes (the live one's by default; the read side's too)."""
         def table(name: str) -> str:
             return self.table(name, generation)
 
@@ -42,11 +42,15 @@ class Generations(Counters):
             return self.name(name, generation)
 
         return schema.generation_ddl(table, index, self.dialect.serial_key) + (
-            schema.analytics_ddl(table, index) if analytics else [])
+            schema.analytics_ddl(table, index) + schema.history_ddl(table, index) if analytics else [])
 
     def analytics_ddl(self) -> list[str]:
         """The indexes the analytics read, on the live generation."""
         return schema.analytics_ddl(self.table, self.name)
+
+    def history_ddl(self) -> list[str]:
+        """The index customer histories page through, on the live generation."""
+        return schema.history_ddl(self.table, self.name)
 
     def follow(self) -> bool:
         """Read and write the live generation from now on; True if it changed."""

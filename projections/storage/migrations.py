@@ -101,6 +101,11 @@ def _analytics_indexes(store: Store) -> None:
         store.view.execute(statement)
 
 
+def _history_index(store: Store) -> None:
+    for statement in store.view.history_ddl():
+        store.view.execute(statement)
+
+
 def _counters(store: Store) -> None:
     if not store.view.query(f"SELECT 1 FROM {store.view.table('counts')} LIMIT 1"):
         store.view.count_all()
@@ -113,6 +118,7 @@ STEPS = (
     Step(4, "columns added before schema versions: playbook versions, stay durations, identity links", _legacy_columns),
     Step(5, "the indexes the analytics read", _analytics_indexes),
     Step(6, "the stage counters, counted from the positions", _counters),
+    Step(7, "a customer record's touchpoints in occurred order, for history pages", _history_index),
 )
 LATEST = STEPS[-1].version
 

@@ -138,3 +138,95 @@ class Queries(DerivationReads):
             [*params, limit],
         )
         return self._members(scope, rows) if rows else []
+
+    # -- history pages: the cost of the page, not of the instance's history ------------
+
+    def touchpoints_page(self, column: str, value: str, after: tuple[str, str, str] | None, limit: int) -> list[dict[str, Any]]:
+        """The touchpoints carrying a key, in (occurred, touchpoint id, record) order, after a
+        cursor's key: a range of the (key, occurred_at) index."""
+        if column not in {*SUBJECT_COLUMN.values(), "record_id"}:
+            raise ValueError(f"not a subject column: {column}")
+        bound, params = "", [value]
+        if after is not None:
+            bound = (" AND (occurred_at > ? OR occurred_at = ? AND (touchpoint_id > ? "
+                     "OR touchpoint_id = ? AND record_id > ?))")
+            params += [after[0], after[0], after[1], after[1], after[2]]
+        rows = self.query(
+            f"SELECT * FROM {self.table('touchpoints')} WHERE {column} = ?{bound} "
+            "ORDER BY occurred_at, touchpoint_id, record_id LIMIT ?",
+            [*params, limit],
+        )
+        return [touchpoint_from_row(row) for row in rows]
+
+    def contacts_of(self, column: str, value: str) -> list[dict[str, Any]]:
+        """Per record whose touchpoints carry the key: how many, the first and the last occurred time."""
+        if column not in {*SUBJECT_COLUMN.values(), "record_id"}:
+            raise ValueError(f"not a subject column: {column}")
+        rows = self.query(
+            f"SELECT record_id, COUNT(*) AS n, MIN(occurred_at) AS first, MAX(occurred_at) AS last "
+            f"FROM {self.table('touchpoints')} WHERE {column} = ? GROUP BY record_id",
+            [value],
+        )
+        return [{"record_id": r["record_id"], "touchpoints": int(r["n"]), "first": parse_ts(r["first"]),
+                 "last": parse_ts(r["last"])} for r in rows]
+
+    def transitions_caused(self, column: str, value: str, scope: Scope, subject: str | None = None,
+                           between: tuple[datetime, datetime] | None = None) -> list[dict[str, Any]]:
+        """The stage transitions caused by the touchpoints carrying a key: the contacts' own
+        (customer scope, by record) and, with `subject`, the instance's; only those that occurred
+        `between` two times when given (a page's first and last touchpoint)."""
+        touchpoints, transitions = self.table("touchpoints"), self.table("transitions")
+        window, params = "", []
+        if between is not None:
+            window = " AND t.occurred_at >= ? AND t.occurred_at <= ?"
+            params = [ts(between[0]), ts(between[1])]
+        rows = self.query(
+            f"SELECT x.*, t.record_id AS cause FROM {touchpoints} t JOIN {transitions} x "
+            "ON x.scope = ? AND x.subject = t.record_id AND x.occurred_at = t.occurred_at "
+            f"AND x.touchpoint_id = t.touchpoint_id WHERE t.{column} = ?{window}",
+            [Scope.customer.value, value, *params],
+        )
+        order = {j: i for i, j in enumerate(self.playbook.journeys)}
+
+        def ordered(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return sorted(found, key=lambda t: (t["at"], t["touchpoint_id"], order.get(t["journey"], len(order))))
+
+        found = ordered([{**transition_from_row(r), "scope": Scope.customer.value, "subject": None, "cause": r["cause"]}
+                         for r in rows])
+        if subject is not None and scope is not Scope.customer:  # after the contacts' own, as a page lists them
+            window = " AND occurred_at >= ? AND occurred_at <= ?" if between is not None else ""
+            rows = self.query(
+                f"SELECT * FROM {transitions} WHERE scope = ? AND subject = ?{window}", [scope.value, subject, *params]
+            )
+            found += ordered([{**transition_from_row(r), "scope": scope.value, "subject": subject, "cause": r["record_id"]}
+                              for r in rows])
+        return found
+
+    def stages_reached(self, column: str, value: str, scope: Scope, subject: str | None = None) -> list[dict[str, Any]]:
+        """Per journey and stage entered by the touchpoints carrying a key (the contacts' journeys
+        and, with `subject`, the instance's): whether any of those entries was a restart."""
+        touchpoints, transitions = self.table("touchpoints"), self.table("transitions")
+        rows = self.query(
+            f"SELECT x.journey, x.to_stage, MAX(x.is_restart) AS restarted FROM {touchpoints} t JOIN {transitions} x "
+            "ON x.scope = ? AND x.subject = t.record_id AND x.occurred_at = t.occurred_at "
+            f"AND x.touchpoint_id = t.touchpoint_id WHERE t.{column} = ? GROUP BY x.journey, x.to_stage",
+            [Scope.customer.value, value],
+        )
+        found = [{"scope": Scope.customer.value, **dict(r)} for r in rows]
+        if subject is not None and scope is not Scope.customer:
+            rows = self.query(
+                f"SELECT journey, to_stage, MAX(is_restart) AS restarted FROM {transitions} "
+                "WHERE scope = ? AND subject = ? GROUP BY journey, to_stage",
+                [scope.value, subject],
+            )
+            found += [{"scope": scope.value, **dict(r)} for r in rows]
+        return found
+
+    def sealed_keys(self, record_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Records' sealed customer keys (None: erased), by record id, in one query per chunk."""
+        found: list[dict[str, Any]] = []
+        for chunk in chunks(sorted(set(record_ids))):
+            found += [dict(r) for r in self.query(
+                f"SELECT record_id, sealed_key FROM {self.table('customers')} "
+                f"WHERE record_id IN ({self.dialect.marks(len(chunk))})", chunk)]
+        return found

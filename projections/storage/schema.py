@@ -121,6 +121,12 @@ def analytics_ddl(table: Name, index: Name) -> list[str]:
     ]
 
 
+def history_ddl(table: Name, index: Name) -> list[str]:
+    """A customer record's touchpoints in occurred order: its history's pages are ranges of this."""
+    return [f"CREATE INDEX IF NOT EXISTS {index('touchpoints_record')} ON {table('touchpoints')} "
+            "(record_id, occurred_at, touchpoint_id)"]
+
+
 def kept_ddl(table: Name, serial_key: str) -> list[str]:
     """The tables kept across generations, with their indexes."""
     return [t.ddl(table(t.name), serial_key) for t in KEPT] + [
