@@ -19,7 +19,10 @@ both figures come from one run: e.g. the last commit before personal data was
 encrypted.
 
     .venv/bin/python bench/batch_throughput.py [--batches 40] [--batch-size 1000] [--customers 5000]
-        [--intake touchpoints|segment|segment-gzip ...] [--export] [--baseline REV]
+        [--intake touchpoints|segment|segment-gzip ...] [--export] [--separate-projector] [--baseline REV]
+
+With --separate-projector the API only records and a `journeys project` process keeps the
+projections current, as a deployment on two cores would run them.
 """
 
 from __future__ import annotations
@@ -115,12 +118,19 @@ def run(label: str, database_url: str, args, code: str | None = None, intake: st
     keys = tempfile.mkdtemp()
     env = {**os.environ, "JOURNEYS_DATABASE_URL": database_url, "JOURNEYS_PORT": str(port),
            "JOURNEYS_KEY_FILE": f"{keys}/journeys.keys", "PYTHONPATH": code or os.getcwd()}
+    processes = []
+    if args.separate_projector:  # the API only records; `journeys project` projects, in a process of its own
+        env["JOURNEYS_RUN_PROJECTIONS"] = "false"
     server = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve"], env=env, cwd=code,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
+    processes.append(server)
     try:
         headers = {"Authorization": f"Bearer {admin_key(server)}"}
+        if args.separate_projector:
+            processes.append(subprocess.Popen([sys.executable, "-m", "api.cli", "project"], env=env, cwd=code,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120, headers=headers) as client:
             for _ in range(200):
                 try:
@@ -128,7 +138,7 @@ def run(label: str, database_url: str, args, code: str | None = None, intake: st
                         break
                 except httpx.TransportError:
                     time.sleep(0.1)
-            latencies, position = [], 0
+            latencies = []
             bodies = batches(args.batches, args.batch_size, args.customers, uuid.uuid4().hex[:6])
             requests = [request_for(intake, body) for body in bodies]
             started = time.perf_counter()
@@ -137,16 +147,18 @@ def run(label: str, database_url: str, args, code: str | None = None, intake: st
                 response = client.post(**request)
                 latencies.append(time.perf_counter() - t)
                 response.raise_for_status()
-                position = response.json()["position"]
             written = time.perf_counter()
-            client.get("/customers/cust-0/stages", params={"min_position": position})
-            while client.get("/health").json()["projection_lag"] > 0:
+            deadline = time.monotonic() + 600
+            while (lag := client.get("/health").json()["projection_lag"]) > 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the projections were still {lag} events behind after 600 s")
                 time.sleep(0.05)
             current = time.perf_counter()
             exports = [export(client) for _ in range(3)] if args.export else []
     finally:
-        server.terminate()
-        server.wait(10)
+        for process in processes:
+            process.terminate()
+            process.wait(10)
     total = args.batches * args.batch_size
     result = {
         "median_batch_s": statistics.median(latencies),
@@ -194,6 +206,8 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=5000)
     parser.add_argument("--baseline", help="also run the code of this git revision, for comparison")
     parser.add_argument("--export", action="store_true", help="also time exporting every customer as segments")
+    parser.add_argument("--separate-projector", action="store_true",
+                        help="serve with JOURNEYS_RUN_PROJECTIONS=false and project in a `journeys project` process")
     parser.add_argument("--intake", action="append", choices=["touchpoints", "segment", "segment-gzip"],
                         help="the endpoint the load goes to (repeatable; default: touchpoints)")
     args = parser.parse_args()
