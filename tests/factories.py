@@ -57,3 +57,16 @@ def b2b_deal(customer: str = "globex") -> list[dict[str, Any]]:
     extra = {"d09": {"properties": {"message_id": "aware-benefits"}, "channel": "email"},
              "d12": {"properties": {"criteria": ["budget", "authority", "need", "timeframe"]}}}
     return [payload(i, t, d, customer, **extra.get(i, {})) for i, t, d in B2B_DEAL]
+
+
+def stay_counters(view: Any) -> dict[str, set[tuple[Any, ...]]]:
+    """The stay counters' rows that count something, per table."""
+    return {t: {tuple(r) for r in view.query(f"SELECT * FROM {view.table(t)} WHERE n != 0")}
+            for t in ("stay_ends", "stay_times", "stays_open")}
+
+
+def assert_stay_counters_equal_a_recount(view: Any) -> None:
+    """What the projection kept batch by batch equals counting the stays again from scratch."""
+    kept = stay_counters(view)
+    view.recount_stays()
+    assert stay_counters(view) == kept

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 from psycopg import sql
@@ -49,6 +49,13 @@ class Dialect:
 
     def before_write(self, cursor: Any) -> None:
         """Settings for a writing transaction."""
+
+    def stream(self, cursor: Any, statement: str, params: Sequence[Any] = (), size: int = 10_000) -> Iterator[list[Any]]:
+        """The rows of one '?' statement, `size` at a time: never all of them in memory, and the
+        transaction never idle for long while the caller works through them."""
+        cursor.execute(self.sql(statement), list(params))
+        while rows := cursor.fetchmany(size):
+            yield rows
 
     def uuid(self, value: UUID | str) -> Any:
         """A record id as the event tables store it."""
@@ -99,6 +106,9 @@ class SQLite(Dialect):
 
     def rowcount(self, cursor: Any) -> int:
         return max(getattr(cursor, "sqlite_cursor", cursor).rowcount, 0)  # eventsourcing wraps sqlite3's cursor
+
+    def stream(self, cursor: Any, statement: str, params: Sequence[Any] = (), size: int = 10_000) -> Iterator[list[Any]]:
+        return super().stream(getattr(cursor, "sqlite_cursor", cursor), statement, params, size)
 
     def uuid(self, value: UUID | str) -> Any:
         return (value if isinstance(value, UUID) else UUID(value)).hex
@@ -178,6 +188,13 @@ class PostgreSQL(Dialect):
         params = [[self.uuid(v) if kind == "uuid" else v for v in column]
                   for column, (_, kind) in zip(zip(*rows, strict=True), columns, strict=True)]
         return f"WITH {alias}({names}) AS (SELECT * FROM unnest({arrays}))", params
+
+    def stream(self, cursor: Any, statement: str, params: Sequence[Any] = (), size: int = 10_000) -> Iterator[list[Any]]:
+        """A server-side cursor: psycopg's own would fetch every row before the first is read."""
+        with cursor.connection.cursor(name=f"stream_{uuid4().hex}") as named:
+            named.execute(self.sql(statement), list(params))
+            while rows := named.fetchmany(size):
+                yield rows
 
     def load(self, cursor: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:

@@ -33,7 +33,8 @@ class ReadModelStore:
     def name(self, name: str, generation: int | None = None) -> str:
         """A table's (or index's) name: generational ones carry their generation (1: none)."""
         g = self.generation if generation is None else generation
-        return f"jv{g}_{name}" if name.split("_")[0] in GENERATIONAL and g != 1 else f"jv_{name}"
+        generational = any(name == t or name.startswith(f"{t}_") for t in GENERATIONAL)  # a table or its index
+        return f"jv{g}_{name}" if generational and g != 1 else f"jv_{name}"
 
     def table(self, name: str, generation: int | None = None) -> str:
         """A table's name as statements write it (qualified by the schema where there is one)."""

@@ -106,6 +106,12 @@ def _history_index(store: Store) -> None:
         store.view.execute(statement)
 
 
+def _stay_counters(store: Store) -> None:
+    for statement in store.view.generation_ddl(analytics=False):  # the new tables, beside the others
+        store.view.execute(statement)
+    store.view.recount_stays()
+
+
 def _counters(store: Store) -> None:
     if not store.view.query(f"SELECT 1 FROM {store.view.table('counts')} LIMIT 1"):
         store.view.count_all()
@@ -119,6 +125,7 @@ STEPS = (
     Step(5, "the indexes the analytics read", _analytics_indexes),
     Step(6, "the stage counters, counted from the positions", _counters),
     Step(7, "a customer record's touchpoints in occurred order, for history pages", _history_index),
+    Step(8, "stay counters by day (ends, durations, open stays), counted from the stage history", _stay_counters),
 )
 LATEST = STEPS[-1].version
 

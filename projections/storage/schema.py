@@ -81,7 +81,20 @@ TRANSITIONS = Table("transitions", (
 # How many instances of a scope are in each combination of stages (and process defects) of
 # its journeys: stage counts and the alignment matrix without a scan.
 COUNTS = Table("counts", (("scope", "text"), ("combination", "text"), ("instances", "bigint")), key="scope, combination")
-GENERATIONAL_TABLES = (CUSTOMERS, SUBJECTS, POSITIONS, TOUCHPOINTS, IDENTITIES, TRANSITIONS, COUNTS)
+# Stays by the day they began (see stays.py): how they ended, how long they lasted (log-spaced
+# buckets), and the open ones. '' stands for no stage (a key column cannot be NULL).
+STAY_ENDS = Table("stay_ends", (
+    ("journey", "text"), ("day", "text"), ("from_stage", "text"), ("to_stage", "text"), ("is_restart", "integer"),
+    ("skipped", "text"), ("n", "bigint"),
+), key="journey, day, from_stage, to_stage, is_restart, skipped")
+STAY_TIMES = Table("stay_times", (
+    ("journey", "text"), ("day", "text"), ("from_stage", "text"), ("is_restart", "integer"), ("bucket", "integer"),
+    ("n", "bigint"),
+), key="journey, day, from_stage, is_restart, bucket")
+STAYS_OPEN = Table("stays_open", (("journey", "text"), ("day", "text"), ("stage", "text"), ("n", "bigint")),
+                   key="journey, day, stage")
+GENERATIONAL_TABLES = (CUSTOMERS, SUBJECTS, POSITIONS, TOUCHPOINTS, IDENTITIES, TRANSITIONS, COUNTS,
+                       STAY_ENDS, STAY_TIMES, STAYS_OPEN)
 GENERATIONAL = tuple(t.name for t in GENERATIONAL_TABLES)
 
 # Which touchpoint column names the instance of each scope.

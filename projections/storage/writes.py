@@ -26,9 +26,10 @@ from projections.storage.rows import (
     ts,
 )
 from projections.storage.schema import CUSTOMERS, POSITIONS, REVISIONS, STAGE_CHANGES, SUBJECTS, TOUCHPOINTS, TRANSITIONS
+from projections.storage.stays import Deltas, StayCounters
 
 
-class ProjectionWrites(Counters):
+class ProjectionWrites(Counters, StayCounters):
     def write(
         self,
         touchpoints: Sequence[dict[str, Any]],
@@ -48,17 +49,23 @@ class ProjectionWrites(Counters):
                 self._claim(c)  # a rebuild may have switched generations since this batch was read
             # Tracking first: a concurrent runner that got here first makes this fail.
             self._insert_tracking(c, tracking)
+            stays = Deltas()
             if identity is not None:
-                self._relink(c, identity)
+                self._relink(c, identity, stays)
             self.insert(c, TOUCHPOINTS, [touchpoint_row(t) for t in touchpoints],
                         "ON CONFLICT (record_id, touchpoint_id) DO NOTHING")
             self.insert(c, CUSTOMERS, [[r, k, None] for r, k in (registered or {}).items()],
                         "ON CONFLICT (record_id) DO NOTHING")
             for ch in changes:
                 if ch.replace_from is not None:
-                    self.run(c, f"DELETE FROM {self.table('transitions')} WHERE scope = ? AND subject = ? AND occurred_at >= ?",
-                             [ch.scope.value, ch.subject, ts(ch.replace_from)])
-            self.insert(c, TRANSITIONS, [transition_row(ch, t, fingerprint) for ch in changes for t in ch.transitions])
+                    stays.ended(self.deleted_transitions(c, "scope = ? AND subject = ? AND occurred_at >= ?",
+                                                         [ch.scope.value, ch.subject, ts(ch.replace_from)]), -1)
+            transitions = [transition_row(ch, t, fingerprint) for ch in changes for t in ch.transitions]
+            self.insert(c, TRANSITIONS, transitions)
+            stays.ended(([r[2], r[5], r[13], r[3], r[6], r[8], r[7], r[14]] for r in transitions), 1)
+            for ch in changes:
+                for j in ch.changed:
+                    stays.moved(j, ch.before.positions.get(j) if ch.before else None, ch.stages.positions.get(j))
             if publish:
                 self.insert(c, STAGE_CHANGES, [outbox_row(ch, t) for ch in changes for t in ch.new_transitions])
             self.upsert(c, SUBJECTS, [subject_row(ch) for ch in changes])
@@ -67,10 +74,11 @@ class ProjectionWrites(Counters):
             revisions = [revision_row(ch.scope, ch.subject, ch.revision, fingerprint) for ch in changes if ch.revision]
             self.insert(c, REVISIONS, revisions)
             self._erase(c, erasures, publish)
+            self.add_stays(c, stays)
 
-    def _relink(self, c: Any, change: IdentityChange) -> None:
+    def _relink(self, c: Any, change: IdentityChange, stays: Deltas) -> None:
         """Apply a link or an unlink: the links, the customer of the touchpoints, and the
-        customer subjects that are no more (their stages counted out)."""
+        customer subjects that are no more (their stages and stays counted out)."""
         identities, touchpoints = self.table("identities"), self.table("touchpoints")
         if change.unlinked is not None:
             self.run(c, f"DELETE FROM {identities} WHERE record_id = ?", [change.unlinked])
@@ -81,9 +89,12 @@ class ProjectionWrites(Counters):
             self.run(c, f"UPDATE {touchpoints} SET customer = ? WHERE record_id = ?", [root, record_id])
         deltas: dict[tuple[str, str], int] = {}
         for subject, stages in change.removed:
-            for table in ("positions", "subjects", "transitions"):
+            for table in ("positions", "subjects"):
                 self.run(c, f"DELETE FROM {self.table(table)} WHERE scope = ? AND subject = ?",
                           [Scope.customer.value, subject])
+            stays.ended(self.deleted_transitions(c, "scope = ? AND subject = ?", [Scope.customer.value, subject]), -1)
+            for journey, position in stages.positions.items():
+                stays.moved(journey, position, None)
             key = (Scope.customer.value, combination(self.playbook, Scope.customer, marks_of(stages)))
             deltas[key] = deltas.get(key, 0) - 1
         self.add_counts(c, deltas)
