@@ -14,12 +14,13 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from journeys.playbook import Playbook, StageModel
 from journeys.storage.tables import ts
 from projections.storage.schema import SUBJECT_COLUMN
+from projections.storage.stays import bucket, percentiles
 from projections.storage.view import JourneyView
 
 PERCENTILES = {"p50": 0.5, "p75": 0.75, "p90": 0.9}
@@ -89,45 +90,41 @@ class Analytics:
             params.append(ts(f.end))
         return "".join(f" AND {c}" for c in conditions), params
 
-    def _quantiles(
-        self, table: str, group: str, value: str, where: str, params: list[Any], sizes: dict[Any, int],
-        descending: bool = False,
-    ) -> dict[Any, dict[str, Any]]:
-        """Nearest-rank quantiles of `value` per `group` over the rows `where` selects (sizes: how
-        many rows each group has). A group at a time: each is an index range, and the sort is
-        of the values alone (sorting by a text group is slow under PostgreSQL's collations)."""
-        ranks = {g: nearest_ranks(n, PERCENTILES) for g, n in sizes.items() if n}
-        values: dict[tuple[Any, int], Any] = {}
-        order = f"{value} DESC" if descending else value
-        for g, found in ranks.items():
-            wanted = sorted(set(found.values()))
-            for row in self.view.query(
-                f"SELECT v, r FROM (SELECT {value} AS v, ROW_NUMBER() OVER (ORDER BY {order}) AS r "
-                f"FROM {table} x WHERE {where} AND {group} = ?) ranked WHERE r IN ({', '.join('?' * len(wanted))})",
-                [*params, g, *wanted],
-            ):
-                values[(g, row["r"])] = row["v"]
-        return {
-            g: {name: values.get((g, rank)) for name, rank in ranks[g].items()} if g in ranks
-            else dict.fromkeys(PERCENTILES)
-            for g in sizes
-        }
-
     # -- funnel ----------------------------------------------------------------
 
     def funnel(self, journey: str, f: Filters) -> dict[str, Any]:
         """Per stage: the stays entered in the window, how they ended (advanced to the next
-        stage, advanced past it, restarted) or that they go on, and the time to advance."""
+        stage, advanced past it, restarted) or that they go on, and the time to advance.
+
+        Whole days of the window are read from the stay counters (projections/storage/stays.py),
+        the parts of a day at its ends (and any window with a cohort, campaign or channel
+        filter) from the stays themselves; both are folded the same way."""
         model = self._model(journey)
-        transitions, positions = self.view.table("transitions"), self.view.table("positions")
-        ended_where, ended_params = self._ended(journey, f)
+        stages = set(model.stages)
         ended: dict[str, dict[str, int]] = {}
         passed: dict[str, int] = {}
-        for row in self.view.query(
-            f"SELECT from_stage, to_stage, is_restart, skipped, COUNT(*) AS n FROM {transitions} x "
-            f"WHERE {ended_where} GROUP BY from_stage, to_stage, is_restart, skipped",
-            ended_params,
-        ):
+        open_stays: dict[str, int] = {}
+        times: dict[str, dict[int, int]] = {}
+        days, windows = self._spans(f)
+        rows: list[dict[str, Any]] = []
+        if days is not None:
+            rows += self.view.stay_ends(journey, *days)
+            _merge(open_stays, self.view.stays_open(journey, *days))
+            for stage, histogram in self.view.stay_times(journey, *days, restarts=False).items():
+                _merge(times.setdefault(stage, {}), histogram)
+        for window in windows:
+            rows += self._stay_ends(journey, window)
+            _merge(open_stays, self._stays_open(journey, window))
+            for stage, histogram in self._stay_times(journey, window).items():
+                _merge(times.setdefault(stage, {}), histogram)
+        for row in rows:
+            if row["from_stage"] is None:  # a start: skips out of 'not started' pass over stages too
+                if not row["is_restart"] and row["to_stage"] in stages:
+                    for stage in json.loads(row["skipped"]):
+                        passed[stage] = passed.get(stage, 0) + row["n"]
+                continue
+            if row["from_stage"] not in stages:
+                continue
             counts = ended.setdefault(row["from_stage"], {"advanced": 0, "to_next": 0, "restarted": 0})
             if row["is_restart"]:
                 counts["restarted"] += row["n"]
@@ -137,34 +134,13 @@ class Analytics:
                 counts["to_next"] += row["n"]
             for stage in json.loads(row["skipped"]):
                 passed[stage] = passed.get(stage, 0) + row["n"]
-        started_where, started_params = self._started(journey, f)
-        for row in self.view.query(  # skips out of 'not started' pass over stages too
-            f"SELECT skipped, COUNT(*) AS n FROM {transitions} x WHERE {started_where} GROUP BY skipped",
-            started_params,
-        ):
-            for stage in json.loads(row["skipped"]):
-                passed[stage] = passed.get(stage, 0) + row["n"]
-        selected, params = self._selected(journey, "x.since", f)
-        open_stays = {
-            row["stage"]: row["n"]
-            for row in self.view.query(
-                f"SELECT stage, COUNT(*) AS n FROM {positions} x WHERE journey = ? AND stage IN ({_marks(model.stages)})"
-                f"{selected} GROUP BY stage",
-                [journey, *model.stages, *params],
-            )
-        }
-        advances = {stage: ended.get(stage, {}).get("advanced", 0) for stage in model.stages}
-        quantiles = self._quantiles(
-            transitions, "from_stage", "stay_seconds", f"{ended_where} AND is_restart = 0 AND stay_seconds IS NOT NULL",
-            ended_params, advances,
-        )
-        stages = []
+        out = []
         for i, stage in enumerate(model.stages):
             counts = ended.get(stage, {"advanced": 0, "to_next": 0, "restarted": 0})
             entered = counts["advanced"] + counts["restarted"] + open_stays.get(stage, 0)
             advanced = counts["advanced"]
-            times = quantiles[stage]
-            stages.append({
+            found = percentiles(times.get(stage, {}), {"p50": 0.5, "p90": 0.9})
+            out.append({
                 "stage": stage,
                 "next_stage": model.stages[i + 1] if i + 1 < len(model.stages) else None,
                 "entered": entered,
@@ -176,10 +152,66 @@ class Analytics:
                 "passed_over": passed.get(stage, 0),
                 "conversion": round(advanced / entered, 4) if entered else None,
                 "time_to_advance": {
-                    "median_seconds": times["p50"], "p90_seconds": times["p90"], "advances": advanced,
+                    "median_seconds": found["p50"], "p90_seconds": found["p90"], "advances": advanced,
                 },
             })
-        return {"journey": journey, "scope": model.scope.value, "stages": stages}
+        return {"journey": journey, "scope": model.scope.value, "stages": out}
+
+    @staticmethod
+    def _spans(f: Filters) -> tuple[tuple[str, str] | None, list[Filters]]:
+        """The whole days of the window the counters answer ("": unbounded), and the windows the
+        stays answer: the parts of a day at its ends, or all of it under an instance filter."""
+        if f.cohort is not None or f.campaign is not None or f.channel is not None:
+            return None, [f]
+        start = f.start.astimezone(UTC) if f.start is not None else None
+        end = f.end.astimezone(UTC) if f.end is not None else None
+        first = None if start is None else _midnight(start) + (timedelta(days=1) if start != _midnight(start) else timedelta())
+        last = None if end is None else _midnight(end)
+        if first is not None and last is not None and first >= last:
+            return None, [f]
+        windows = []
+        if start is not None and first is not None and start < first:
+            windows.append(Filters(start, first))
+        if end is not None and last is not None and last < end:
+            windows.append(Filters(last, end))
+        return (first.date().isoformat() if first else "", last.date().isoformat() if last else ""), windows
+
+    def _stay_ends(self, journey: str, f: Filters) -> list[dict[str, Any]]:
+        """The stays entered in the window, grouped as the stay counters group them."""
+        transitions = self.view.table("transitions")
+        ended_where, ended_params = self._ended(journey, f)
+        started_where, started_params = self._started(journey, f)
+        rows = [dict(r) for r in self.view.query(
+            f"SELECT from_stage, to_stage, is_restart, skipped, COUNT(*) AS n FROM {transitions} x "
+            f"WHERE {ended_where} GROUP BY from_stage, to_stage, is_restart, skipped", ended_params)]
+        return rows + [{**dict(r), "from_stage": None, "is_restart": 0} for r in self.view.query(
+            f"SELECT to_stage, skipped, COUNT(*) AS n FROM {transitions} x WHERE {started_where} GROUP BY to_stage, skipped",
+            started_params)]
+
+    def _stays_open(self, journey: str, f: Filters) -> dict[str, int]:
+        stages = self._model(journey).stages
+        selected, params = self._selected(journey, "x.since", f)
+        return {
+            row["stage"]: int(row["n"])
+            for row in self.view.query(
+                f"SELECT stage, COUNT(*) AS n FROM {self.view.table('positions')} x WHERE journey = ? "
+                f"AND stage IN ({_marks(stages)}){selected} GROUP BY stage",
+                [journey, *stages, *params],
+            )
+        }
+
+    def _stay_times(self, journey: str, f: Filters) -> dict[str, dict[int, int]]:
+        """How long the stays entered in the window lasted until they advanced, in the counters' buckets."""
+        where, params = self._ended(journey, f)
+        found: dict[str, dict[int, int]] = {}
+        for row in self.view.query(
+            f"SELECT from_stage, stay_seconds FROM {self.view.table('transitions')} x "
+            f"WHERE {where} AND is_restart = 0 AND stay_seconds IS NOT NULL", params,
+        ):
+            histogram = found.setdefault(row["from_stage"], {})
+            b = bucket(row["stay_seconds"])
+            histogram[b] = histogram.get(b, 0) + 1
+        return found
 
     def _ended(self, journey: str, f: Filters) -> tuple[str, list[Any]]:
         """The conditions selecting the ended stays of a journey entered in the window."""
@@ -204,44 +236,33 @@ class Analytics:
     # -- time in stage ---------------------------------------------------------
 
     def time_in_stage(self, journey: str, now: datetime | None = None) -> list[dict[str, Any]]:
-        """Per stage: the distribution of ended stays, and of the stays going on now."""
+        """Per stage: the distribution of ended stays (from the stay counters, to their buckets'
+        resolution), and of the stays going on now: exact, each percentile read from the one day
+        of stays the counters say holds it."""
         now = now or datetime.now(UTC)
         model = self._model(journey)
-        stages = model.stages
-        transitions, positions = self.view.table("transitions"), self.view.table("positions")
-        ended_where = "x.journey = ? AND x.from_stage IS NOT NULL AND x.stay_seconds IS NOT NULL"
-        ended_sizes = self._sizes(transitions, "from_stage", ended_where, [journey], stages)
-        ended = self._quantiles(transitions, "from_stage", "stay_seconds", ended_where, [journey], ended_sizes)
-        current_where = "x.journey = ? AND x.stage IS NOT NULL AND x.since IS NOT NULL"
-        current_sizes = self._sizes(positions, "stage", current_where, [journey], stages)
-        # The longest stays began first: ages in ascending order are start times in descending order.
-        began = self._quantiles(positions, "stage", "since", current_where, [journey], current_sizes, descending=True)
-        return [
-            {
+        ended = self.view.stay_times(journey, "", "", restarts=True)
+        open_days = self.view.open_days(journey)
+        out = []
+        for stage in model.stages:
+            days = open_days.get(stage, {})
+            n = sum(days.values())
+            current: dict[str, Any] = {"stays": n}
+            for name, rank in (nearest_ranks(n, PERCENTILES) if n else {k: 0 for k in PERCENTILES}).items():
+                since = self.view.open_since_at_rank(journey, stage, days, rank) if rank else None
+                current[f"{name}_seconds"] = (now - datetime.fromisoformat(since)).total_seconds() if since else None
+            out.append({
                 "stage": stage,
                 "terminal": model.is_terminal(stage),  # its current stays are outcomes ("since"), never stuck
-                "ended": {"stays": ended_sizes[stage], **{f"{k}_seconds": v for k, v in ended[stage].items()}},
-                "current": {"stays": current_sizes[stage], **{
-                    f"{k}_seconds": (now - datetime.fromisoformat(v)).total_seconds() if v else None
-                    for k, v in began[stage].items()
-                }},
-            }
-            for stage in stages
-        ]
-
-    def _sizes(self, table: str, group: str, where: str, params: list[Any], stages: list[str]) -> dict[str, int]:
-        found = {
-            row["g"]: int(row["n"])
-            for row in self.view.query(f"SELECT {group} AS g, COUNT(*) AS n FROM {table} x WHERE {where} GROUP BY {group}", params)
-        }
-        return {stage: found.get(stage, 0) for stage in stages}
+                "ended": {"stays": sum(ended.get(stage, {}).values()), **{
+                    f"{k}_seconds": v for k, v in percentiles(ended.get(stage, {}), PERCENTILES).items()}},
+                "current": current,
+            })
+        return out
 
     def stuck_after(self, journey: str, stage: str) -> float | None:
         """How long a stay in the stage lasts at the 90th percentile of ended stays (None: none ended)."""
-        where = "x.journey = ? AND x.from_stage = ? AND x.stay_seconds IS NOT NULL"
-        transitions = self.view.table("transitions")
-        sizes = self._sizes(transitions, "from_stage", where, [journey, stage], [stage])
-        return self._quantiles(transitions, "from_stage", "stay_seconds", where, [journey, stage], sizes)[stage]["p90"]
+        return percentiles(self.view.stay_times(journey, "", "", restarts=True).get(stage, {}), {"p90": 0.9})["p90"]
 
     # -- alignment -------------------------------------------------------------
 
@@ -341,6 +362,15 @@ class Analytics:
                                    "customers": int(row["customers"] or 0)}
             for row in rows
         }
+
+
+def _merge(into: dict[Any, int], more: dict[Any, int]) -> None:
+    for key, n in more.items():
+        into[key] = into.get(key, 0) + n
+
+
+def _midnight(at: datetime) -> datetime:
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _marks(values: list[Any]) -> str:
