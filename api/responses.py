@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import MembershipOut, RecommendationOut
+from journeys.chain import Checkpoint
 
 Money = dict[str, str]  # currency -> amount, two decimals ("1250.00")
 
@@ -184,16 +185,6 @@ class CustomerTimelineOut(TimelineOut):
 # -- audit and playbook ------------------------------------------------------------------
 
 
-class CheckpointOut(Answer):
-    seq: int
-    position: int
-    heads: int
-    merkle: str
-    previous: str
-    root: str
-    created_at: str
-
-
 class VerificationOut(Answer):
     ok: bool
     events: int
@@ -201,7 +192,7 @@ class VerificationOut(Answer):
     first_problem: str | None
     problems: list[str] = Field(description="the first 100")
     problem_count: int
-    checkpoint: CheckpointOut | None
+    checkpoint: Checkpoint | None
     unsealed: int = Field(description="events after the latest checkpoint")
 
 

@@ -11,9 +11,10 @@ from starlette.concurrency import iterate_in_threadpool
 from api.auth import allow
 from api.deps import SystemDep, WholeNumber
 from api.errors import NOT_FOUND, NotFoundError
-from api.responses import CheckpointOut, VerificationOut
+from api.responses import VerificationOut
 from api.routes.customers import CustomerKey
 from api.routes.instances import InstanceId
+from journeys.chain import Checkpoint
 from journeys.storage.api_keys import Role
 
 router = APIRouter(tags=["audit"], responses=NOT_FOUND)
@@ -37,7 +38,7 @@ def verify(
     return system.audit.verify(records, root).as_dict()
 
 
-@router.get("/audit/checkpoints", response_model=list[CheckpointOut], dependencies=[allow(Role.auditor)])
+@router.get("/audit/checkpoints", response_model=list[Checkpoint], dependencies=[allow(Role.auditor)])
 def checkpoints(system: SystemDep) -> list[dict[str, Any]]:
     """Every checkpoint: its log position, how many chain heads it seals, its root and the root before."""
     return [c.as_dict() for c in system.audit.checkpoints()]

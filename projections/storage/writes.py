@@ -10,20 +10,19 @@ from typing import Any
 from eventsourcing.persistence import Tracking
 
 from journeys.playbook import Scope
+from journeys.storage.tables import parse_ts, ts
 from projections.storage.changes import GenerationChanged, IdentityChange, SubjectChange
 from projections.storage.counters import Counters
 from projections.storage.rows import (
     combination,
     marks_of,
     outbox_row,
-    parse_ts,
     position_row,
     revision_row,
     subject_row,
     touchpoint_row,
     transition_from_row,
     transition_row,
-    ts,
 )
 from projections.storage.schema import CUSTOMERS, POSITIONS, REVISIONS, STAGE_CHANGES, SUBJECTS, TOUCHPOINTS, TRANSITIONS
 from projections.storage.stays import Deltas, StayCounters
