@@ -5,26 +5,26 @@ ends a stay (its `from_stage`, entered at `from_since`, lasted `stay_seconds`); 
 position row is a stay not ended yet. So a funnel follows the stays entered in a window
 (ended ones by `from_since`, open ones by `since`), time in stage is a distribution of
 `stay_seconds` and of open stays' ages, and attribution reads the touchpoints before each
-advance. Indexes: see `JourneyView._analytics_ddl`.
+advance. Whole days of funnels and durations come from the stay counters the projection keeps
+(projections/storage/stays.py); indexes: `analytics_ddl` in projections/storage/schema.py.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from journeys.playbook import Playbook, StageModel
 from journeys.storage.tables import ts
+from projections.attribution import credits, grouped, ranked
 from projections.storage.schema import SUBJECT_COLUMN
 from projections.storage.stays import bucket, percentiles
 from projections.storage.view import JourneyView
 
 PERCENTILES = {"p50": 0.5, "p75": 0.75, "p90": 0.9}
-MODELS = ("first", "last", "linear", "position")
 
 
 @dataclass(frozen=True)
@@ -314,7 +314,7 @@ class Analytics:
         campaigns: dict[str, float] = {}
         channels: dict[str, float] = {}
         advances = unattributed = 0
-        for touches in _grouped(rows):
+        for touches in grouped(rows):
             advances += 1
             if touches[0]["campaign"] is None:
                 unattributed += 1
@@ -325,7 +325,7 @@ class Analytics:
                 channels[channel] = channels.get(channel, 0.0) + credit
         return {
             "journey": journey, "stage": stage, "model": model, "advances": advances, "unattributed": unattributed,
-            "campaigns": _ranked(campaigns), "channels": _ranked(channels),
+            "campaigns": ranked(campaigns), "channels": ranked(channels),
         }
 
     # -- leads and cost --------------------------------------------------------
@@ -375,35 +375,3 @@ def _midnight(at: datetime) -> datetime:
 
 def _marks(values: list[Any]) -> str:
     return ", ".join("?" * len(values))
-
-
-def credits(model: str, n: int) -> list[float]:
-    """How a multi-touch model splits one advance over n touches in occurred order."""
-    if model not in MODELS:
-        raise ValueError(f"unknown attribution model {model!r}; use one of {MODELS}")
-    if model == "first":
-        return [1.0] + [0.0] * (n - 1)
-    if model == "last":
-        return [0.0] * (n - 1) + [1.0]
-    if model == "linear" or n <= 2:
-        return [1.0 / n] * n
-    return [0.4] + [0.2 / (n - 2)] * (n - 2) + [0.4]  # position (U-shaped): 40% first and last, 20% between
-
-
-def _grouped(rows: list[Any]) -> Iterator[list[Any]]:
-    """The attribution rows of each advance (subject, time, cause) together."""
-    current: list[Any] = []
-    key = None
-    for row in rows:
-        k = (row["subject"], row["advanced_at"], row["cause"])
-        if k != key and current:
-            yield current
-            current = []
-        key = k
-        current.append(row)
-    if current:
-        yield current
-
-
-def _ranked(credit: dict[str, float]) -> list[dict[str, Any]]:
-    return [{"name": k, "credit": round(v, 4)} for k, v in sorted(credit.items(), key=lambda kv: (-kv[1], kv[0])) if v > 0]
