@@ -12,7 +12,6 @@ advance. Whole days of funnels and durations come from the stay counters the pro
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +20,7 @@ from journeys.playbook import Playbook, StageModel
 from journeys.storage.tables import ts
 from projections.attribution import credits, grouped, ranked
 from projections.storage.schema import SUBJECT_COLUMN
-from projections.storage.stays import bucket, percentiles
+from projections.storage.stays import bucket, nearest_ranks, percentiles
 from projections.storage.view import JourneyView
 
 PERCENTILES = {"p50": 0.5, "p75": 0.75, "p90": 0.9}
@@ -37,11 +36,6 @@ class Filters:
     cohort: tuple[datetime, datetime] | None = None
     campaign: str | None = None
     channel: str | None = None
-
-
-def nearest_ranks(n: int, quantiles: dict[str, float]) -> dict[str, int]:
-    """1-based nearest-rank positions of the quantiles among n sorted values."""
-    return {name: max(1, math.ceil(q * n)) for name, q in quantiles.items()}
 
 
 class Analytics:
@@ -105,18 +99,20 @@ class Analytics:
         passed: dict[str, int] = {}
         open_stays: dict[str, int] = {}
         times: dict[str, dict[int, int]] = {}
-        days, windows = self._spans(f)
         rows: list[dict[str, Any]] = []
+
+        def gather(ends: list[dict[str, Any]], going_on: dict[str, int], lasted: dict[str, dict[int, int]]) -> None:
+            rows.extend(ends)
+            _merge(open_stays, going_on)
+            for stage, histogram in lasted.items():
+                _merge(times.setdefault(stage, {}), histogram)
+
+        days, windows = self._spans(f)
         if days is not None:
-            rows += self.view.stay_ends(journey, *days)
-            _merge(open_stays, self.view.stays_open(journey, *days))
-            for stage, histogram in self.view.stay_times(journey, *days, restarts=False).items():
-                _merge(times.setdefault(stage, {}), histogram)
+            gather(self.view.stay_ends(journey, *days), self.view.stays_open(journey, *days),
+                   self.view.stay_times(journey, *days, restarts=False))
         for window in windows:
-            rows += self._stay_ends(journey, window)
-            _merge(open_stays, self._stays_open(journey, window))
-            for stage, histogram in self._stay_times(journey, window).items():
-                _merge(times.setdefault(stage, {}), histogram)
+            gather(self._stay_ends(journey, window), self._stays_open(journey, window), self._stay_times(journey, window))
         for row in rows:
             if row["from_stage"] is None:  # a start: skips out of 'not started' pass over stages too
                 if not row["is_restart"] and row["to_stage"] in stages:
@@ -163,18 +159,21 @@ class Analytics:
         stays answer: the parts of a day at its ends, or all of it under an instance filter."""
         if f.cohort is not None or f.campaign is not None or f.channel is not None:
             return None, [f]
-        start = f.start.astimezone(UTC) if f.start is not None else None
-        end = f.end.astimezone(UTC) if f.end is not None else None
-        first = None if start is None else _midnight(start) + (timedelta(days=1) if start != _midnight(start) else timedelta())
-        last = None if end is None else _midnight(end)
-        if first is not None and last is not None and first >= last:
+        windows, first, last = [], "", ""
+        if f.start is not None:
+            start = f.start.astimezone(UTC)
+            midnight = _midnight(start) if start == _midnight(start) else _midnight(start) + timedelta(days=1)
+            first = midnight.date().isoformat()
+            if start < midnight:
+                windows.append(Filters(start, midnight))
+        if f.end is not None:
+            end = f.end.astimezone(UTC)
+            last = _midnight(end).date().isoformat()
+            if _midnight(end) < end:
+                windows.append(Filters(_midnight(end), end))
+        if first and last and first >= last:  # not a whole day in it
             return None, [f]
-        windows = []
-        if start is not None and first is not None and start < first:
-            windows.append(Filters(start, first))
-        if end is not None and last is not None and last < end:
-            windows.append(Filters(last, end))
-        return (first.date().isoformat() if first else "", last.date().isoformat() if last else ""), windows
+        return (first, last), windows
 
     def _stay_ends(self, journey: str, f: Filters) -> list[dict[str, Any]]:
         """The stays entered in the window, grouped as the stay counters group them."""
@@ -247,15 +246,16 @@ class Analytics:
         for stage in model.stages:
             days = open_days.get(stage, {})
             n = sum(days.values())
-            current: dict[str, Any] = {"stays": n}
-            for name, rank in (nearest_ranks(n, PERCENTILES) if n else {k: 0 for k in PERCENTILES}).items():
-                since = self.view.open_since_at_rank(journey, stage, days, rank) if rank else None
+            current: dict[str, Any] = {"stays": n, **{f"{name}_seconds": None for name in PERCENTILES}}
+            for name, rank in (nearest_ranks(n, PERCENTILES) if n else {}).items():
+                since = self.view.open_since_at_rank(journey, stage, days, rank)
                 current[f"{name}_seconds"] = (now - datetime.fromisoformat(since)).total_seconds() if since else None
+            lasted = ended.get(stage, {})
             out.append({
                 "stage": stage,
                 "terminal": model.is_terminal(stage),  # its current stays are outcomes ("since"), never stuck
-                "ended": {"stays": sum(ended.get(stage, {}).values()), **{
-                    f"{k}_seconds": v for k, v in percentiles(ended.get(stage, {}), PERCENTILES).items()}},
+                "ended": {"stays": sum(lasted.values()),
+                          **{f"{k}_seconds": v for k, v in percentiles(lasted, PERCENTILES).items()}},
                 "current": current,
             })
         return out

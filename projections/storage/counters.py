@@ -30,8 +30,7 @@ class Counters(ReadModelStore):
     def add_counts(self, c: Any, deltas: dict[tuple[str, str], int]) -> None:
         """Add to the instances counted in each combination of stages."""
         rows = [[scope, key, n] for (scope, key), n in sorted(deltas.items()) if n]
-        self.dialect.insert(c, f"{self.table('counts')} AS k", COUNTS.columns, rows,
-                            "ON CONFLICT (scope, combination) DO UPDATE SET instances = k.instances + excluded.instances")
+        self.accumulate(c, COUNTS, rows, "instances")
 
     def counts(self) -> list[dict[str, Any]]:
         """Every combination of stages with instances in it: scope, {journey: [stage, defects]}, instances."""

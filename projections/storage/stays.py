@@ -15,18 +15,35 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from journeys.stages import Position
 from journeys.storage.tables import ts
 from projections.storage.base import ReadModelStore
-from projections.storage.schema import STAY_ENDS, STAY_TIMES, STAYS_OPEN
+from projections.storage.schema import STAY_ENDS, STAY_TIMES, STAYS_OPEN, TRANSITIONS
 
 BUCKETS_PER_DOUBLING = 8
 NONE = ""  # no stage, in a key column
 # The transition columns a stay's counters are keyed by, in this order (see `Deltas.ended`).
-ENDED_COLUMNS = "journey, from_stage, from_since, occurred_at, to_stage, is_restart, skipped, stay_seconds"
+ENDED_COLUMNS = ("journey", "from_stage", "from_since", "occurred_at", "to_stage", "is_restart", "skipped", "stay_seconds")
+ENDED_SQL = ", ".join(ENDED_COLUMNS)
+_ENDED_AT = [TRANSITIONS.names.index(column) for column in ENDED_COLUMNS]  # their places in a transition row
+
+
+def nearest_ranks(n: int, quantiles: dict[str, float]) -> dict[str, int]:
+    """1-based nearest-rank positions of the quantiles among n sorted values."""
+    return {name: max(1, math.ceil(q * n)) for name, q in quantiles.items()}
+
+
+def ended_of_row(row: Sequence[Any]) -> list[Any]:
+    """A transition row (as written, in TRANSITIONS' column order) as `Deltas.ended` takes it."""
+    return [row[i] for i in _ENDED_AT]
+
+
+def ended_of_record(record: Any) -> list[Any]:
+    """A transition read by column name, as `Deltas.ended` takes it."""
+    return [record[column] for column in ENDED_COLUMNS]
 
 
 def bucket(seconds: float) -> int:
@@ -46,8 +63,8 @@ def percentiles(histogram: dict[int, int], quantiles: dict[str, float]) -> dict[
         return dict.fromkeys(quantiles)
     found: dict[str, float | None] = {}
     ordered = sorted(histogram.items())
-    for name, q in quantiles.items():
-        rank, seen = max(1, math.ceil(q * total)), 0
+    for name, rank in nearest_ranks(total, quantiles).items():
+        seen = 0
         for b, n in ordered:
             seen += n
             if seen >= rank:
@@ -91,16 +108,13 @@ class StayCounters(ReadModelStore):
     def add_stays(self, c: Any, deltas: Deltas) -> None:
         """Add a batch's deltas to the counters, in its transaction."""
         for table, found in ((STAY_ENDS, deltas.ends), (STAY_TIMES, deltas.times), (STAYS_OPEN, deltas.open)):
-            rows = [[*key, n] for key, n in sorted(found.items()) if n]
-            keys = table.key
-            self.dialect.insert(c, f"{self.table(table.name)} AS k", table.columns, rows,
-                                f"ON CONFLICT ({keys}) DO UPDATE SET n = k.n + excluded.n")
+            self.accumulate(c, table, [[*key, n] for key, n in sorted(found.items()) if n], "n")
 
     def deleted_transitions(self, c: Any, where: str, params: Sequence[Any]) -> list[Any]:
         """Delete transitions, returning what their stays' counters need."""
-        c.execute(self.dialect.sql(f"DELETE FROM {self.table('transitions')} WHERE {where} RETURNING {ENDED_COLUMNS}"),
+        c.execute(self.dialect.sql(f"DELETE FROM {self.table('transitions')} WHERE {where} RETURNING {ENDED_SQL}"),
                   list(params))
-        return [[r[k.strip()] for k in ENDED_COLUMNS.split(",")] for r in c.fetchall()]
+        return [ended_of_record(r) for r in c.fetchall()]
 
     def recount_stays(self) -> None:
         """Count the stays again from the transitions and positions (a store from before the
@@ -108,8 +122,8 @@ class StayCounters(ReadModelStore):
         deltas = Deltas()
         transitions, positions = self.table("transitions"), self.table("positions")
         with self.datastore.transaction(commit=False) as c:
-            for rows in self.dialect.stream(c, f"SELECT {ENDED_COLUMNS} FROM {transitions}"):
-                deltas.ended(([r[k.strip()] for k in ENDED_COLUMNS.split(",")] for r in rows), 1)
+            for rows in self.dialect.stream(c, f"SELECT {ENDED_SQL} FROM {transitions}"):
+                deltas.ended((ended_of_record(r) for r in rows), 1)
             for rows in self.dialect.stream(c, f"SELECT journey, stage, since FROM {positions} "
                                                "WHERE stage IS NOT NULL AND since IS NOT NULL"):
                 for r in rows:
@@ -178,12 +192,11 @@ class StayCounters(ReadModelStore):
         seen = 0
         for d in sorted(days, reverse=True):
             if seen + days[d] >= rank:
-                start = f"{d}T00:00:00" if d else ""
-                end = (datetime.fromisoformat(d) + timedelta(days=1)).date().isoformat() + "T00:00:00" if d else "~"
+                start = datetime.fromisoformat(d).replace(tzinfo=UTC)
                 rows = self.query(
                     f"SELECT since FROM {self.table('positions')} WHERE journey = ? AND stage = ? AND since >= ? "
                     "AND since < ? ORDER BY since DESC LIMIT 1 OFFSET ?",
-                    [journey, stage, start, end, rank - seen - 1],
+                    [journey, stage, ts(start), ts(start + timedelta(days=1)), rank - seen - 1],
                 )
                 return rows[0]["since"] if rows else None
             seen += days[d]

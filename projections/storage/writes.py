@@ -25,7 +25,7 @@ from projections.storage.rows import (
     transition_row,
 )
 from projections.storage.schema import CUSTOMERS, POSITIONS, REVISIONS, STAGE_CHANGES, SUBJECTS, TOUCHPOINTS, TRANSITIONS
-from projections.storage.stays import Deltas, StayCounters
+from projections.storage.stays import Deltas, StayCounters, ended_of_row
 
 
 class ProjectionWrites(Counters, StayCounters):
@@ -61,7 +61,7 @@ class ProjectionWrites(Counters, StayCounters):
                                                          [ch.scope.value, ch.subject, ts(ch.replace_from)]), -1)
             transitions = [transition_row(ch, t, fingerprint) for ch in changes for t in ch.transitions]
             self.insert(c, TRANSITIONS, transitions)
-            stays.ended(([r[2], r[5], r[13], r[3], r[6], r[8], r[7], r[14]] for r in transitions), 1)
+            stays.ended((ended_of_row(r) for r in transitions), 1)
             for ch in changes:
                 for j in ch.changed:
                     stays.moved(j, ch.before.positions.get(j) if ch.before else None, ch.stages.positions.get(j))
