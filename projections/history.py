@@ -96,14 +96,14 @@ def _current(system: System, scope: Scope, subject: str, column: str, cursor: tu
     rows = view.touchpoints_page(column, subject, cursor, limit + 1)
     page = rows[:limit]
     caused: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    instance = None if scope is Scope.customer else (scope, subject)
     if page:
         on_page = {(t["record_id"], t["touchpoint_id"]) for t in page}
-        instance = None if scope is Scope.customer else subject
-        for t in view.transitions_caused(column, subject, scope, instance, (page[0]["occurred_at"], page[-1]["occurred_at"])):
+        for t in view.transitions_caused(column, subject, instance, (page[0]["occurred_at"], page[-1]["occurred_at"])):
             key = (t.pop("cause"), t["touchpoint_id"])
             if key in on_page:
                 caused.setdefault(key, []).append(t)
-    reached = view.stages_reached(column, subject, scope, None if scope is Scope.customer else subject)
+    reached = view.stages_reached(column, subject, instance)
     return _answer(system, scope, subject, Window(), page, len(rows) > limit, caused, view.contacts_of(column, subject),
                    reached)
 

@@ -68,8 +68,7 @@ class Queries(DerivationReads):
 
     def touchpoints_where(self, column: str, value: str) -> list[dict[str, Any]]:
         """The touchpoints carrying a key (record, deal, account or case), in occurred order."""
-        if column not in {*SUBJECT_COLUMN.values(), "record_id"}:
-            raise ValueError(f"not a subject column: {column}")
+        _key_column(column)
         rows = self.query(
             f"SELECT * FROM {self.table('touchpoints')} WHERE {column} = ? ORDER BY occurred_at, touchpoint_id",
             [value],
@@ -144,8 +143,7 @@ class Queries(DerivationReads):
     def touchpoints_page(self, column: str, value: str, after: tuple[str, str, str] | None, limit: int) -> list[dict[str, Any]]:
         """The touchpoints carrying a key, in (occurred, touchpoint id, record) order, after a
         cursor's key: a range of the (key, occurred_at) index."""
-        if column not in {*SUBJECT_COLUMN.values(), "record_id"}:
-            raise ValueError(f"not a subject column: {column}")
+        _key_column(column)
         bound, params = "", [value]
         if after is not None:
             bound = (" AND (occurred_at > ? OR occurred_at = ? AND (touchpoint_id > ? "
@@ -160,8 +158,7 @@ class Queries(DerivationReads):
 
     def contacts_of(self, column: str, value: str) -> list[dict[str, Any]]:
         """Per record whose touchpoints carry the key: how many, the first and the last occurred time."""
-        if column not in {*SUBJECT_COLUMN.values(), "record_id"}:
-            raise ValueError(f"not a subject column: {column}")
+        _key_column(column)
         rows = self.query(
             f"SELECT record_id, COUNT(*) AS n, MIN(occurred_at) AS first, MAX(occurred_at) AS last "
             f"FROM {self.table('touchpoints')} WHERE {column} = ? GROUP BY record_id",
@@ -170,22 +167,24 @@ class Queries(DerivationReads):
         return [{"record_id": r["record_id"], "touchpoints": int(r["n"]), "first": parse_ts(r["first"]),
                  "last": parse_ts(r["last"])} for r in rows]
 
-    def transitions_caused(self, column: str, value: str, scope: Scope, subject: str | None = None,
+    def _caused(self, column: str) -> str:
+        """FROM and WHERE of the touchpoints carrying a key (`t`) joined to the customer transitions
+        each caused (`x`); its parameters: the customer scope, then the key's value."""
+        return (f"{self.table('touchpoints')} t JOIN {self.table('transitions')} x ON x.scope = ? "
+                "AND x.subject = t.record_id AND x.occurred_at = t.occurred_at AND x.touchpoint_id = t.touchpoint_id "
+                f"WHERE t.{_key_column(column)} = ?")
+
+    def transitions_caused(self, column: str, value: str, instance: tuple[Scope, str] | None = None,
                            between: tuple[datetime, datetime] | None = None) -> list[dict[str, Any]]:
         """The stage transitions caused by the touchpoints carrying a key: the contacts' own
-        (customer scope, by record) and, with `subject`, the instance's; only those that occurred
-        `between` two times when given (a page's first and last touchpoint)."""
-        touchpoints, transitions = self.table("touchpoints"), self.table("transitions")
+        (customer scope, by record) and the `instance`'s (a deal, an account, a case) when given;
+        only those that occurred `between` two times when given (a page's first and last touchpoint)."""
         window, params = "", []
         if between is not None:
             window = " AND t.occurred_at >= ? AND t.occurred_at <= ?"
             params = [ts(between[0]), ts(between[1])]
-        rows = self.query(
-            f"SELECT x.*, t.record_id AS cause FROM {touchpoints} t JOIN {transitions} x "
-            "ON x.scope = ? AND x.subject = t.record_id AND x.occurred_at = t.occurred_at "
-            f"AND x.touchpoint_id = t.touchpoint_id WHERE t.{column} = ?{window}",
-            [Scope.customer.value, value, *params],
-        )
+        rows = self.query(f"SELECT x.*, t.record_id AS cause FROM {self._caused(column)}{window}",
+                          [Scope.customer.value, value, *params])
         order = {j: i for i, j in enumerate(self.playbook.journeys)}
 
         def ordered(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -193,29 +192,25 @@ class Queries(DerivationReads):
 
         found = ordered([{**transition_from_row(r), "scope": Scope.customer.value, "subject": None, "cause": r["cause"]}
                          for r in rows])
-        if subject is not None and scope is not Scope.customer:  # after the contacts' own, as a page lists them
+        if instance is not None:  # after the contacts' own, as a page lists them
+            scope, subject = instance
             window = " AND occurred_at >= ? AND occurred_at <= ?" if between is not None else ""
-            rows = self.query(
-                f"SELECT * FROM {transitions} WHERE scope = ? AND subject = ?{window}", [scope.value, subject, *params]
-            )
+            rows = self.query(f"SELECT * FROM {self.table('transitions')} WHERE scope = ? AND subject = ?{window}",
+                              [scope.value, subject, *params])
             found += ordered([{**transition_from_row(r), "scope": scope.value, "subject": subject, "cause": r["record_id"]}
                               for r in rows])
         return found
 
-    def stages_reached(self, column: str, value: str, scope: Scope, subject: str | None = None) -> list[dict[str, Any]]:
+    def stages_reached(self, column: str, value: str, instance: tuple[Scope, str] | None = None) -> list[dict[str, Any]]:
         """Per journey and stage entered by the touchpoints carrying a key (the contacts' journeys
-        and, with `subject`, the instance's): whether any of those entries was a restart."""
-        touchpoints, transitions = self.table("touchpoints"), self.table("transitions")
-        rows = self.query(
-            f"SELECT x.journey, x.to_stage, MAX(x.is_restart) AS restarted FROM {touchpoints} t JOIN {transitions} x "
-            "ON x.scope = ? AND x.subject = t.record_id AND x.occurred_at = t.occurred_at "
-            f"AND x.touchpoint_id = t.touchpoint_id WHERE t.{column} = ? GROUP BY x.journey, x.to_stage",
-            [Scope.customer.value, value],
-        )
+        and the `instance`'s when given): whether any of those entries was a restart."""
+        rows = self.query(f"SELECT x.journey, x.to_stage, MAX(x.is_restart) AS restarted FROM {self._caused(column)} "
+                          "GROUP BY x.journey, x.to_stage", [Scope.customer.value, value])
         found = [{"scope": Scope.customer.value, **dict(r)} for r in rows]
-        if subject is not None and scope is not Scope.customer:
+        if instance is not None:
+            scope, subject = instance
             rows = self.query(
-                f"SELECT journey, to_stage, MAX(is_restart) AS restarted FROM {transitions} "
+                f"SELECT journey, to_stage, MAX(is_restart) AS restarted FROM {self.table('transitions')} "
                 "WHERE scope = ? AND subject = ? GROUP BY journey, to_stage",
                 [scope.value, subject],
             )
@@ -230,3 +225,11 @@ class Queries(DerivationReads):
                 f"SELECT record_id, sealed_key FROM {self.table('customers')} "
                 f"WHERE record_id IN ({self.dialect.marks(len(chunk))})", chunk)]
         return found
+
+
+def _key_column(column: str) -> str:
+    """A touchpoint column that names an instance (a record, a customer, a deal, an account or a
+    case): checked, as it is written into statements."""
+    if column not in {*SUBJECT_COLUMN.values(), "record_id"}:
+        raise ValueError(f"not a subject column: {column}")
+    return column
