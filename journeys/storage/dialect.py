@@ -104,11 +104,16 @@ class SQLite(Dialect):
     def before_write(self, cursor: Any) -> None:
         cursor.execute("PRAGMA secure_delete = ON")  # what a write frees is zeroed, not left in the file
 
+    @staticmethod
+    def _sqlite3(cursor: Any) -> Any:
+        """sqlite3's own cursor (eventsourcing wraps it, without rowcount or fetchmany)."""
+        return getattr(cursor, "sqlite_cursor", cursor)
+
     def rowcount(self, cursor: Any) -> int:
-        return max(getattr(cursor, "sqlite_cursor", cursor).rowcount, 0)  # eventsourcing wraps sqlite3's cursor
+        return max(self._sqlite3(cursor).rowcount, 0)
 
     def stream(self, cursor: Any, statement: str, params: Sequence[Any] = (), size: int = 10_000) -> Iterator[list[Any]]:
-        return super().stream(getattr(cursor, "sqlite_cursor", cursor), statement, params, size)
+        return super().stream(self._sqlite3(cursor), statement, params, size)
 
     def uuid(self, value: UUID | str) -> Any:
         return (value if isinstance(value, UUID) else UUID(value)).hex

@@ -74,9 +74,13 @@ def _chain(store: Store) -> None:
         view.execute(f"UPDATE {meta} SET value = ? WHERE name = 'format'", [STORE_FORMAT])
 
 
+def _run(view: JourneyView, statements: list[str]) -> None:
+    for statement in statements:
+        view.execute(statement)
+
+
 def _tables(store: Store) -> None:
-    for statement in store.view.generation_ddl(analytics=False):
-        store.view.execute(statement)
+    _run(store.view, store.view.generation_ddl(analytics=False))
 
 
 LEGACY_COLUMNS = (  # added by releases before versions: playbook versions, analytics, identity links
@@ -97,18 +101,15 @@ def _legacy_columns(store: Store) -> None:
 
 
 def _analytics_indexes(store: Store) -> None:
-    for statement in store.view.analytics_ddl():
-        store.view.execute(statement)
+    _run(store.view, store.view.analytics_ddl())
 
 
 def _history_index(store: Store) -> None:
-    for statement in store.view.history_ddl():
-        store.view.execute(statement)
+    _run(store.view, store.view.history_ddl())
 
 
 def _stay_counters(store: Store) -> None:
-    for statement in store.view.generation_ddl(analytics=False):  # the new tables, beside the others
-        store.view.execute(statement)
+    _tables(store)  # the new tables, beside the others
     store.view.recount_stays()
 
 
