@@ -35,12 +35,24 @@ class Counters(ReadModelStore):
     def counts(self) -> list[dict[str, Any]]:
         """Every combination of stages with instances in it: scope, {journey: [stage, defects]}, instances."""
         rows = self.query(f"SELECT scope, combination, instances FROM {self.table('counts')} WHERE instances > 0")
-        return [{"scope": r["scope"], "stages": json.loads(r["combination"]), "instances": r["instances"]} for r in rows]
+        return [{"scope": r["scope"], "stages": self._stages_of(r["combination"]), "instances": r["instances"]} for r in rows]
+
+    def _stages_of(self, combination: str) -> dict[str, list[Any]]:
+        """A combination's key read back, parsed once per process: there are as many combinations
+        as the journeys' stages allow (tens of thousands with four journeys), read at every count.
+        Read-only: the same dict is handed to every caller."""
+        parsed: dict[str, dict[str, list[Any]]] = self.__dict__.setdefault("_combinations", {})
+        found = parsed.get(combination)
+        if found is None:
+            if len(parsed) >= 500_000:  # a bound, far above what a playbook's stages allow
+                parsed.clear()
+            found = parsed[combination] = json.loads(combination)
+        return found
 
     def summary(self) -> dict[str, dict[str | None, int]]:
         """How many instances are in each stage of each journey (None: not started)."""
         counts: dict[str, dict[str | None, int]] = {j: {} for j in self.playbook.journeys}
-        for row in self.counts():  # the counters: a few hundred rows, however many instances
+        for row in self.counts():  # the counters: one row per combination, however many instances
             for journey, (stage, _) in row["stages"].items():
                 found = counts.setdefault(journey, {})
                 found[stage] = found.get(stage, 0) + row["instances"]
