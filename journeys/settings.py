@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         description="a projection with a newer playbook than the live read models' rebuilds them under it on start",
     )
     projection_batch_size: int = Field(1000, ge=1, le=100_000)
+    projection_parts: int = Field(
+        1, ge=1, le=1024,
+        description="how many `journeys project --partition K/N` processes project the view (N); every "
+                    "process that reads it says the same, to know how far the view is",
+    )
     projection_poll_interval: float = Field(0.05, gt=0, le=60)
     aggregate_cache_size: int = Field(10_000, ge=0)
     read_your_writes_timeout: float = Field(

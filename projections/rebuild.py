@@ -101,7 +101,8 @@ class Rebuild:
         return Rebuilt(builder.generation, retired, position, events, time.perf_counter() - started, len(revisions))
 
     def _live_position(self) -> int:
-        return self.view.max_tracking_id(self.view.tracking_name(self.app.name)) or 0
+        """How far the live generation is: its runner's position, or its furthest part's."""
+        return max(self.view.tracking_positions(self.app.name).values(), default=0)
 
     def _catch_up(
         self, projection: StageProjection, builder: JourneyView, target: int, touched: set[str] | None

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -20,6 +22,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from journeys import metrics
 from journeys.describe import describe
 from journeys.retry import logged, until_stopped
+from projections.partition import InstanceChanged, Part, is_link, part_of
 from projections.rebuild import Progress, Rebuild, Rebuilt
 from projections.stages import StageProjection, next_batch
 from projections.storage.changes import GenerationChanged
@@ -36,6 +39,7 @@ class ProjectionRunner:
         poll_interval: float = 0.05,
         version: int = 0,
         auto_rebuild: bool = True,
+        parts: int = 1,
     ):
         self.app = app
         self.projection = projection
@@ -52,12 +56,51 @@ class ProjectionRunner:
         self._dropper: threading.Timer | None = None  # drops the generation an automatic rebuild retired
         self.lag = metrics.Lag()
         self.projects = False  # whether start() was asked to keep the projection current here
+        # How many parts project the view (projections/partition.py), and which one this runner
+        # is: None when there are several and this process only reads (see `partition`).
+        self.parts = parts
+        self.part: Part | None = Part(1, 1) if parts == 1 else None
+
+    def partition(self, part: Part) -> None:
+        """Project as this part of several (`journeys project --partition K/N`)."""
+        self.parts, self.part = part.count, part
+        self.projection.checked = not part.alone
 
     @property
     def position(self) -> int:
-        """The last notification id the view has processed (0: none)."""
+        """The last notification id the view has processed (0: none). With several parts: this
+        part's own position; for a process that only reads, the least of the parts' (every
+        event up to it is in the view)."""
         view = self.projection.view
-        return view.max_tracking_id(view.tracking_name(self.app.name)) or 0
+        if self.part is not None and self.part.alone:
+            return view.max_tracking_id(view.tracking_name(self.app.name)) or 0
+        found = self._positions()
+        if self.part is not None:
+            return found[self.part]
+        return min(found.values())
+
+    def _positions(self) -> dict[Part, int]:
+        """Each part's position: its own, or the single runner's (a rebuild's) if further."""
+        view = self.projection.view
+        name = view.tracking_name(self.app.name)
+        recorded = view.tracking_positions(self.app.name)
+        return {part: max(recorded.get(part.tracking_name(name), 0), recorded.get(name, 0))
+                for part in (Part(k, self.parts) for k in range(1, self.parts + 1))}
+
+    def layout_conflict(self) -> str | None:
+        """Why this runner must not write: the view was projected further by another layout (a
+        single runner, or a different number of parts), whose events it would apply again."""
+        view, part = self.projection.view, self.part
+        name = view.tracking_name(self.app.name)
+        recorded = view.tracking_positions(self.app.name)
+        mine = max(recorded.get(name, 0), recorded.get(part.tracking_name(name), 0) if part else 0)
+        for other, at in recorded.items():
+            layout = other.rpartition("/")[2] if "#" in other else "1"
+            if at > mine and layout != str(self.parts) and not (layout == "1" and self.parts > 1 and other == name):
+                ran = "one runner" if layout == "1" else f"{layout} parts"
+                return (f"the read models were projected by {ran} up to position {at}, further than this runner "
+                        f"({mine}): run that layout again, or rebuild the read models (journeys rebuild-projections)")
+        return None
 
     def observe(self) -> None:
         """Report the position and the lag behind the event store to the metrics."""
@@ -65,21 +108,39 @@ class ProjectionRunner:
 
     def run_once(self) -> int:
         """Process the next batch; returns how many notifications it covered."""
-        view = self.projection.view
+        while True:
+            try:
+                return self._run_once()
+            except InstanceChanged as changed:  # another part wrote an instance of the batch: read it again
+                log.debug("%s", changed)
+
+    def _run_once(self) -> int:
+        view, part = self.projection.view, self.part
         if view.follow():  # a rebuild switched the read models to a new generation
             self.projection.forget()
+        if part is None:
+            raise RuntimeError(f"the view is projected by {self.parts} parts: run `journeys project --partition K/"
+                               f"{self.parts}` for each K; this process only reads")
         if not self._may_write():
             return 0
         start = self.position + 1
         notifications = self.app.recorder.select_notifications(start=start, limit=self.batch_size)
         if not notifications:
             return 0
-        events = [self.app.mapper.to_domain_event(n) for n in notifications]
-        taken = next_batch(events)  # an identity link is processed alone
-        events, notifications = events[:taken], notifications[:taken]
-        tracking = Tracking(view.tracking_name(self.app.name), notifications[-1].id)
+        if part.alone:
+            events = [self.app.mapper.to_domain_event(n) for n in notifications]
+            taken = next_batch(events)  # an identity link is processed alone
+            events, notifications = events[:taken], notifications[:taken]
+        else:
+            notifications = self._up_to_a_link(notifications)
+            if not notifications:
+                return 0  # at a link another part applies, or that waits for this one's siblings
+            events = [self.app.mapper.to_domain_event(n) for n in notifications if part.owns(n.originator_id)]
+        tracking = Tracking(part.tracking_name(view.tracking_name(self.app.name)), notifications[-1].id)
         try:
             self.projection.process(events, tracking, after=start - 1)
+            if not part.alone and is_link(notifications[0].topic):
+                self.projection.forget()  # the link moved records between customers, whichever part applied it
         except IntegrityError:
             # Another runner recorded this position first; carry on from where it got.
             log.info("position %s was already processed by another runner", tracking.notification_id)
@@ -90,16 +151,34 @@ class ProjectionRunner:
             self._advanced.notify_all()
         return len(notifications)
 
+    def _up_to_a_link(self, notifications: Sequence[Any]) -> Sequence[Any]:
+        """The notifications a part takes next: those before the next identity link, or the link
+        alone once it may pass it (a barrier: see projections/partition.py); [] while it waits."""
+        first, part = notifications[0], self.part
+        assert part is not None
+        if not is_link(first.topic):
+            return notifications[:next((i for i, n in enumerate(notifications) if is_link(n.topic)), len(notifications))]
+        positions = self._positions()
+        if part.owns(first.originator_id):  # everyone else has applied what came before it
+            ready = all(positions[p] >= first.id - 1 for p in part.siblings())
+        else:  # its owner has applied it
+            ready = positions[Part(part_of(first.originator_id, part.count), part.count)] >= first.id
+        return [first] if ready else []
+
     def _may_write(self) -> bool:
         """Only a runner with the playbook the live read models were derived under writes them.
         One with a newer playbook rebuilds them under it first (a deployment); one with an older
         one leaves them alone (a process not restarted yet)."""
         view, playbook = self.projection.view, self.projection.playbook
         self.paused = None
+        conflict = self.layout_conflict()
+        if conflict is not None:
+            self.paused = conflict
+            return False
         if view.live_playbook in (None, playbook.fingerprint):  # None: derived before versions were kept
             return True
         live = view.playbooks().get(view.live_playbook, {}).get("version", 0)
-        if self.version > live and self.auto_rebuild:
+        if self.version > live and self.auto_rebuild and self.parts == 1:  # parts wait for a rebuild run once
             log.info("the read models come from playbook v%s; rebuilding them under v%s", live, self.version)
             keep = 30.0
             self.rebuild(keep_retired=keep)
@@ -114,8 +193,14 @@ class ProjectionRunner:
         )
         return False
 
-    def catch_up(self) -> int:
-        """Process until the view has reached the end of the log; returns the position."""
+    def catch_up(self, timeout: float = 60.0) -> int:
+        """Process until the view has reached the end of the log; returns the position. Where
+        parts project (this process only reads), wait for them to get there."""
+        if self.part is None:
+            end = self.app.recorder.max_notification_id() or 0
+            if not self.wait(end, timeout):
+                raise TimeoutError(f"the {self.parts} projection parts did not reach position {end} in {timeout:.0f} s")
+            return self.position
         while self.run_once():
             pass
         return self.position
@@ -142,6 +227,9 @@ class ProjectionRunner:
     def start(self, project: bool = True) -> None:
         """Project in the background; or, with project=False (another process projects), only
         follow the live generation of the read models, so this process reads the one that is live."""
+        if project and self.part is None:
+            raise ValueError(f"JOURNEYS_PROJECTION_PARTS={self.parts}: the view is projected by `journeys project "
+                             f"--partition K/{self.parts}` processes; set JOURNEYS_RUN_PROJECTIONS=false here")
         self.projects = project
         target = self._loop if project else self._follow
         self._thread = threading.Thread(target=target, name="projection-runner", daemon=True)

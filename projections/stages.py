@@ -66,6 +66,9 @@ class StageProjection:
         self._roots: dict[str, str] = {}  # record -> the customer its touchpoints belong to
         self._any_links: bool | None = None  # whether the view holds any identity link (None: not asked)
         self._written_up_to: int | None = None
+        # Several parts project (projections/partition.py): each change is written only if its
+        # instance still has the touchpoint count this batch read.
+        self.checked = False
 
     def forget(self) -> None:
         self._states.clear()
@@ -112,7 +115,7 @@ class StageProjection:
             current = self._current(scope, list(by_subject))
             changes += [self._change(scope, s, new, current.get(s)) for s, new in by_subject.items()]
         rows = [{**_row(e), "customer": roots[str(e.originator_id)]} for e in recorded]
-        self.view.write(rows, changes, tracking, registered, erasures, publish=self.live)
+        self.view.write(rows, changes, tracking, registered, erasures, publish=self.live, checked=self.checked)
         for change in changes:  # the new transitions (a rebuild derives none new: not live)
             for t in change.new_transitions:
                 metrics.TRANSITIONS.labels(t.journey, t.to_stage or "not_started").inc()
@@ -198,7 +201,7 @@ class StageProjection:
             return SubjectChange(
                 scope, subject, derivation.stages, count + len(new), derivation.transitions, causes, None,
                 derivation.transitions if self.live else [], _changed(current, derivation.stages),
-                before=current[0] if current else None,
+                before=current[0] if current else None, read_count=count,
             )
         # A late touchpoint: fold again from the stages just before it occurred, over the
         # touchpoints from then on; what came earlier cannot change.
@@ -214,7 +217,7 @@ class StageProjection:
             scope, subject, derivation.stages, count + len(new), derivation.transitions, causes, at,
             fresh if self.live else [], _changed(current, derivation.stages),
             _revision(new, current, derivation, stored, fresh) if self.live else None,
-            current[0] if current else None,
+            current[0] if current else None, count,
         )
 
 

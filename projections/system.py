@@ -75,6 +75,7 @@ class System:
             app,
             StageProjection(view, playbook),
             batch_size=settings.projection_batch_size,
+            parts=settings.projection_parts,
             poll_interval=settings.projection_poll_interval,
             version=version,
             auto_rebuild=settings.auto_rebuild,

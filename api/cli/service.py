@@ -56,14 +56,26 @@ def _first_admin_key() -> None:
 
 
 @app.command()
-def project() -> None:
+def project(
+    partition: Annotated[Optional[str], typer.Option(
+        help="K/N: be part K of N processes that project together, each applying the records that fall "
+             "to it (give every process that reads the view JOURNEYS_PROJECTION_PARTS=N)")] = None,
+) -> None:
     """Keep the projections current (for deployments that run them apart from the API)."""
+    from projections.partition import Part
+
+    try:
+        part = Part.parse(partition) if partition else Part(1, Settings().projection_parts)
+    except ValueError as error:
+        fail(str(error))
     stop = threading.Event()
     _on_signals(stop.set)
     with open_system() as system:
+        system.runner.partition(part)
         metrics.serve(system.settings.metrics_port, system.settings.metrics_host)
         system.runner.start()
-        console.print(f"following the event log from position {system.runner.position}")
+        which = "" if part.alone else f" as part {part}"
+        console.print(f"following the event log{which} from position {system.runner.position}")
         stop.wait()
 
 

@@ -50,6 +50,10 @@ class Dialect:
     def before_write(self, cursor: Any) -> None:
         """Settings for a writing transaction."""
 
+    def lock(self, cursor: Any, keys: Sequence[int]) -> None:
+        """Hold these numbered locks until the transaction ends (SQLite: its write lock holds
+        everything already)."""
+
     def stream(self, cursor: Any, statement: str, params: Sequence[Any] = (), size: int = 10_000) -> Iterator[list[Any]]:
         """The rows of one '?' statement, `size` at a time: never all of them in memory, and the
         transaction never idle for long while the caller works through them."""
@@ -221,6 +225,11 @@ class PostgreSQL(Dialect):
         with schema_lock(connect_args(env), env["POSTGRES_SCHEMA"]):
             ensure_schema(env)
             yield
+
+    def lock(self, cursor: Any, keys: Sequence[int]) -> None:
+        if keys:  # in the order given: writers that sort their keys never wait on each other in a circle
+            cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(k, i) ORDER BY i",
+                           [list(keys)])
 
     def guard(self, datastores: Sequence[Any]) -> None:
         breaker = Breaker()

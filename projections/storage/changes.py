@@ -49,6 +49,7 @@ class SubjectChange:
     changed: tuple[str, ...]  # the journeys whose position (or criteria, defects) differ from the stored
     revision: Revision | None = None  # what re-deriving the past changed in it
     before: Stages | None = None  # its stages before the batch (None: a new instance)
+    read_count: int = 0  # its touchpoint count when the batch read it (checked when parts project)
 
 
 @dataclass

@@ -104,7 +104,7 @@ class Generations(Counters):
                                   "WHERE generation = ? AND state = 'live'", [ts(now()), self.generation])
             if retired != 1:
                 raise GenerationChanged("another rebuild switched the read models first")
-            live = self._max_tracking_id(self.tracking_name(application_name), c) or 0
+            live = max(self.tracking_positions(application_name, c).values(), default=0)  # parts' too
             built = self._max_tracking_id(builder.tracking_name(application_name), c) or 0
             if live != built:
                 raise NotCaughtUp(live)
@@ -121,6 +121,20 @@ class Generations(Counters):
         self.follow()
         return rows
 
+    def tracking_positions(self, application_name: str, c: Any = None) -> dict[str, int]:
+        """The positions recorded in this generation: under its tracking name (one runner, a
+        rebuild) and its parts' (`<name>#K/N`, projections/partition.py)."""
+        name = self.tracking_name(application_name)
+        statement = (f"SELECT application_name, MAX(notification_id) AS notification_id FROM {self._tracking_table()} "
+                     "GROUP BY application_name")  # a few rows: a name per generation and part
+        if c is None:
+            rows = self.query(statement)
+        else:
+            c.execute(statement)
+            rows = c.fetchall()
+        return {r["application_name"]: r["notification_id"] for r in rows
+                if r["application_name"] == name or r["application_name"].startswith(f"{name}#")}
+
     def drop_generations(self, application_name: str, states: Sequence[str], retired_before: datetime | None = None) -> list[int]:
         """Drop the tables of generations in these states (retired: before the given time)."""
         marks = ", ".join("?" * len(states))
@@ -136,8 +150,8 @@ class Generations(Counters):
             with self.datastore.transaction(commit=True) as c:
                 for name in GENERATIONAL:
                     c.execute(f"DROP TABLE IF EXISTS {old.table(name)}")
-                self.run(c, f"DELETE FROM {self._tracking_table()} WHERE application_name = ?",
-                         [old.tracking_name(application_name)])
+                for name in old.tracking_positions(application_name, c):  # its parts' too
+                    self.run(c, f"DELETE FROM {self._tracking_table()} WHERE application_name = ?", [name])
                 self.run(c, f"UPDATE {self.table('generations')} SET state = 'dropped' WHERE generation = ?",
                          [old.generation])
             dropped.append(old.generation)

@@ -11,9 +11,11 @@ from eventsourcing.persistence import Tracking
 
 from journeys.playbook import Scope
 from journeys.storage.tables import parse_ts, ts
+from projections.partition import InstanceChanged, lock_key
 from projections.storage.changes import GenerationChanged, IdentityChange, SubjectChange
 from projections.storage.counters import Counters
 from projections.storage.rows import (
+    chunks,
     combination,
     marks_of,
     outbox_row,
@@ -38,8 +40,10 @@ class ProjectionWrites(Counters, StayCounters):
         erasures: Sequence[tuple[str, datetime]] = (),
         publish: bool = True,
         identity: IdentityChange | None = None,
+        checked: bool = False,
     ) -> None:
-        """Store one processed batch and the position it reached, atomically."""
+        """Store one processed batch and the position it reached, atomically. `checked`: only if
+        no instance changed since the batch read it (projection parts: InstanceChanged if one did)."""
         changes = list(changes)
         fingerprint = self.playbook.fingerprint
         with self.datastore.transaction(commit=True) as c:
@@ -48,6 +52,8 @@ class ProjectionWrites(Counters, StayCounters):
                 self._claim(c)  # a rebuild may have switched generations since this batch was read
             # Tracking first: a concurrent runner that got here first makes this fail.
             self._insert_tracking(c, tracking)
+            if checked:
+                self._hold(c, changes)
             stays = Deltas()
             if identity is not None:
                 self._relink(c, identity, stays)
@@ -74,6 +80,21 @@ class ProjectionWrites(Counters, StayCounters):
             self.insert(c, REVISIONS, revisions)
             self._erase(c, erasures, publish)
             self.add_stays(c, stays)
+
+    def _hold(self, c: Any, changes: list[SubjectChange]) -> None:
+        """Lock the batch's instances against the other parts, then make sure each still has the
+        touchpoint count the batch read (see projections/partition.py)."""
+        read = {(ch.scope.value, ch.subject): ch.read_count for ch in changes}
+        self.dialect.lock(c, sorted(lock_key(scope, subject) for scope, subject in read))
+        stored: dict[tuple[str, str], int] = {}
+        for scope in sorted({scope for scope, _ in read}):
+            for chunk in chunks(sorted(subject for s, subject in read if s == scope)):
+                c.execute(self.dialect.sql(f"SELECT subject, touchpoint_count FROM {self.table('subjects')} WHERE scope = ? "
+                                           f"AND subject IN ({self.dialect.marks(len(chunk))})"), [scope, *chunk])
+                stored.update(((scope, r["subject"]), r["touchpoint_count"]) for r in c.fetchall())
+        changed = sorted(key for key, count in read.items() if stored.get(key, 0) != count)
+        if changed:
+            raise InstanceChanged(f"{len(changed)} instances changed since the batch read them, {changed[0]} first")
 
     def _relink(self, c: Any, change: IdentityChange, stays: Deltas) -> None:
         """Apply a link or an unlink: the links, the customer of the touchpoints, and the
