@@ -86,7 +86,10 @@ class Rebuild:
                 if first is None:  # the bulk of the work is done: compare with the live generation
                     first = _moved(compare_positions(view, builder, view.query))
                 try:
-                    revisions = view.switch_to(builder, name, lambda run: self._revisions(view, builder, first, touched, run))  # noqa: B023 - called at once
+                    revisions = view.switch_to(
+                        builder, name, lambda run: self._revisions(view, builder, first, touched, run),  # noqa: B023 - called at once
+                        lambda live: self._catch_up(projection, builder, live, touched),  # noqa: B023 - called at once
+                    )
                     break
                 except NotCaughtUp:
                     continue  # the live generation went on meanwhile: follow it

@@ -26,6 +26,7 @@ class Dialect:
     name: ClassVar[str]
     param: ClassVar[str]
     serial_key: ClassVar[str]  # an auto-numbered primary key column's type
+    concurrent_writes: ClassVar[bool]
     notification_id: ClassVar[str]  # the events table's column that numbers the events in order
 
     def sql(self, statement: str) -> str:
@@ -103,6 +104,7 @@ class SQLite(Dialect):
     name = "sqlite"
     param = "?"
     serial_key = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    concurrent_writes = False  # one write transaction at a time
     notification_id = "rowid"
 
     def before_write(self, cursor: Any) -> None:
@@ -159,6 +161,7 @@ class PostgreSQL(Dialect):
     name = "postgresql"
     param = "%s"
     serial_key = "BIGSERIAL PRIMARY KEY"
+    concurrent_writes = True  # transactions write at once, waiting only on the rows they share
     notification_id = "notification_id"
 
     def qualified(self, datastore: Any, name: str) -> str:

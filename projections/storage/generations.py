@@ -90,6 +90,7 @@ class Generations(Counters):
     def switch_to(
         self, builder: Generations, application_name: str,
         revisions: Callable[[Callable[[str, list[Any]], list[Any]]], list[list[Any]]],
+        catch_up: Callable[[int], object] | None = None,
     ) -> list[list[Any]]:
         """Make the builder's generation the live one, if it has processed exactly what the live
         one has (NotCaughtUp, nothing changed, if not), with the revision rows `revisions` gives
@@ -97,7 +98,10 @@ class Generations(Counters):
 
         The live row is updated first: on PostgreSQL that waits for the projection batches that
         hold it (FOR SHARE) and holds off the next; on SQLite it takes the write lock. So no
-        batch of the live generation lands between the check and the switch."""
+        batch of the live generation lands between the check and the switch. Where other
+        transactions may write meanwhile (PostgreSQL), `catch_up(position)` brings the builder to
+        the live position while the live generation waits, so a busy live one cannot keep a
+        rebuild from ever switching."""
         generations = self.table("generations")
         with self.datastore.transaction(commit=True) as c:
             retired = self.run(c, f"UPDATE {generations} SET state = 'retired', retired_at = ? "
@@ -106,6 +110,9 @@ class Generations(Counters):
                 raise GenerationChanged("another rebuild switched the read models first")
             live = max(self.tracking_positions(application_name, c).values(), default=0)  # parts' too
             built = self._max_tracking_id(builder.tracking_name(application_name), c) or 0
+            if live != built and catch_up is not None and self.dialect.concurrent_writes:
+                catch_up(live)
+                built = self._max_tracking_id(builder.tracking_name(application_name), c) or 0
             if live != built:
                 raise NotCaughtUp(live)
             self.run(c, f"UPDATE {generations} SET state = 'live', live_at = ? WHERE generation = ?",
