@@ -12,7 +12,7 @@ advance. Whole days of funnels and durations come from the stay counters the pro
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -108,9 +108,10 @@ class Analytics:
                 _merge(times.setdefault(stage, {}), histogram)
 
         days, windows = self._spans(f)
+        tag = _tag(f)
         if days is not None:
-            gather(self.view.stay_ends(journey, *days), self.view.stays_open(journey, *days),
-                   self.view.stay_times(journey, *days, restarts=False))
+            gather(self.view.stay_ends(journey, *days, tag=tag), self.view.stays_open(journey, *days, tag=tag),
+                   self.view.stay_times(journey, *days, restarts=False, tag=tag))
         for window in windows:
             gather(self._stay_ends(journey, window), self._stays_open(journey, window), self._stay_times(journey, window))
         for row in rows:
@@ -156,8 +157,9 @@ class Analytics:
     @staticmethod
     def _spans(f: Filters) -> tuple[tuple[str, str] | None, list[Filters]]:
         """The whole days of the window the counters answer ("": unbounded), and the windows the
-        stays answer: the parts of a day at its ends, or all of it under an instance filter."""
-        if f.cohort is not None or f.campaign is not None or f.channel is not None:
+        stays answer: the parts of a day at its ends, or all of it under a cohort, or a campaign
+        and a channel at once (the counters are kept for each campaign and channel alone)."""
+        if f.cohort is not None or (f.campaign is not None and f.channel is not None):
             return None, [f]
         windows, first, last = [], "", ""
         if f.start is not None:
@@ -165,12 +167,12 @@ class Analytics:
             midnight = _midnight(start) if start == _midnight(start) else _midnight(start) + timedelta(days=1)
             first = midnight.date().isoformat()
             if start < midnight:
-                windows.append(Filters(start, midnight))
+                windows.append(replace(f, start=start, end=midnight))
         if f.end is not None:
             end = f.end.astimezone(UTC)
             last = _midnight(end).date().isoformat()
             if _midnight(end) < end:
-                windows.append(Filters(_midnight(end), end))
+                windows.append(replace(f, start=_midnight(end), end=end))
         if first and last and first >= last:  # not a whole day in it
             return None, [f]
         return (first, last), windows
@@ -367,6 +369,13 @@ class Analytics:
 def _merge(into: dict[Any, int], more: dict[Any, int]) -> None:
     for key, n in more.items():
         into[key] = into.get(key, 0) + n
+
+
+def _tag(f: Filters) -> str | None:
+    """The stay counters' tag of the one campaign or channel the filters name (None: neither)."""
+    if f.campaign is not None:
+        return f"campaign:{f.campaign}"
+    return None if f.channel is None else f"channel:{f.channel}"
 
 
 def _midnight(at: datetime) -> datetime:

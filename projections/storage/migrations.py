@@ -127,6 +127,8 @@ STEPS = (
     Step(6, "the stage counters, counted from the positions", _counters),
     Step(7, "a customer record's touchpoints in occurred order, for history pages", _history_index),
     Step(8, "stay counters by day (ends, durations, open stays), counted from the stage history", _stay_counters),
+    Step(9, "stay counters per campaign and per channel, counted from the touchpoints and the stage history",
+         _stay_counters),
 )
 LATEST = STEPS[-1].version
 

@@ -18,10 +18,12 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from journeys.playbook import Scope
 from journeys.stages import Position
 from journeys.storage.tables import ts
 from projections.storage.base import ReadModelStore
-from projections.storage.schema import STAY_ENDS, STAY_TIMES, STAYS_OPEN, TRANSITIONS
+from projections.storage.rows import chunks
+from projections.storage.schema import STAY_TABLES, SUBJECT_COLUMN, TRANSITIONS
 
 BUCKETS_PER_DOUBLING = 8
 NONE = ""  # no stage, in a key column
@@ -100,15 +102,35 @@ class Deltas:
         """A journey's position changed: its open stay is another one now."""
         for position, sign in ((before, -1), (after, 1)):
             if position is not None and position.stage is not None and position.since is not None:
-                key = (journey, day(ts(position.since)), position.stage)
-                self.open[key] = self.open.get(key, 0) + sign
+                self.opened(journey, ts(position.since) or "", position.stage, sign)
+
+    def opened(self, journey: str, since: str, stage: str, sign: int = 1) -> None:
+        key = (journey, day(since), stage)
+        self.open[key] = self.open.get(key, 0) + sign
+
+    def add(self, other: Deltas, sign: int = 1) -> None:
+        """Add another's deltas (sign -1: subtract them)."""
+        for mine, theirs in zip(self.counters(), other.counters(), strict=True):
+            for key, n in theirs.items():
+                mine[key] = mine.get(key, 0) + sign * n
+
+    def counters(self) -> tuple[dict[tuple[Any, ...], int], ...]:
+        """ends, times, open: in the order of schema.STAY_TABLES."""
+        return self.ends, self.times, self.open
+
+
+ENDED_OF_X = ", ".join(f"x.{column}" for column in ENDED_COLUMNS)
+OPEN_OF_X = "x.journey, x.stage, x.since FROM {positions} x"
 
 
 class StayCounters(ReadModelStore):
-    def add_stays(self, c: Any, deltas: Deltas) -> None:
-        """Add a batch's deltas to the counters, in its transaction."""
-        for table, found in ((STAY_ENDS, deltas.ends), (STAY_TIMES, deltas.times), (STAYS_OPEN, deltas.open)):
+    def add_stays(self, c: Any, deltas: Deltas, tagged: dict[str, Deltas] | None = None) -> None:
+        """Add a batch's deltas to the counters, and each tag's to its counters, in its transaction."""
+        tagged = tagged or {}
+        for (table, tag_table), found, i in zip(STAY_TABLES, deltas.counters(), range(3), strict=True):
             self.accumulate(c, table, [[*key, n] for key, n in sorted(found.items()) if n], "n")
+            rows = [[tag, *key, n] for tag in sorted(tagged) for key, n in sorted(tagged[tag].counters()[i].items()) if n]
+            self.accumulate(c, tag_table, rows, "n")
 
     def deleted_transitions(self, c: Any, where: str, params: Sequence[Any]) -> list[Any]:
         """Delete transitions, returning what their stays' counters need."""
@@ -116,65 +138,112 @@ class StayCounters(ReadModelStore):
                   list(params))
         return [ended_of_record(r) for r in c.fetchall()]
 
+    def instance_stays(self, c: Any, instances: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Deltas]:
+        """The whole stays of these (scope, subject) instances as they stand in the transaction."""
+        found: dict[tuple[str, str], Deltas] = {}
+        by_scope: dict[str, list[str]] = {}
+        for scope, subject in instances:
+            found[(scope, subject)] = Deltas()
+            by_scope.setdefault(scope, []).append(subject)
+        for scope, subjects in sorted(by_scope.items()):
+            journeys = self.playbook.journeys_of(Scope(scope))
+            for chunk in chunks(sorted(subjects)):
+                marks = self.dialect.marks(len(chunk))
+                c.execute(self.dialect.sql(f"SELECT x.subject, {ENDED_OF_X} FROM {self.table('transitions')} x "
+                                           f"WHERE x.scope = ? AND x.subject IN ({marks})"), [scope, *chunk])
+                for r in c.fetchall():
+                    found[(scope, r["subject"])].ended([ended_of_record(r)], 1)
+                if not journeys:
+                    continue
+                c.execute(self.dialect.sql(
+                    f"SELECT x.subject, {OPEN_OF_X.format(positions=self.table('positions'))} "
+                    f"WHERE x.journey IN ({self.dialect.marks(len(journeys))}) AND x.subject IN ({marks}) "
+                    "AND x.scope = ? AND x.stage IS NOT NULL AND x.since IS NOT NULL"), [*journeys, *chunk, scope])
+                for r in c.fetchall():
+                    found[(scope, r["subject"])].opened(r["journey"], r["since"], r["stage"])
+        return found
+
     def recount_stays(self) -> None:
-        """Count the stays again from the transitions and positions (a store from before the
-        counters, or rows written around the projection, as benchmarks do)."""
-        deltas = Deltas()
-        transitions, positions = self.table("transitions"), self.table("positions")
-        with self.datastore.transaction(commit=False) as c:
-            for rows in self.dialect.stream(c, f"SELECT {ENDED_SQL} FROM {transitions}"):
-                deltas.ended((ended_of_record(r) for r in rows), 1)
-            for rows in self.dialect.stream(c, f"SELECT journey, stage, since FROM {positions} "
-                                               "WHERE stage IS NOT NULL AND since IS NOT NULL"):
-                for r in rows:
-                    key = (r["journey"], day(r["since"]), r["stage"])
-                    deltas.open[key] = deltas.open.get(key, 0) + 1
+        """Count the stays again from the transitions and positions, and which campaigns and
+        channels touched each instance from the touchpoints (a store from before the counters,
+        or rows written around the projection, as benchmarks do)."""
+        transitions, positions, tags = self.table("transitions"), self.table("positions"), self.table("instance_tags")
         with self.datastore.transaction(commit=True) as c:
-            for table in (STAY_ENDS, STAY_TIMES, STAYS_OPEN):
-                c.execute(f"DELETE FROM {self.table(table.name)}")
-            self.add_stays(c, deltas)
+            c.execute(f"DELETE FROM {tags}")
+            for scope, column in SUBJECT_COLUMN.items():
+                for kind in ("campaign", "channel"):  # scope and kind are ours, never input
+                    c.execute(f"INSERT INTO {tags} (scope, subject, tag) SELECT DISTINCT '{scope.value}', {column}, "
+                              f"'{kind}:' || {kind} FROM {self.table('touchpoints')} "
+                              f"WHERE {column} IS NOT NULL AND {kind} IS NOT NULL")
+        deltas, tagged = Deltas(), dict[str, Deltas]()
+        joined = f"JOIN {tags} g ON g.scope = x.scope AND g.subject = x.subject"
+        with self.datastore.transaction(commit=False) as c:
+            for rows in self.dialect.stream(c, f"SELECT {ENDED_OF_X} FROM {transitions} x"):
+                deltas.ended((ended_of_record(r) for r in rows), 1)
+            for rows in self.dialect.stream(c, f"SELECT g.tag, {ENDED_OF_X} FROM {transitions} x {joined}"):
+                for r in rows:
+                    tagged.setdefault(r["tag"], Deltas()).ended([ended_of_record(r)], 1)
+            where = "WHERE x.stage IS NOT NULL AND x.since IS NOT NULL"
+            for rows in self.dialect.stream(c, f"SELECT {OPEN_OF_X.format(positions=positions)} {where}"):
+                for r in rows:
+                    deltas.opened(r["journey"], r["since"], r["stage"])
+            for rows in self.dialect.stream(c, f"SELECT g.tag, {OPEN_OF_X.format(positions=positions)} {joined} {where}"):
+                for r in rows:
+                    tagged.setdefault(r["tag"], Deltas()).opened(r["journey"], r["since"], r["stage"])
+        with self.datastore.transaction(commit=True) as c:
+            for pair in STAY_TABLES:
+                for table in pair:
+                    c.execute(f"DELETE FROM {self.table(table.name)}")
+            self.add_stays(c, deltas, tagged)
 
     # -- reads: days [first, last) of a journey, "" for no bound -----------------------------
 
-    def _days(self, first: str, last: str) -> tuple[str, list[Any]]:
-        where, params = "", []
+    def _days(self, journey: str, first: str, last: str, tag: str | None) -> tuple[str, list[Any]]:
+        """The condition on a counter table (its tag's, if given) for a journey's days."""
+        where, params = ("tag = ? AND journey = ?", [tag, journey]) if tag is not None else ("journey = ?", [journey])
         if first:
-            where, params = " AND day >= ?", [first]
+            where, params = where + " AND day >= ?", [*params, first]
         if last:
             where, params = where + " AND day < ?", [*params, last]
         return where, params
 
-    def stay_ends(self, journey: str, first: str, last: str) -> list[dict[str, Any]]:
-        """Ended stays (and starts) that began on those days, grouped as the funnel folds them."""
-        where, params = self._days(first, last)
+    @staticmethod
+    def _counter(name: str, tag: str | None) -> str:
+        return name if tag is None else f"tag_{name}"
+
+    def stay_ends(self, journey: str, first: str, last: str, tag: str | None = None) -> list[dict[str, Any]]:
+        """Ended stays (and starts) that began on those days, grouped as the funnel folds them (of
+        the instances with the tag, if given: 'campaign:<name>' or 'channel:<name>')."""
+        where, params = self._days(journey, first, last, tag)
         rows = self.query(
-            f"SELECT from_stage, to_stage, is_restart, skipped, SUM(n) AS n FROM {self.table('stay_ends')} "
-            f"WHERE journey = ?{where} GROUP BY from_stage, to_stage, is_restart, skipped",
-            [journey, *params],
+            f"SELECT from_stage, to_stage, is_restart, skipped, SUM(n) AS n FROM {self.table(self._counter('stay_ends', tag))} "
+            f"WHERE {where} GROUP BY from_stage, to_stage, is_restart, skipped",
+            params,
         )
         return [{**dict(r), "from_stage": r["from_stage"] or None, "to_stage": r["to_stage"] or None,
                  "n": int(r["n"])} for r in rows if r["n"]]
 
-    def stay_times(self, journey: str, first: str, last: str, restarts: bool) -> dict[str, dict[int, int]]:
+    def stay_times(self, journey: str, first: str, last: str, restarts: bool,
+                   tag: str | None = None) -> dict[str, dict[int, int]]:
         """Per stage left: bucket -> ended stays (with or without those ended by a restart)."""
-        where, params = self._days(first, last)
+        where, params = self._days(journey, first, last, tag)
         if not restarts:
             where += " AND is_restart = 0"
         found: dict[str, dict[int, int]] = {}
         for r in self.query(
-            f"SELECT from_stage, bucket, SUM(n) AS n FROM {self.table('stay_times')} WHERE journey = ?{where} "
-            "GROUP BY from_stage, bucket", [journey, *params],
+            f"SELECT from_stage, bucket, SUM(n) AS n FROM {self.table(self._counter('stay_times', tag))} WHERE {where} "
+            "GROUP BY from_stage, bucket", params,
         ):
             if r["n"]:
                 found.setdefault(r["from_stage"], {})[int(r["bucket"])] = int(r["n"])
         return found
 
-    def stays_open(self, journey: str, first: str, last: str) -> dict[str, int]:
+    def stays_open(self, journey: str, first: str, last: str, tag: str | None = None) -> dict[str, int]:
         """Per stage: the stays going on now that began on those days."""
-        where, params = self._days(first, last)
+        where, params = self._days(journey, first, last, tag)
         rows = self.query(
-            f"SELECT stage, SUM(n) AS n FROM {self.table('stays_open')} WHERE journey = ?{where} GROUP BY stage",
-            [journey, *params],
+            f"SELECT stage, SUM(n) AS n FROM {self.table(self._counter('stays_open', tag))} WHERE {where} GROUP BY stage",
+            params,
         )
         return {r["stage"]: int(r["n"]) for r in rows if r["n"]}
 

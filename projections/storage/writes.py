@@ -27,10 +27,11 @@ from projections.storage.rows import (
     transition_row,
 )
 from projections.storage.schema import CUSTOMERS, POSITIONS, REVISIONS, STAGE_CHANGES, SUBJECTS, TOUCHPOINTS, TRANSITIONS
-from projections.storage.stays import Deltas, StayCounters, ended_of_row
+from projections.storage.stays import Deltas, ended_of_row
+from projections.storage.tags import TagCounters
 
 
-class ProjectionWrites(Counters, StayCounters):
+class ProjectionWrites(Counters, TagCounters):
     def write(
         self,
         touchpoints: Sequence[dict[str, Any]],
@@ -54,23 +55,25 @@ class ProjectionWrites(Counters, StayCounters):
             self._insert_tracking(c, tracking)
             if checked:
                 self._hold(c, changes)
-            stays = Deltas()
+            per: dict[tuple[str, str], Deltas] = {}  # each instance's stays: the tags' counters need them apart
             if identity is not None:
-                self._relink(c, identity, stays)
-            self.insert(c, TOUCHPOINTS, [touchpoint_row(t) for t in touchpoints],
-                        "ON CONFLICT (record_id, touchpoint_id) DO NOTHING")
+                self._relink(c, identity, per)
+            rows = [touchpoint_row(t) for t in touchpoints]
+            self.insert(c, TOUCHPOINTS, rows, "ON CONFLICT (record_id, touchpoint_id) DO NOTHING")
             self.insert(c, CUSTOMERS, [[r, k, None] for r, k in (registered or {}).items()],
                         "ON CONFLICT (record_id) DO NOTHING")
+            transitions = []
             for ch in changes:
+                stays = per.setdefault((ch.scope.value, ch.subject), Deltas())
                 if ch.replace_from is not None:
                     stays.ended(self.deleted_transitions(c, "scope = ? AND subject = ? AND occurred_at >= ?",
                                                          [ch.scope.value, ch.subject, ts(ch.replace_from)]), -1)
-            transitions = [transition_row(ch, t, fingerprint) for ch in changes for t in ch.transitions]
-            self.insert(c, TRANSITIONS, transitions)
-            stays.ended((ended_of_row(r) for r in transitions), 1)
-            for ch in changes:
+                added = [transition_row(ch, t, fingerprint) for t in ch.transitions]
+                stays.ended((ended_of_row(r) for r in added), 1)
+                transitions += added
                 for j in ch.changed:
                     stays.moved(j, ch.before.positions.get(j) if ch.before else None, ch.stages.positions.get(j))
+            self.insert(c, TRANSITIONS, transitions)
             if publish:
                 self.insert(c, STAGE_CHANGES, [outbox_row(ch, t) for ch in changes for t in ch.new_transitions])
             self.upsert(c, SUBJECTS, [subject_row(ch) for ch in changes])
@@ -79,7 +82,11 @@ class ProjectionWrites(Counters, StayCounters):
             revisions = [revision_row(ch.scope, ch.subject, ch.revision, fingerprint) for ch in changes if ch.revision]
             self.insert(c, REVISIONS, revisions)
             self._erase(c, erasures, publish)
-            self.add_stays(c, stays)
+            total = Deltas()
+            for stays in per.values():
+                total.add(stays)
+            fresh = {(ch.scope.value, ch.subject) for ch in changes if ch.before is None and ch.replace_from is None}
+            self.add_stays(c, total, self.tagged(c, per, rows, identity is not None, fresh))
 
     def _hold(self, c: Any, changes: list[SubjectChange]) -> None:
         """Lock the batch's instances against the other parts, then make sure each still has the
@@ -96,7 +103,7 @@ class ProjectionWrites(Counters, StayCounters):
         if changed:
             raise InstanceChanged(f"{len(changed)} instances changed since the batch read them, {changed[0]} first")
 
-    def _relink(self, c: Any, change: IdentityChange, stays: Deltas) -> None:
+    def _relink(self, c: Any, change: IdentityChange, per: dict[tuple[str, str], Deltas]) -> None:
         """Apply a link or an unlink: the links, the customer of the touchpoints, and the
         customer subjects that are no more (their stages and stays counted out)."""
         identities, touchpoints = self.table("identities"), self.table("touchpoints")
@@ -109,6 +116,7 @@ class ProjectionWrites(Counters, StayCounters):
             self.run(c, f"UPDATE {touchpoints} SET customer = ? WHERE record_id = ?", [root, record_id])
         deltas: dict[tuple[str, str], int] = {}
         for subject, stages in change.removed:
+            stays = per.setdefault((Scope.customer.value, subject), Deltas())
             for table in ("positions", "subjects"):
                 self.run(c, f"DELETE FROM {self.table(table)} WHERE scope = ? AND subject = ?",
                           [Scope.customer.value, subject])

@@ -122,6 +122,24 @@ def test_funnel_window_cohort_and_campaign(client: TestClient):
     assert counts(email["Identify Need"]) == (2, 2, 2, 0, 0, 0, 0, 1.0)
 
 
+def test_a_campaigns_or_channels_funnel_from_the_counters_equals_one_from_the_stays(client: TestClient, system,
+                                                                                     monkeypatch):
+    """The counters kept per campaign and channel give the funnel the stays give, for any window
+    (whole days from the counters, the parts of a day at its ends from the stays)."""
+    from projections.analytics import Analytics, Filters
+
+    seed(client)
+    windows = [(None, None), (T0 + timedelta(days=2), T0 + timedelta(days=6)),
+               (T0 + timedelta(days=1, hours=12), T0 + timedelta(days=8, hours=6)), (T0 + timedelta(days=3), None)]
+    filters = [Filters(start, end, **which) for start, end in windows
+               for which in ({"campaign": "spring"}, {"campaign": "webinar"}, {"channel": "email"}, {"channel": "ads"},
+                             {"campaign": "nobody"})]
+    counted = {f: system.analytics.funnel(journey, f) for f in filters for journey in ["buyer"]}
+    monkeypatch.setattr(Analytics, "_spans", staticmethod(lambda f: (None, [f])))  # every stay read
+    assert counted == {f: system.analytics.funnel("buyer", f) for f in filters}
+    assert any(s["entered"] for found in counted.values() for s in found["stages"])
+
+
 def test_time_in_stage_and_stuck_customers(client: TestClient):
     seed(client)
     now = datetime.now(UTC)

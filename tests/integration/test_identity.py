@@ -18,7 +18,7 @@ from journeys.stages import derive
 from journeys.touchpoint import Touchpoint
 from projections.system import System
 from tests.factories import assert_stay_counters_equal_a_recount, tp
-from tests.integration.test_projection import TYPES
+from tests.integration.test_projection import TYPES, touched_by
 
 LINK = IdentityLink("identify-1", "visitor", "buyer", "identify")
 
@@ -69,7 +69,7 @@ def store(tmp_path_factory) -> Iterator[System]:
 )
 def test_a_link_in_any_arrival_order_gives_the_union_and_an_unlink_undoes_it(tmp_path_factory, data, seed):
     rng = random.Random(seed)
-    touchpoints = [tp(f"t{n:02d}", type_, day / 2, customer=who) for n, (who, type_, day) in enumerate(data)]
+    touchpoints = [tp(f"t{n:02d}", type_, day / 2, customer=who, **touched_by(rng)) for n, (who, type_, day) in enumerate(data)]
     arrival: list = [*touchpoints, LINK, *rng.sample(touchpoints, min(3, len(touchpoints)))]
     rng.shuffle(arrival)
     with store(tmp_path_factory) as system:

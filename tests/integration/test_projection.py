@@ -21,6 +21,11 @@ TYPES = ["ad_clicked", "lead_captured", "inquiry_received", "meeting_held", "dem
          "product_used", "renewal_signed", "order_placed"]  # the relationship: churn, win-back (a new cycle)
 
 
+def touched_by(rng: random.Random) -> dict[str, str | None]:
+    """A campaign (or none) and a channel: the stay counters are kept for each."""
+    return {"campaign": rng.choice([None, None, "spring", "autumn"]), "channel": rng.choice(["web", "email", "ads"])}
+
+
 def deliver_shuffled(system: System, touchpoints: list, rng: random.Random, repeats: int, largest_batch: int) -> None:
     """Deliver in random order and batches, some twice, projecting now and then; then catch up."""
     arrival = touchpoints + rng.sample(touchpoints, repeats)
@@ -144,7 +149,7 @@ def test_segments_and_summary(system: System):
 def test_any_arrival_order_and_batching_gives_the_derivation(store_urls, tmp_path, data, seed):
     """Late touchpoints re-derive from the stages before them; the view still equals derive()."""
     rng = random.Random(seed)
-    touchpoints = [tp(f"t{n:02d}", type_, day / 2, customer=f"c{c}") for n, (c, type_, day) in enumerate(data)]
+    touchpoints = [tp(f"t{n:02d}", type_, day / 2, customer=f"c{c}", **touched_by(rng)) for n, (c, type_, day) in enumerate(data)]
     with delivered(store_urls, str(tmp_path / "keys"), touchpoints, rng) as built:
         for customer in {t.customer_id for t in touchpoints}:
             mine = [t for t in touchpoints if t.customer_id == customer]
@@ -169,7 +174,7 @@ def test_a_deal_spread_over_contacts_gives_its_derivation_in_any_order(store_url
     """Deals (and their criteria) in any arrival order and batching, duplicates included, equal derive()."""
     rng = random.Random(seed)
     touchpoints = [
-        tp(f"t{n:02d}", type_, day / 2, customer=f"contact-{c}", deal_id=f"D-{d}", criteria=criteria)
+        tp(f"t{n:02d}", type_, day / 2, customer=f"contact-{c}", deal_id=f"D-{d}", criteria=criteria, **touched_by(rng))
         for n, (c, d, type_, day, criteria) in enumerate(data)
     ]
     with delivered(store_urls, str(tmp_path / "keys"), touchpoints, rng) as built:
