@@ -157,9 +157,9 @@ class Analytics:
     @staticmethod
     def _spans(f: Filters) -> tuple[tuple[str, str] | None, list[Filters]]:
         """The whole days of the window the counters answer ("": unbounded), and the windows the
-        stays answer: the parts of a day at its ends, or all of it under a cohort, or a campaign
-        and a channel at once (the counters are kept for each campaign and channel alone)."""
-        if f.cohort is not None or (f.campaign is not None and f.channel is not None):
+        stays answer: the parts of a day at its ends, or all of it under a cohort or a channel
+        (the counters are kept for each campaign, not for channels: storage/tags.py)."""
+        if f.cohort is not None or f.channel is not None:
             return None, [f]
         windows, first, last = [], "", ""
         if f.start is not None:
@@ -372,10 +372,8 @@ def _merge(into: dict[Any, int], more: dict[Any, int]) -> None:
 
 
 def _tag(f: Filters) -> str | None:
-    """The stay counters' tag of the one campaign or channel the filters name (None: neither)."""
-    if f.campaign is not None:
-        return f"campaign:{f.campaign}"
-    return None if f.channel is None else f"channel:{f.channel}"
+    """The stay counters' tag of the campaign the filters name (None: none)."""
+    return None if f.campaign is None else f"campaign:{f.campaign}"
 
 
 def _midnight(at: datetime) -> datetime:

@@ -60,8 +60,8 @@ def b2b_deal(customer: str = "globex") -> list[dict[str, Any]]:
 
 
 def stay_counters(view: Any) -> dict[str, set[tuple[Any, ...]]]:
-    """The stay counters' rows that count something, per table (those of each campaign and channel
-    too), and which campaigns and channels touched each instance."""
+    """The stay counters' rows that count something, per table (those of each campaign too), and
+    which campaigns touched each instance."""
     counters = ("stay_ends", "stay_times", "stays_open", "tag_stay_ends", "tag_stay_times", "tag_stays_open")
     found = {t: {tuple(r) for r in view.query(f"SELECT * FROM {view.table(t)} WHERE n != 0")} for t in counters}
     found["instance_tags"] = {tuple(r) for r in view.query(f"SELECT * FROM {view.table('instance_tags')}")}

@@ -93,10 +93,10 @@ STAY_TIMES = Table("stay_times", (
 ), key="journey, day, from_stage, is_restart, bucket")
 STAYS_OPEN = Table("stays_open", (("journey", "text"), ("day", "text"), ("stage", "text"), ("n", "bigint")),
                    key="journey, day, stage")
-# The same counters for the instances a campaign or a channel touched (tag 'campaign:<name>' or
-# 'channel:<name>'): a funnel filtered by one reads days, not stays. `instance_tags` says which
-# tags each instance has (its touchpoints' campaigns and channels).
+# The same counters for the instances a campaign touched (tag 'campaign:<name>'): a funnel
+# filtered by one reads days, not stays. `instance_tags` says which tags each instance has.
 INSTANCE_TAGS = Table("instance_tags", _text("scope", "subject", "tag"), key="scope, subject, tag")
+TAG_KINDS = ("campaign",)  # the touchpoint columns whose values are tags (why not channels: storage/tags.py)
 TAG_STAY_ENDS = Table("tag_stay_ends", (("tag", "text"), *STAY_ENDS.columns), key=f"tag, {STAY_ENDS.key}")
 TAG_STAY_TIMES = Table("tag_stay_times", (("tag", "text"), *STAY_TIMES.columns), key=f"tag, {STAY_TIMES.key}")
 TAG_STAYS_OPEN = Table("tag_stays_open", (("tag", "text"), *STAYS_OPEN.columns), key=f"tag, {STAYS_OPEN.key}")

@@ -23,7 +23,7 @@ from journeys.stages import Position
 from journeys.storage.tables import ts
 from projections.storage.base import ReadModelStore
 from projections.storage.rows import chunks
-from projections.storage.schema import STAY_TABLES, SUBJECT_COLUMN, TRANSITIONS
+from projections.storage.schema import STAY_TABLES, SUBJECT_COLUMN, TAG_KINDS, TRANSITIONS
 
 BUCKETS_PER_DOUBLING = 8
 NONE = ""  # no stage, in a key column
@@ -164,14 +164,14 @@ class StayCounters(ReadModelStore):
         return found
 
     def recount_stays(self) -> None:
-        """Count the stays again from the transitions and positions, and which campaigns and
-        channels touched each instance from the touchpoints (a store from before the counters,
+        """Count the stays again from the transitions and positions, and which campaigns touched
+        each instance from the touchpoints (a store from before the counters,
         or rows written around the projection, as benchmarks do)."""
         transitions, positions, tags = self.table("transitions"), self.table("positions"), self.table("instance_tags")
         with self.datastore.transaction(commit=True) as c:
             c.execute(f"DELETE FROM {tags}")
             for scope, column in SUBJECT_COLUMN.items():
-                for kind in ("campaign", "channel"):  # scope and kind are ours, never input
+                for kind in TAG_KINDS:  # scope and kind are ours, never input
                     c.execute(f"INSERT INTO {tags} (scope, subject, tag) SELECT DISTINCT '{scope.value}', {column}, "
                               f"'{kind}:' || {kind} FROM {self.table('touchpoints')} "
                               f"WHERE {column} IS NOT NULL AND {kind} IS NOT NULL")

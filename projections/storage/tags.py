@@ -1,10 +1,10 @@
-"""Which campaigns and channels touched each instance, and what a batch does to their stay counters.
+"""Which campaigns touched each instance, and what a batch does to their stay counters.
 
-A funnel filtered by a campaign (or a channel) counts the stays of the instances that campaign
-touched, whenever it did: a touch today puts an instance's whole past in the campaign's
-funnel. So the projection keeps, per tag ('campaign:<name>', 'channel:<name>'), the stay
-counters of its instances (schema.TAG_STAY_*), and which tags each instance has
-(schema.INSTANCE_TAGS). In a batch's transaction:
+A funnel filtered by a campaign counts the stays of the instances that campaign touched,
+whenever it did: a touch today puts an instance's whole past in the campaign's funnel. So
+the projection keeps, per tag ('campaign:<name>'), the stay counters of its instances
+(schema.TAG_STAY_*), and which tags each instance has (schema.INSTANCE_TAGS). In a batch's
+transaction:
 
 - an instance that keeps a tag adds the batch's deltas of its stays to that tag;
 - an instance a tag touches for the first time adds all its stays (as the batch leaves them);
@@ -12,6 +12,11 @@ counters of its instances (schema.TAG_STAY_*), and which tags each instance has
   stays as they were away from it; a customer that is no more loses all its tags.
 
 `recount_stays` counts all of it again from the touchpoints and the stays; a test compares.
+
+Channels are not kept (schema.TAG_KINDS): nearly every instance has one, so their counters would repeat
+the stay counters once per channel an instance used, and the write path measured 17% slower on
+PostgreSQL with one channel per customer (bench/batch_throughput.py against the commit before).
+A channel filter reads the stays.
 """
 
 from __future__ import annotations
@@ -21,16 +26,16 @@ from typing import Any
 
 from projections.storage.base import ReadModelStore
 from projections.storage.rows import chunks
-from projections.storage.schema import INSTANCE_TAGS, SUBJECT_COLUMN, TOUCHPOINTS
+from projections.storage.schema import INSTANCE_TAGS, SUBJECT_COLUMN, TAG_KINDS, TOUCHPOINTS
 from projections.storage.stays import Deltas, StayCounters
 
 Key = tuple[str, str]  # (scope, subject)
-_AT = {name: TOUCHPOINTS.names.index(name) for name in ("campaign", "channel", *SUBJECT_COLUMN.values())}
+_AT = {name: TOUCHPOINTS.names.index(name) for name in ("campaign", *SUBJECT_COLUMN.values())}
 
 
 def tags_of_row(row: Sequence[Any]) -> set[str]:
     """The tags a touchpoint (a row as written, in TOUCHPOINTS' column order) gives its instances."""
-    return {f"{kind}:{row[_AT[kind]]}" for kind in ("campaign", "channel") if row[_AT[kind]] is not None}
+    return {f"{kind}:{row[_AT[kind]]}" for kind in TAG_KINDS if row[_AT[kind]] is not None}
 
 
 class TagCounters(StayCounters, ReadModelStore):
@@ -92,9 +97,8 @@ class TagCounters(StayCounters, ReadModelStore):
         customers = sorted(subject for scope, subject in keys if scope == "customer")
         found: dict[Key, set[str]] = {("customer", s): set() for s in customers}
         for chunk in chunks(customers):
-            c.execute(self.dialect.sql(f"SELECT DISTINCT customer, campaign, channel FROM {self.table('touchpoints')} "
+            c.execute(self.dialect.sql(f"SELECT DISTINCT customer, {', '.join(TAG_KINDS)} FROM {self.table('touchpoints')} "
                                        f"WHERE customer IN ({self.dialect.marks(len(chunk))})"), chunk)
             for r in c.fetchall():
-                found[("customer", r["customer"])] |= {f"{kind}:{r[kind]}" for kind in ("campaign", "channel")
-                                                       if r[kind] is not None}
+                found[("customer", r["customer"])] |= {f"{kind}:{r[kind]}" for kind in TAG_KINDS if r[kind] is not None}
         return found

@@ -122,10 +122,10 @@ def test_funnel_window_cohort_and_campaign(client: TestClient):
     assert counts(email["Identify Need"]) == (2, 2, 2, 0, 0, 0, 0, 1.0)
 
 
-def test_a_campaigns_or_channels_funnel_from_the_counters_equals_one_from_the_stays(client: TestClient, system,
+def test_a_campaigns_funnel_from_the_counters_equals_one_from_the_stays(client: TestClient, system,
                                                                                      monkeypatch):
-    """The counters kept per campaign and channel give the funnel the stays give, for any window
-    (whole days from the counters, the parts of a day at its ends from the stays)."""
+    """The counters kept per campaign give the funnel the stays give, for any window (whole days
+    from the counters, the parts of a day at its ends from the stays); channels read the stays."""
     from projections.analytics import Analytics, Filters
 
     seed(client)

@@ -22,7 +22,7 @@ TYPES = ["ad_clicked", "lead_captured", "inquiry_received", "meeting_held", "dem
 
 
 def touched_by(rng: random.Random) -> dict[str, str | None]:
-    """A campaign (or none) and a channel: the stay counters are kept for each."""
+    """A campaign (or none), whose stay counters the projection keeps, and a channel."""
     return {"campaign": rng.choice([None, None, "spring", "autumn"]), "channel": rng.choice(["web", "email", "ads"])}
 
 
