@@ -53,6 +53,15 @@ function chart(id, labels, datasets, { category, value, counts = false, horizont
   });
 }
 
+// A panel is marked busy while its answer is on the way (over a million customers some take
+// seconds): its heading says "loading", and assistive technology hears it through aria-busy.
+function panel(section, draw) {
+  return async (...args) => {
+    $(section).setAttribute("aria-busy", "true");
+    try { return await draw(...args); } finally { $(section).removeAttribute("aria-busy"); }
+  };
+}
+
 const FUNNEL_FILTERS = ["from", "to", "cohort", "campaign", "channel"];
 
 // The view lives in the URL (the journey, the funnel's window and filters; never the key), so it
@@ -108,7 +117,7 @@ async function refresh() {
   document.body.dataset.ready = "true";
 }
 
-async function counts() {
+const counts = panel("counts-section", async () => {
   const summary = await json("/segments/summary");
   const found = summary[state.journey];
   const perCustomer = state.playbook.journeys[state.journey].scope === "customer";
@@ -122,7 +131,7 @@ async function counts() {
     const cell = el("td"); cell.appendChild(link);
     return [s, found[s], cell];
   }));
-}
+});
 
 // The funnel's window (From, To), for the cost panel too; and the period of the same length before it.
 function funnelWindow() {
@@ -136,7 +145,7 @@ function previousPeriod() {
   return { from: new Date(start - (end - start)).toISOString(), to: new Date(start).toISOString() };
 }
 
-async function funnel(event) {
+const funnel = panel("funnel-section", async (event) => {
   event?.preventDefault();
   if (event) { remember(); cost(); }
   const q = new URLSearchParams({ journey: state.journey, ...funnelWindow() });
@@ -163,9 +172,9 @@ async function funnel(event) {
     found.stages.map((s) => [s.stage, s.entered, s.advanced, s.to_next, s.skipped_next, s.restarted, s.still_in, s.passed_over,
       percent(s.conversion), percent(dropOff(s)), duration(s.time_to_advance.median_seconds), duration(s.time_to_advance.p90_seconds),
       ...(previous ? [before.get(s.stage)?.entered ?? 0, percent(before.get(s.stage)?.conversion)] : [])]));
-}
+});
 
-async function timeInStage() {
+const timeInStage = panel("time-section", async () => {
   const found = await json(`/analytics/time-in-stage?journey=${encodeURIComponent(state.journey)}`);
   table("time-table", ["stage", "ended stays", "median", "p75", "p90", "current stays (since, at the end)", "median", "p75", "p90", ""],
     found.stages.map((s) => {
@@ -179,9 +188,9 @@ async function timeInStage() {
       return [s.stage, s.ended.stays, duration(s.ended.p50_seconds), duration(s.ended.p75_seconds), duration(s.ended.p90_seconds),
         s.current.stays, duration(s.current.p50_seconds), duration(s.current.p75_seconds), duration(s.current.p90_seconds), cell];
     }));
-}
+});
 
-async function alignment() {
+const alignment = panel("alignment-section", async () => {
   if (!state.playbook.journeys.buyer || !state.playbook.journeys.seller) return;
   const m = await json("/analytics/alignment?rows=buyer&columns=seller");
   const cells = new Map(m.cells.map((c) => [`${c.row}|${c.column}`, c]));
@@ -198,9 +207,9 @@ async function alignment() {
       td.appendChild(link);
       return td;
     })]));
-}
+});
 
-async function attribution(event) {
+const attribution = panel("attribution-section", async (event) => {
   event?.preventDefault();
   const stage = $("attribution-stage").value, model = $("attribution-model").value;
   const q = new URLSearchParams({ journey: state.journey, stage, model });
@@ -218,9 +227,9 @@ async function attribution(event) {
   table("attribution-table", ["campaign", "credit"], [
     ...found.campaigns.map((c) => [c.name, c.credit]), ["(no campaign touch)", found.unattributed],
   ]);
-}
+});
 
-async function cost() {
+const cost = panel("cost-section", async () => {
   let found, previous = null;
   const earlier = previousPeriod();
   try {
@@ -239,9 +248,9 @@ async function cost() {
   table("cost-channel-table", ["channel", "leads", "converted", ...stages.map((s) => `advances to ${s}`)],
     (found.channels || []).map((c) => [c.channel, c.leads, `${c.converted} (${percent(c.conversion_rate)})`,
       ...stages.map((s) => c.stages?.[s]?.advances ?? 0)]));
-}
+});
 
-async function openSegment(filters, cursor) {
+const openSegment = panel("segment-section", async (filters, cursor) => {
   state.segment = filters;
   $("segment-title").textContent = Object.entries(filters).map(([k, v]) => `${k}=${v}`).join(", ");
   const q = new URLSearchParams({ ...filters, limit: "100" });
@@ -270,7 +279,7 @@ async function openSegment(filters, cursor) {
   more.hidden = !page.next_cursor;
   more.onclick = () => openSegment(filters, page.next_cursor);
   $("segment-section").scrollIntoView();
-}
+});
 
 async function exportSegment() {
   if (!state.segment) return;
@@ -284,7 +293,7 @@ async function exportSegment() {
   link.click();
 }
 
-async function showTimeline(event) {
+const showTimeline = panel("timeline-section", async (event) => {
   event?.preventDefault();
   const id = $("timeline-customer").value.trim();
   if (!id) return;
@@ -343,7 +352,7 @@ async function showTimeline(event) {
       `${m.scope} ${m.id}, ${j.title}: ${j.stage} since ${since}` + (m.buying_role ? `\nrole: ${m.buying_role}` : "")));
   }));
   box.dataset.customer = id;
-}
+});
 
 document.addEventListener("DOMContentLoaded", () => {
   $("login").addEventListener("submit", connect);

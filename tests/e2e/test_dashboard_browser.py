@@ -74,8 +74,17 @@ def test_dashboard_in_chromium(served, tmp_path):
         page.goto(f"{base}/dashboard")
         expect(page.locator("#main")).to_be_hidden()  # no empty panels before a key is given
         page.fill("#key", key)
+        held: list = []  # the cost panel's answer is held back: the panel says it is loading, the others draw
+        page.route("**/analytics/cost?*", lambda route: held.append(route))
         page.click("#login button")
+        expect(page.locator("#cost-section")).to_have_attribute("aria-busy", "true")
+        expect(page.locator("#counts-table")).to_contain_text("Identify Need")
+        expect(page.locator("#counts-section")).not_to_have_attribute("aria-busy", "true")
+        for route in held:
+            route.continue_()
+        page.unroute("**/analytics/cost?*")
         expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=15000)
+        expect(page.locator("section[aria-busy]")).to_have_count(0)
 
         # Stage counts: ann Purchase, bob and dan Identify Need, cat Determine Requirements, eve Evaluation.
         assert chart_data(page, "counts-chart") == [[0, 2, 1, 1, 0, 1]]
