@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from backends import add_backend_option, each_store  # noqa: E402
 
+from journeys.customer import key_context  # noqa: E402
 from journeys.playbook import Scope  # noqa: E402
 from journeys.settings import Settings  # noqa: E402
 from journeys.storage.tables import ts  # noqa: E402
@@ -71,8 +72,10 @@ def walk(rng: random.Random, stages: list[str], initial: str | None, first_seen:
     return rows, [stage, defects, position]
 
 
-def fill(system: System, n: int) -> int:
-    """n customers; returns how many transitions were stored."""
+def fill(system: System, n: int, keys: bool = False) -> int:
+    """n customers; returns how many transitions were stored. With `keys`, each customer has a
+    customer key (cust-00000042@bench.example) and a data key, as recorded ones do, so segments and
+    timelines can show them; without, records are named cust-00000042 and have no key."""
     rng = random.Random(42)
     view, playbook = system.view, system.playbook
     journeys = playbook.journeys_of(Scope.customer)
@@ -84,10 +87,15 @@ def fill(system: System, n: int) -> int:
         view.execute(f"DROP INDEX IF EXISTS {view.table(name)}")
     for start in range(0, n, BATCH):
         customers, subjects, positions, transitions, touchpoints = [], [], [], [], []
-        for i in range(start, min(n, start + BATCH)):
-            record = f"cust-{i:08d}"
+        chunk = range(start, min(n, start + BATCH))
+        resolved = system.keyring.resolve(f"cust-{i:08d}@bench.example" for i in chunk) if keys else {}
+        for i in chunk:
+            record, sealed = f"cust-{i:08d}", None
+            if keys:
+                record_id, data_key = resolved[f"{record}@bench.example"]
+                record, sealed = str(record_id), data_key.seal(f"{record}@bench.example", key_context(record_id))
             first_seen = START + timedelta(seconds=rng.random() * DAYS * 86400)
-            customers.append([record, None])
+            customers.append([record, sealed])
             subjects.append(["customer", record, ts(first_seen), ts(first_seen), "t", 1])
             marks = {}
             for journey in journeys:

@@ -24,7 +24,8 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -144,30 +145,38 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+@contextmanager
+def broker() -> Iterator[str]:
+    """JOURNEYS_KAFKA_BOOTSTRAP_SERVERS if set, else a local Tansu broker for the run."""
+    configured = os.environ.get("JOURNEYS_KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    with tempfile.TemporaryDirectory() as tmp, tansu(Path(tmp) / "tansu.log") as bootstrap:
+        yield bootstrap
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 40_000])
     parser.add_argument("--customers", type=int, default=2000)
     args = parser.parse_args()
-    configured = os.environ.get("JOURNEYS_KAFKA_BOOTSTRAP_SERVERS")
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = nullcontext(configured) if configured else tansu(Path(tmp) / "tansu.log")
-        with broker as bootstrap:
-            for n in args.sizes:
-                topic = f"bench-{uuid.uuid4().hex[:6]}"
-                admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-                admin.create_topics([NewTopic(t, num_partitions=6, replication_factor=1) for t in (topic, f"{topic}.dlq")])
-                admin.close()
-                produce(bootstrap, topic, n, args.customers)
-                raw = raw_rate(bootstrap, topic, n)
-                schema = f"bench_{uuid.uuid4().hex[:8]}"
-                try:
-                    rate, peak = end_to_end(bootstrap, topic, n, f"{POSTGRES}?schema={schema}")
-                finally:
-                    with psycopg.connect(POSTGRES, autocommit=True) as conn:
-                        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-                print(f"N={n:>7}: raw kafka-python {raw:8.0f}/s | end to end (stored + projections current, "
-                      f"PostgreSQL) {rate:6.0f}/s = {rate / raw:.2f} of raw | consumer peak RSS {peak:.0f} MB")
+    with broker() as bootstrap:
+        for n in args.sizes:
+            topic = f"bench-{uuid.uuid4().hex[:6]}"
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+            admin.create_topics([NewTopic(t, num_partitions=6, replication_factor=1) for t in (topic, f"{topic}.dlq")])
+            admin.close()
+            produce(bootstrap, topic, n, args.customers)
+            raw = raw_rate(bootstrap, topic, n)
+            schema = f"bench_{uuid.uuid4().hex[:8]}"
+            try:
+                rate, peak = end_to_end(bootstrap, topic, n, f"{POSTGRES}?schema={schema}")
+            finally:
+                with psycopg.connect(POSTGRES, autocommit=True) as conn:
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            print(f"N={n:>7}: raw kafka-python {raw:8.0f}/s | end to end (stored + projections current, "
+                  f"PostgreSQL) {rate:6.0f}/s = {rate / raw:.2f} of raw | consumer peak RSS {peak:.0f} MB")
 
 
 if __name__ == "__main__":

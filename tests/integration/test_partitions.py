@@ -23,7 +23,7 @@ from projections.stages import StageProjection
 from projections.storage.schema import COUNTS, GENERATIONAL_TABLES, STAY_TABLES
 from projections.system import System
 from tests.factories import assert_stay_counters_equal_a_recount, tp
-from tests.integration.test_projection import DEAL_TYPES, TYPES, touched_by
+from tests.integration.test_projection import DEAL_TYPES, TYPES, fresh, touched_by
 
 CONTACTS = ["ann", "bob", "cat", "dan", "eve"]
 LINKS = [IdentityLink("link-1", "dan", "ann", "identify"), IdentityLink("link-2", "eve", "bob", "identify")]
@@ -66,15 +66,6 @@ def assert_equals_one_runner(system: System) -> None:
     assert snapshot(system) == parted
 
 
-@contextmanager
-def store(store_urls, key_file: str) -> Iterator[System]:
-    built = System.build(Settings(database_url=store_urls(), key_file=key_file, database_timeout=10))
-    try:
-        yield built
-    finally:
-        built.close()
-
-
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     data=st.lists(
@@ -92,7 +83,7 @@ def test_parts_in_any_interleaving_give_one_runners_view(store_urls, tmp_path, d
                    for n, (who, deal, type_, day) in enumerate(data)]
     arrival: list[Any] = [*touchpoints, *links, *rng.sample(touchpoints, min(3, len(touchpoints)))]
     rng.shuffle(arrival)
-    with store(store_urls, str(tmp_path / "keys")) as system:
+    with fresh(store_urls, str(tmp_path / "keys")) as system:
         runners = [part_runner(system, Part(k, parts), batch_size=rng.randint(1, 8)) for k in range(1, parts + 1)]
         while arrival:  # recorded in random batches while the parts take random turns
             size = rng.randint(1, 6)

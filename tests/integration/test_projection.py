@@ -40,15 +40,21 @@ def deliver_shuffled(system: System, touchpoints: list, rng: random.Random, repe
 
 
 @contextmanager
-def delivered(store_urls, key_file: str, touchpoints: list[Touchpoint], rng: random.Random) -> Iterator[System]:
-    """A fresh store of the backend under test (hypothesis runs many examples per test) holding the
-    touchpoints, delivered shuffled, in batches, with repeats."""
+def fresh(store_urls, key_file: str) -> Iterator[System]:
+    """A fresh store of the backend under test (hypothesis runs many examples per test)."""
     built = System.build(Settings(database_url=store_urls(), key_file=key_file, database_timeout=10))
     try:
-        deliver_shuffled(built, touchpoints, rng, repeats=min(5, len(touchpoints)), largest_batch=6)
         yield built
     finally:
         built.close()
+
+
+@contextmanager
+def delivered(store_urls, key_file: str, touchpoints: list[Touchpoint], rng: random.Random) -> Iterator[System]:
+    """A fresh store holding the touchpoints, delivered shuffled, in batches, with repeats."""
+    with fresh(store_urls, key_file) as built:
+        deliver_shuffled(built, touchpoints, rng, repeats=min(5, len(touchpoints)), largest_batch=6)
+        yield built
 
 
 def view_state(system: System, customer: str):
