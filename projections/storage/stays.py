@@ -23,7 +23,7 @@ from journeys.stages import Position
 from journeys.storage.tables import ts
 from projections.storage.base import ReadModelStore
 from projections.storage.rows import chunks
-from projections.storage.schema import STAY_TABLES, SUBJECT_COLUMN, TAG_KINDS, TRANSITIONS
+from projections.storage.schema import STAY_TABLES, SUBJECT_COLUMN, TAG_KINDS, TRANSITIONS, Table
 
 BUCKETS_PER_DOUBLING = 8
 NONE = ""  # no stage, in a key column
@@ -119,6 +119,16 @@ class Deltas:
         return self.ends, self.times, self.open
 
 
+def stay_rows(deltas: Deltas, tagged: dict[str, Deltas]) -> list[tuple[Table, list[list[Any]]]]:
+    """The rows that add deltas to each counter table (each tag's to the tag tables)."""
+    found = []
+    for (table, tag_table), counted, i in zip(STAY_TABLES, deltas.counters(), range(3), strict=True):
+        found.append((table, [[*key, n] for key, n in sorted(counted.items()) if n]))
+        found.append((tag_table, [[tag, *key, n] for tag in sorted(tagged)
+                                  for key, n in sorted(tagged[tag].counters()[i].items()) if n]))
+    return found
+
+
 ENDED_OF_X = ", ".join(f"x.{column}" for column in ENDED_COLUMNS)
 OPEN_OF_X = "x.journey, x.stage, x.since FROM {positions} x"
 
@@ -126,11 +136,11 @@ OPEN_OF_X = "x.journey, x.stage, x.since FROM {positions} x"
 class StayCounters(ReadModelStore):
     def add_stays(self, c: Any, deltas: Deltas, tagged: dict[str, Deltas] | None = None) -> None:
         """Add a batch's deltas to the counters, and each tag's to its counters, in its transaction."""
-        tagged = tagged or {}
-        for (table, tag_table), found, i in zip(STAY_TABLES, deltas.counters(), range(3), strict=True):
-            self.accumulate(c, table, [[*key, n] for key, n in sorted(found.items()) if n], "n")
-            rows = [[tag, *key, n] for tag in sorted(tagged) for key, n in sorted(tagged[tag].counters()[i].items()) if n]
-            self.accumulate(c, tag_table, rows, "n")
+        self.add_stay_rows(c, stay_rows(deltas, tagged or {}))
+
+    def add_stay_rows(self, c: Any, rows: list[tuple[Table, list[list[Any]]]]) -> None:
+        for table, found in rows:
+            self.accumulate(c, table, found, "n")
 
     def deleted_transitions(self, c: Any, where: str, params: Sequence[Any]) -> list[Any]:
         """Delete transitions, returning what their stays' counters need."""
@@ -190,11 +200,12 @@ class StayCounters(ReadModelStore):
             for rows in self.dialect.stream(c, f"SELECT g.tag, {OPEN_OF_X.format(positions=positions)} {joined} {where}"):
                 for r in rows:
                     tagged.setdefault(r["tag"], Deltas()).opened(r["journey"], r["since"], r["stage"])
+        rows = stay_rows(deltas, tagged)  # before the transaction: PostgreSQL ends one idle for long
         with self.datastore.transaction(commit=True) as c:
             for pair in STAY_TABLES:
                 for table in pair:
                     c.execute(f"DELETE FROM {self.table(table.name)}")
-            self.add_stays(c, deltas, tagged)
+            self.add_stay_rows(c, rows)
 
     # -- reads: days [first, last) of a journey, "" for no bound -----------------------------
 
