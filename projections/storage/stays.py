@@ -138,9 +138,12 @@ class StayCounters(ReadModelStore):
         """Add a batch's deltas to the counters, and each tag's to its counters, in its transaction."""
         self.add_stay_rows(c, stay_rows(deltas, tagged or {}))
 
-    def add_stay_rows(self, c: Any, rows: list[tuple[Table, list[list[Any]]]]) -> None:
+    def add_stay_rows(self, c: Any, rows: list[tuple[Table, list[list[Any]]]], piece: int = 20_000) -> None:
+        """Add the rows, a piece per statement: a recount has millions, and PostgreSQL ends a
+        transaction left idle (while the next statement is prepared) for more than a few seconds."""
         for table, found in rows:
-            self.accumulate(c, table, found, "n")
+            for start in range(0, len(found), piece):
+                self.accumulate(c, table, found[start : start + piece], "n")
 
     def deleted_transitions(self, c: Any, where: str, params: Sequence[Any]) -> list[Any]:
         """Delete transitions, returning what their stays' counters need."""
