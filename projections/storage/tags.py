@@ -24,13 +24,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from projections.storage.base import ReadModelStore
 from projections.storage.rows import chunks
 from projections.storage.schema import INSTANCE_TAGS, SUBJECT_COLUMN, TAG_KINDS, TOUCHPOINTS
 from projections.storage.stays import Deltas, StayCounters
 
 Key = tuple[str, str]  # (scope, subject)
-_AT = {name: TOUCHPOINTS.names.index(name) for name in ("campaign", *SUBJECT_COLUMN.values())}
+_AT = {name: TOUCHPOINTS.names.index(name) for name in (*TAG_KINDS, *SUBJECT_COLUMN.values())}
 
 
 def tags_of_row(row: Sequence[Any]) -> set[str]:
@@ -38,7 +37,7 @@ def tags_of_row(row: Sequence[Any]) -> set[str]:
     return {f"{kind}:{row[_AT[kind]]}" for kind in TAG_KINDS if row[_AT[kind]] is not None}
 
 
-class TagCounters(StayCounters, ReadModelStore):
+class TagCounters(StayCounters):
     def tagged(self, c: Any, per: dict[Key, Deltas], touchpoints: Sequence[Sequence[Any]], relinked: bool,
                fresh: set[Key]) -> dict[str, Deltas]:
         """Each tag's deltas from a batch: `per` holds each changed instance's stay deltas (all
