@@ -7,7 +7,8 @@ measures (medians of REPEAT runs, in one run of this script):
   was done before snapshots;
 - late touchpoint: the projection of a touchpoint that occurred a minute before
   the latest one (re-derived from the stages just before it), against a full
-  re-derivation of the customer's touchpoints;
+  re-derivation of the customer's touchpoints; and of one that occurred before 90% of
+  the history, either changing nothing after it or moving a stage's entry for good;
 - a page of 100 of the customer's history (GET /customers/{id}/history), first and last.
 
     .venv/bin/python bench/large_customer.py [--touchpoints 50000] [--repeat 20]
@@ -80,6 +81,19 @@ def measure(label: str, settings: Settings, n: int, repeat: int) -> None:
             rows = system.view.touchpoints_from(Scope.customer, str(record_id), T0)  # from the start, as before
             derive([StoredTouchpoint(row) for row in rows], system.playbook)
             full_derive.append(time.perf_counter() - t)
+        # Late touchpoints that occurred before 90% of the history: one that changes nothing from
+        # the next touchpoint on (a visit), and one that changes the stages for good (a demo, each
+        # earlier than the one before, so every one moves the stage's entry again).
+        next_id, tenth = latest + repeat + 1, n / 10
+        deep_quiet, deep_moving = [], []
+        for r in range(repeat):
+            for samples, minutes, type_ in ((deep_quiet, tenth + r / 100, "website_visited"),
+                                            (deep_moving, tenth - r, "demo_delivered")):
+                system.app.record([touchpoint(next_id, minutes, type_)])
+                next_id += 1
+                t = time.perf_counter()
+                system.runner.run_once()
+                samples.append(time.perf_counter() - t)
         count = system.view.customer(str(record_id))["touchpoint_count"]
 
         first_page, last_page = [], []  # GET /customers/{id}/history?limit=100: the first page and the last
@@ -101,6 +115,8 @@ def measure(label: str, settings: Settings, n: int, repeat: int) -> None:
         f"{statistics.median(full_load) / statistics.median(cold):.0f}x)\n"
         f"  late touchpoint: {median_ms(late):7.1f} ms  (full re-derivation alone: {median_ms(full_derive):7.1f} ms, "
         f"{statistics.median(full_derive) / statistics.median(late):.0f}x)\n"
+        f"  late touchpoint before 90% of the history: {median_ms(deep_quiet):7.1f} ms changing nothing after it, "
+        f"{median_ms(deep_moving):7.1f} ms moving a stage for good\n"
         f"  history page of 100: first {median_ms(first_page):7.1f} ms, last {median_ms(last_page):7.1f} ms"
     )
 

@@ -17,9 +17,10 @@ from all their touchpoints, and a customer that is joined into another is no mor
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +29,7 @@ from eventsourcing.persistence import Tracking
 from journeys import metrics
 from journeys.customer import Customer
 from journeys.playbook import Playbook, Scope
-from journeys.stages import Stages, fold, in_order, initial_stages, sort_key
+from journeys.stages import Derivation, Stages, advance, fold, in_order, initial_stages, sort_key
 from journeys.storage.tables import ts
 from journeys.touchpoint import EARLIEST
 from projections.storage.changes import IdentityChange, Revision, SubjectChange
@@ -51,7 +52,7 @@ class StageProjection:
 
     name = "journey_stages"
 
-    def __init__(self, view: JourneyView, playbook: Playbook, cache_size: int = 50_000):
+    def __init__(self, view: JourneyView, playbook: Playbook, cache_size: int = 50_000, rederive_below: int = 200):
         self.view = view
         self.playbook = playbook
         # Live: new transitions go to the view's outbox for publication, and re-derived pasts
@@ -62,6 +63,10 @@ class StageProjection:
         # Valid only while the view's position is the one this projection wrote: a batch
         # that starts anywhere else (another runner went on, a rebuild) starts afresh.
         self.cache_size = cache_size
+        # An instance with a late touchpoint and at most this many touchpoints is folded again
+        # from its first (its history read with the batch's others), a bigger one from the
+        # stages just before the late touchpoint (several queries of its own).
+        self.rederive_below = rederive_below
         self._states: OrderedDict[tuple[Scope, str], tuple[Stages, int]] = OrderedDict()
         self._roots: dict[str, str] = {}  # record -> the customer its touchpoints belong to
         self._any_links: bool | None = None  # whether the view holds any identity link (None: not asked)
@@ -113,7 +118,8 @@ class StageProjection:
                 if subject is not None:
                     by_subject[subject].append(e)
             current = self._current(scope, list(by_subject))
-            changes += [self._change(scope, s, new, current.get(s)) for s, new in by_subject.items()]
+            histories = self._small_late(scope, by_subject, current)
+            changes += [self._change(scope, s, new, current.get(s), histories.get(s)) for s, new in by_subject.items()]
         rows = [{**_row(e), "customer": roots[str(e.originator_id)]} for e in recorded]
         self.view.write(rows, changes, tracking, registered, erasures, publish=self.live, checked=self.checked)
         for change in changes:  # the new transitions (a rebuild derives none new: not live)
@@ -192,7 +198,24 @@ class StageProjection:
             found.update(self.view.load_states(scope, missing))
         return found
 
-    def _change(self, scope: Scope, subject: str, new: list[Any], current: Any) -> SubjectChange:
+    def _small_late(
+        self, scope: Scope, by_subject: dict[str, list[Any]], current: dict[str, tuple[Stages, int]]
+    ) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+        """The whole histories of the instances of a batch that get a late touchpoint and hold at
+        most `rederive_below` touchpoints, read together: folding such an instance again from
+        its first touchpoint costs less than reading its stages before the late one alone."""
+        small = []
+        for subject, new in by_subject.items():
+            stages, count = current.get(subject) or (None, 0)
+            late = stages is not None and stages.last_key is not None and min(map(sort_key, new)) <= stages.last_key
+            if late and count <= self.rederive_below:
+                small.append(subject)
+        return self.view.histories(scope, small, transitions=self.live) if small else {}
+
+    def _change(
+        self, scope: Scope, subject: str, new: list[Any], current: Any,
+        history: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
+    ) -> SubjectChange:
         new.sort(key=sort_key)
         causes: dict[str, str | None] = {e.touchpoint_id: str(e.originator_id) for e in new}
         stages, count = current or (initial_stages(self.playbook, scope), 0)
@@ -206,19 +229,67 @@ class StageProjection:
         # A late touchpoint: fold again from the stages just before it occurred, over the
         # touchpoints from then on; what came earlier cannot change.
         at = new[0].occurred_at
-        before = self.view.stages_before(scope, subject, at)
-        later = [StoredTouchpoint(row) for row in self.view.touchpoints_from(scope, subject, at)]
+        until = None
+        if history is None:
+            before = self.view.stages_before(scope, subject, at)
+            stored_later = (StoredTouchpoint(row) for row in self.view.touchpoints_paged(scope, subject, at))
+            derivation, later, until = refold(before, stored_later, new, current[0], self.playbook)
+            stored = self.view.transitions_of(subject, since=at, scope=scope) if self.live else []
+            stored = [t for t in stored if until is None or t["at"] <= until]
+        else:  # a small instance: folded again from its first touchpoint, its past before `at` unchanged
+            rows, transitions = history
+            every = [StoredTouchpoint(row) for row in rows]
+            later = [t for t in every if t.occurred_at >= at]
+            whole = fold(initial_stages(self.playbook, scope), in_order([*every, *new]), self.playbook)
+            derivation = Derivation(whole.stages, [t for t in whole.transitions if t.at >= at])
+            stored = [t for t in transitions if t["at"] >= at]
         causes.update({t.touchpoint_id: t.record_id for t in later})
-        derivation = fold(before, in_order([*later, *new]), self.playbook)
-        stored = self.view.transitions_of(subject, since=at, scope=scope) if self.live else []
         seen = {_identity(t) for t in stored}
         fresh = [t for t in derivation.transitions if _identity(t.__dict__) not in seen]
         return SubjectChange(
             scope, subject, derivation.stages, count + len(new), derivation.transitions, causes, at,
             fresh if self.live else [], _changed(current, derivation.stages),
             _revision(new, current, derivation, stored, fresh) if self.live else None,
-            current[0] if current else None, count,
+            current[0] if current else None, count, until,
         )
+
+
+def refold(
+    before: Stages, later: Iterator[Any], new: list[Any], current: Stages, playbook: Playbook
+) -> tuple[Derivation, list[Any], datetime | None]:
+    """Fold late touchpoints (`new`, in occurred order) in among the stored ones after them
+    (`later`, in occurred order), from the stages before the first: the derivation, the stored
+    touchpoints read, and the occurred time up to which it differs from the stored history.
+
+    The stored history is folded beside it (from the same stages, without the late ones):
+    once both have folded the same touchpoint after the last late one into equal stages, every
+    touchpoint after gives both the same, so the fold stops there (after the touchpoints of
+    that same time) with the stored stages as its end. The time is None when they never meet
+    (the late touchpoints changed the stages for good): then every later touchpoint was folded.
+    """
+    stages = old = before
+    transitions: list[Any] = []
+    read: list[Any] = []
+    seen: set[str] = set()
+    last_new, until = sort_key(new[-1]), None
+    # heapq.merge is stable: a stored touchpoint comes before a repeat delivery of it, as in in_order
+    for t in heapq.merge(later, new, key=sort_key):
+        if until is not None and t.occurred_at > until:
+            return Derivation(current, transitions), read, until
+        if t.touchpoint_id in seen:
+            continue
+        seen.add(t.touchpoint_id)
+        stages, caused = advance(stages, t, playbook)
+        transitions += caused
+        if isinstance(t, StoredTouchpoint):
+            read.append(t)
+            if until is None:
+                old, _ = advance(old, t, playbook)
+                if sort_key(t) > last_new and old == stages:
+                    until = t.occurred_at
+    if until is not None:
+        return Derivation(current, transitions), read, until
+    return Derivation(stages, transitions), read, None
 
 
 def _revision(

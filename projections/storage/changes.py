@@ -50,6 +50,7 @@ class SubjectChange:
     revision: Revision | None = None  # what re-deriving the past changed in it
     before: Stages | None = None  # its stages before the batch (None: a new instance)
     read_count: int = 0  # its touchpoint count when the batch read it (checked when parts project)
+    replace_until: datetime | None = None  # re-derived up to this occurred time (None: to the end)
 
 
 @dataclass

@@ -4,7 +4,7 @@ before a late touchpoint, the touchpoints from then on, and identity links."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -149,6 +149,58 @@ class DerivationReads(ReadModelStore):
             [subject, ts(at)],
         )
         return [{**dict(row), "criteria": json.loads(row["criteria"]) if row["criteria"] else None} for row in rows]
+
+    def touchpoints_paged(self, scope: Scope, subject: str, at: datetime, page: int = 500) -> Iterator[dict[str, Any]]:
+        """`touchpoints_from` in occurred order (ties by touchpoint id), read a page at a time,
+        so a caller that stops early (a late touchpoint whose effect ends) reads little. Pages
+        end between occurred times: the ties of one time are sorted together."""
+        column, touchpoints = SUBJECT_COLUMN[scope], self.table("touchpoints")
+        select = f"SELECT touchpoint_id, type, occurred_at, criteria, record_id FROM {touchpoints} WHERE {column} = ? "
+        start, bound = ts(at), ">="
+        while True:
+            rows = self.query(f"{select}AND occurred_at {bound} ? ORDER BY occurred_at LIMIT ?", [subject, start, page])
+            more = len(rows) == page
+            if more:
+                last = rows[-1]["occurred_at"]
+                rows = [r for r in rows if r["occurred_at"] != last]
+                if rows:
+                    start, bound = last, ">="
+                else:  # a whole page of one occurred time: all of that time, then after it
+                    rows = self.query(f"{select}AND occurred_at = ?", [subject, last])
+                    start, bound = last, ">"
+            yield from sorted(
+                ({**dict(r), "criteria": json.loads(r["criteria"]) if r["criteria"] else None} for r in rows),
+                key=lambda r: (r["occurred_at"], r["touchpoint_id"]),
+            )
+            if not more:
+                return
+
+    def histories(
+        self, scope: Scope, subjects: Sequence[str], transitions: bool = True
+    ) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+        """Several instances' touchpoints (as `touchpoints_from` reads them) and stored stage
+        histories (as `transitions_of` orders them; none unless `transitions`), a few queries
+        for all: small instances with a late touchpoint are derived again from these."""
+        column, order = SUBJECT_COLUMN[scope], {j: i for i, j in enumerate(self.playbook.journeys)}
+        found: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {s: ([], []) for s in subjects}
+        for chunk in chunks(list(subjects)):
+            marks = self.dialect.marks(len(chunk))
+            for row in self.query(
+                f"SELECT {column} AS subject, touchpoint_id, type, occurred_at, criteria, record_id "
+                f"FROM {self.table('touchpoints')} WHERE {column} IN ({marks})", chunk,
+            ):
+                found[row["subject"]][0].append(
+                    {**dict(row), "criteria": json.loads(row["criteria"]) if row["criteria"] else None}
+                )
+            if transitions:
+                for row in self.query(
+                    f"SELECT * FROM {self.table('transitions')} WHERE scope = ? AND subject IN ({marks})",
+                    [scope.value, *chunk],
+                ):
+                    found[row["subject"]][1].append(transition_from_row(row))
+        for _, stored in found.values():
+            stored.sort(key=lambda t: (t["at"], t["touchpoint_id"], order.get(t["journey"], len(order))))
+        return found
 
     def roots(self, record_ids: Iterable[str]) -> dict[str, str]:
         """The customer each record's touchpoints belong to: its root if linked, else itself."""

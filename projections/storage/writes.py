@@ -66,8 +66,10 @@ class ProjectionWrites(Counters, TagCounters):
             for ch in changes:
                 stays = per.setdefault((ch.scope.value, ch.subject), Deltas())
                 if ch.replace_from is not None:
-                    stays.ended(self.deleted_transitions(c, "scope = ? AND subject = ? AND occurred_at >= ?",
-                                                         [ch.scope.value, ch.subject, ts(ch.replace_from)]), -1)
+                    where, values = "scope = ? AND subject = ? AND occurred_at >= ?", [ch.scope.value, ch.subject, ts(ch.replace_from)]
+                    if ch.replace_until is not None:
+                        where, values = f"{where} AND occurred_at <= ?", [*values, ts(ch.replace_until)]
+                    stays.ended(self.deleted_transitions(c, where, values), -1)
                 added = [transition_row(ch, t, fingerprint) for t in ch.transitions]
                 stays.ended((ended_of_row(r) for r in added), 1)
                 transitions += added

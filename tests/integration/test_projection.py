@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from journeys.playbook import Journey, Scope
 from journeys.settings import Settings
 from journeys.stages import derive
-from journeys.touchpoint import Touchpoint
+from journeys.touchpoint import EARLIEST, Touchpoint
 from projections.system import System
 from tests.factories import assert_stay_counters_equal_a_recount, b2b_deal, rid, tp
 
@@ -53,6 +53,9 @@ def fresh(store_urls, key_file: str) -> Iterator[System]:
 def delivered(store_urls, key_file: str, touchpoints: list[Touchpoint], rng: random.Random) -> Iterator[System]:
     """A fresh store holding the touchpoints, delivered shuffled, in batches, with repeats."""
     with fresh(store_urls, key_file) as built:
+        # An instance with a late touchpoint is derived again from its first touchpoint or from
+        # the stages just before the late one, by its size: both ways, and their mix, drawn.
+        built.runner.projection.rederive_below = rng.choice([0, 3, 200])
         deliver_shuffled(built, touchpoints, rng, repeats=min(5, len(touchpoints)), largest_batch=6)
         yield built
 
@@ -197,3 +200,20 @@ def test_a_deal_spread_over_contacts_gives_its_derivation_in_any_order(store_url
             assert found["touchpoint_count"] == len(mine)
         assert_stay_counters_equal_a_recount(built.view)
 
+
+
+def test_touchpoints_read_a_page_at_a_time_keep_occurred_order(system: System):
+    """A late touchpoint in a big history reads the touchpoints after it a page at a time; pages
+    end between occurred times, and a page wholly of one time reads all of that time."""
+    days = [0, 0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 3, 3, 4, 5, 5]
+    touchpoints = [tp(f"t{n:02d}", "email_opened", day, customer="c0") for n, day in enumerate(days)]
+    random.Random(7).shuffle(touchpoints)
+    system.record(touchpoints)
+    system.runner.catch_up()
+    record = rid(system, "c0")
+    for start in (EARLIEST, touchpoints[0].occurred_at):
+        expected = sorted(system.view.touchpoints_from(Scope.customer, record, start),
+                          key=lambda r: (r["occurred_at"], r["touchpoint_id"]))
+        assert len(expected) > 4
+        for page in (1, 2, 3, 5, 100):
+            assert list(system.view.touchpoints_paged(Scope.customer, record, start, page)) == expected, page
