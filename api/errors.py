@@ -162,7 +162,9 @@ def route_of(request: Request) -> str:
 
 
 async def _database_down(request: Request, error: Exception) -> JSONResponse:
-    log.warning("database unavailable on %s %s: %s", request.method, route_of(request), type(error).__name__)
+    cause = error.__cause__  # what the driver raised, when a layer wrapped it (e.g. LockNotAvailable)
+    log.warning("database unavailable on %s %s: %s%s", request.method, route_of(request), type(error).__name__,
+                f" ({type(cause).__name__})" if cause is not None else "")
     return _json(
         503,
         "the database is unavailable; retry shortly (a retried touchpoint is recorded once: "

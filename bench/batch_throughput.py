@@ -19,10 +19,13 @@ both figures come from one run: e.g. the last commit before personal data was
 encrypted.
 
     .venv/bin/python bench/batch_throughput.py [--batches 40] [--batch-size 1000] [--customers 5000]
-        [--intake touchpoints|segment|segment-gzip ...] [--export] [--separate-projector] [--baseline REV]
+        [--intake touchpoints|segment|segment-gzip ...] [--export] [--separate-projector] [--out-of-order]
+        [--baseline REV]
 
 With --separate-projector the API only records and a `journeys project` process keeps the
-projections current, as a deployment on two cores would run them.
+projections current, as a deployment on two cores would run them. With --out-of-order the
+occurred times are shuffled over the whole run, so most touchpoints are late for their
+customer; it prints how far behind the projection was when the last batch was written.
 """
 
 from __future__ import annotations
@@ -55,8 +58,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def batches(n: int, size: int, customers: int, run: str):
+def batches(n: int, size: int, customers: int, run: str, shuffled: bool = False):
+    """The bodies; `shuffled`: occurred times spread out of order over the whole run, so most
+    touchpoints are late for their customer (re-derived, not appended)."""
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    span = n * size * 3
+
+    def minutes(k: int) -> int:
+        return k * 104_729 % span if shuffled else k
+
     for b in range(n):
         yield [
             {
@@ -64,7 +74,7 @@ def batches(n: int, size: int, customers: int, run: str):
                 "customer_id": f"cust-{(b * size + i) * 7919 % customers}",
                 "type": TYPES[(b + i) % len(TYPES)],
                 "channel": "web",
-                "occurred_at": (t0 + timedelta(minutes=b * size + i)).isoformat(),
+                "occurred_at": (t0 + timedelta(minutes=minutes(b * size + i))).isoformat(),
                 "source": "bench",
                 "properties": {"page": "/pricing", "n": i},
             }
@@ -139,7 +149,7 @@ def run(label: str, database_url: str, args, code: str | None = None, intake: st
                 except httpx.TransportError:
                     time.sleep(0.1)
             latencies = []
-            bodies = batches(args.batches, args.batch_size, args.customers, uuid.uuid4().hex[:6])
+            bodies = batches(args.batches, args.batch_size, args.customers, uuid.uuid4().hex[:6], args.out_of_order)
             requests = [request_for(intake, body) for body in bodies]
             started = time.perf_counter()
             for request in requests:
@@ -148,6 +158,7 @@ def run(label: str, database_url: str, args, code: str | None = None, intake: st
                 latencies.append(time.perf_counter() - t)
                 response.raise_for_status()
             written = time.perf_counter()
+            behind = client.get("/health").json()["projection_lag"]
             deadline = time.monotonic() + 600
             while (lag := client.get("/health").json()["projection_lag"]) > 0:
                 if time.monotonic() > deadline:
@@ -167,7 +178,8 @@ def run(label: str, database_url: str, args, code: str | None = None, intake: st
     }
     print(
         f"{label:10s} {total} touchpoints: median batch {result['median_batch_s'] * 1000:.0f} ms, "
-        f"write {result['write_rate']:.0f}/s, projections current {result['end_to_end_rate']:.0f}/s"
+        f"write {result['write_rate']:.0f}/s, projections current {result['end_to_end_rate']:.0f}/s "
+        f"({behind} events behind when the last batch was written, current {current - written:.1f} s later)"
     )
     if exports:
         rows, seconds = exports[0][0], statistics.median(s for _, s in exports)
@@ -206,6 +218,8 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=5000)
     parser.add_argument("--baseline", help="also run the code of this git revision, for comparison")
     parser.add_argument("--export", action="store_true", help="also time exporting every customer as segments")
+    parser.add_argument("--out-of-order", action="store_true",
+                        help="occurred times shuffled over the run: most touchpoints arrive late for their customer")
     parser.add_argument("--separate-projector", action="store_true",
                         help="serve with JOURNEYS_RUN_PROJECTIONS=false and project in a `journeys project` process")
     parser.add_argument("--intake", action="append", choices=["touchpoints", "segment", "segment-gzip"],

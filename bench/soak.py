@@ -48,8 +48,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def post_all(base: str, key: str, n: int, customers: int, failed: list[str]) -> None:
-    """n touchpoints in batches of 1,000, ids and customers apart from the Kafka half."""
+def post_all(base: str, key: str, n: int, customers: int, failed: list[str], retried: list[str]) -> None:
+    """n touchpoints in batches of 1,000, ids and customers apart from the Kafka half. A 503 is
+    retried after its Retry-After, as a publisher would (at most 10 times a batch; each counted)."""
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120) as client:
         for start in range(0, n, 1000):
@@ -58,6 +59,12 @@ def post_all(base: str, key: str, n: int, customers: int, failed: list[str]) -> 
                       "occurred_at": (t0 + timedelta(seconds=i)).isoformat(), "source": "soak",
                       "properties": {"page": "/pricing"}} for i in range(start, min(n, start + 1000))]
             response = client.post("/touchpoints/batch", json=items)
+            for _ in range(10):
+                if response.status_code != 503:
+                    break
+                retried.append(response.text[:300])
+                time.sleep(float(response.headers.get("Retry-After", "2")))
+                response = client.post("/touchpoints/batch", json=items)
             if response.status_code != 200:
                 failed.append(f"{response.status_code} {response.text[:300]}")
                 return
@@ -89,19 +96,22 @@ def soak(bootstrap: str, n: int, customers: int) -> None:
            "JOURNEYS_KAFKA_DEAD_LETTER_TOPIC": f"{topic}.dlq", "JOURNEYS_RUN_PROJECTIONS": "false",
            "JOURNEYS_RATE_LIMIT_PER_MINUTE": "1000000"}
     cli = [sys.executable, "-m", "api.cli"]
+    logs = tempfile.mkdtemp(prefix="soak-logs-")
+    commands = {"api": ["serve", "--port", str(port)], "consumer": ["consume"], "projector": ["project"]}
     processes = {
-        "api": subprocess.Popen([*cli, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL),
-        "consumer": subprocess.Popen([*cli, "consume"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        "projector": subprocess.Popen([*cli, "project"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        name: subprocess.Popen([*cli, *command], env=env, stdout=subprocess.DEVNULL,
+                               stderr=open(f"{logs}/{name}.log", "w"))  # noqa: SIM115  # closed with the process
+        for name, command in commands.items()
     }
+    print(f"the processes' logs: {logs}", flush=True)
     samples: list[dict[str, float]] = []
     try:
         wait_for_port(port, timeout=60)
         half = n // 2
         failed: list[str] = []
-        poster = threading.Thread(target=post_all, args=(f"http://127.0.0.1:{port}", key, n - half, customers, failed),
-                                  daemon=True)
+        retried: list[str] = []
+        poster = threading.Thread(target=post_all, args=(f"http://127.0.0.1:{port}", key, n - half, customers, failed,
+                                                         retried), daemon=True)
         started = time.perf_counter()
         poster.start()
         produce(bootstrap, topic, half, customers)
@@ -121,10 +131,12 @@ def soak(bootstrap: str, n: int, customers: int) -> None:
                 if done >= n and projected >= n:
                     break
                 stall.check(done + projected, f"{done:,} stored, {projected:,} projected")
-                time.sleep(1)
+                time.sleep(5)  # the counts scan the tables: often enough to sample near each 100,000
         first, last = samples[0], samples[-1]
         print("  grew from the first sample to the last: "
               + ", ".join(f"{p} {last[p] - first[p]:+.0f} MB" for p in processes), flush=True)
+        print(f"  batches answered 503 and retried: {len(retried)}" + (f" (first: {retried[0]})" if retried else ""),
+              flush=True)
     finally:
         for process in processes.values():
             process.send_signal(signal.SIGTERM)
@@ -142,6 +154,7 @@ def main() -> None:
     parser.add_argument("--touchpoints", type=int, default=1_000_000)
     parser.add_argument("--customers", type=int, default=100_000)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped (SIGTERM)"))  # the processes started are stopped too
     with broker() as bootstrap:
         soak(bootstrap, args.touchpoints, args.customers)
 

@@ -79,20 +79,23 @@ class ProjectionRunner:
             return found[self.part]
         return min(found.values())
 
-    def _positions(self) -> dict[Part, int]:
-        """Each part's position: its own, or the single runner's (a rebuild's) if further."""
+    def _positions(self, recorded: dict[str, int] | None = None) -> dict[Part, int]:
+        """Each part's position: its own, or the single runner's (a rebuild's) if further.
+        `recorded`: the view's tracking positions, if read already."""
         view = self.projection.view
         name = view.tracking_name(self.app.name)
-        recorded = view.tracking_positions(self.app.name)
+        if recorded is None:
+            recorded = view.tracking_positions(self.app.name)
         return {part: max(recorded.get(part.tracking_name(name), 0), recorded.get(name, 0))
                 for part in (Part(k, self.parts) for k in range(1, self.parts + 1))}
 
-    def layout_conflict(self) -> str | None:
+    def layout_conflict(self, recorded: dict[str, int] | None = None) -> str | None:
         """Why this runner must not write: the view was projected further by another layout (a
         single runner, or a different number of parts), whose events it would apply again."""
         view, part = self.projection.view, self.part
         name = view.tracking_name(self.app.name)
-        recorded = view.tracking_positions(self.app.name)
+        if recorded is None:
+            recorded = view.tracking_positions(self.app.name)
         mine = max(recorded.get(name, 0), recorded.get(part.tracking_name(name), 0) if part else 0)
         for other, at in recorded.items():
             layout = other.rpartition("/")[2] if "#" in other else "1"
@@ -121,9 +124,12 @@ class ProjectionRunner:
         if part is None:
             raise RuntimeError(f"the view is projected by {self.parts} parts: run `journeys project --partition K/"
                                f"{self.parts}` for each K; this process only reads")
-        if not self._may_write():
+        recorded, generation = view.tracking_positions(self.app.name), view.generation  # one read serves both
+        if not self._may_write(recorded):
             return 0
-        start = self.position + 1
+        if view.generation != generation:  # _may_write rebuilt the read models under a new playbook
+            recorded = view.tracking_positions(self.app.name)
+        start = self._positions(recorded)[part] + 1
         notifications = self.app.recorder.select_notifications(start=start, limit=self.batch_size)
         if not notifications:
             return 0
@@ -165,13 +171,13 @@ class ProjectionRunner:
             ready = positions[Part(part_of(first.originator_id, part.count), part.count)] >= first.id
         return [first] if ready else []
 
-    def _may_write(self) -> bool:
+    def _may_write(self, recorded: dict[str, int]) -> bool:
         """Only a runner with the playbook the live read models were derived under writes them.
         One with a newer playbook rebuilds them under it first (a deployment); one with an older
         one leaves them alone (a process not restarted yet)."""
         view, playbook = self.projection.view, self.projection.playbook
         self.paused = None
-        conflict = self.layout_conflict()
+        conflict = self.layout_conflict(recorded)
         if conflict is not None:
             self.paused = conflict
             return False

@@ -87,6 +87,11 @@ class Dialect:
         """Load many rows into a table at the fastest rate the dialect has (no conflict handling)."""
         raise NotImplementedError
 
+    def join_each(self, alias: str, table: str, name: str, condition: str) -> str:
+        """FROM-clause text: the rows of `alias` (a `values` list) each joined to the rows of
+        `table` (as `name`) that meet `condition`, looked up by index one row of `alias` at a time."""
+        return f"{alias} JOIN {table} {name} ON {condition}"  # SQLite's planner loops over the small side
+
     def analyze(self, datastore: Any, tables: Sequence[str]) -> None:
         """Refresh the planner's statistics of these tables (and PostgreSQL's visibility map)."""
         raise NotImplementedError
@@ -193,6 +198,12 @@ class PostgreSQL(Dialect):
             f"INSERT INTO {table} ({', '.join(name for name, _ in columns)}) SELECT * FROM unnest({arrays}) {conflict}",
             [list(column) for column in zip(*rows, strict=True)],
         )
+
+    def join_each(self, alias: str, table: str, name: str, condition: str) -> str:
+        # LATERAL: with a plain join the planner, which cannot see how few rows the list holds,
+        # chose a merge join along a whole table's index once it held some 500,000 events (3 s
+        # a batch instead of milliseconds).
+        return f"{alias} CROSS JOIN LATERAL (SELECT {name}.* FROM {table} {name} WHERE {condition}) {name}"
 
     def values(self, alias: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
         names = ", ".join(name for name, _ in columns)

@@ -81,9 +81,8 @@ class CustomerRepository:
     def _index_chunk(self, items: list[tuple[str, str]]) -> list[Any]:
         recorder: Any = self.recorder
         wanted, params = self.dialect.values("w", [("r", "text"), ("t", "text")], items)
-        return self._rows(recorder, f"{wanted} SELECT i.record_id, i.touchpoint_id, i.fingerprint "
-                                    f"FROM {recorder.index_table} i JOIN w ON i.record_id = w.r AND i.touchpoint_id = w.t",
-                          params)
+        each = self.dialect.join_each("w", recorder.index_table, "i", "i.record_id = w.r AND i.touchpoint_id = w.t")
+        return self._rows(recorder, f"{wanted} SELECT i.record_id, i.touchpoint_id, i.fingerprint FROM {each}", params)
 
     def _latest_snapshots(self, ids: list[UUID]) -> list[Any]:
         if self.snapshots is None or not ids:
@@ -93,9 +92,9 @@ class CustomerRepository:
         found = []
         for start in range(0, len(ids), CHUNK):
             wanted, params = self.dialect.values("w", [("id", "uuid")], [[i] for i in ids[start : start + CHUNK]])
-            rows = self._rows(recorder, f"{wanted} SELECT s.* FROM {table} s JOIN w ON s.originator_id = w.id "
-                                        f"WHERE s.originator_version = (SELECT MAX(l.originator_version) FROM {table} l "
-                                        "WHERE l.originator_id = s.originator_id)", params)
+            each = self.dialect.join_each("w", table, "s", f"s.originator_id = w.id AND s.originator_version = "
+                                          f"(SELECT MAX(l.originator_version) FROM {table} l WHERE l.originator_id = w.id)")
+            rows = self._rows(recorder, f"{wanted} SELECT s.* FROM {each}", params)
             found += [self.mapper.to_domain_event(_stored(row)) for row in rows]
         return found
 
@@ -114,9 +113,9 @@ class CustomerRepository:
         recorder: Any = self.recorder
         table = self.dialect.qualified(recorder.datastore, recorder.events_table_name)
         wanted, params = self.dialect.values("w", [("id", "uuid"), ("v", "bigint")], items)
+        each = self.dialect.join_each("w", table, "e", "e.originator_id = w.id AND e.originator_version > w.v")
         rows = self._rows(recorder, f"{wanted} SELECT e.originator_id, e.originator_version, e.topic, e.state "
-                                    f"FROM {table} e JOIN w ON e.originator_id = w.id AND e.originator_version > w.v "
-                                    "ORDER BY e.originator_id, e.originator_version", params)
+                                    f"FROM {each} ORDER BY e.originator_id, e.originator_version", params)
         return [_stored(row) for row in rows]
 
     def _rows(self, recorder: Any, statement: str, params: list[Any]) -> list[Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +32,16 @@ def marks_of(stages: Stages) -> dict[str, list[Any]]:
 def chunks(items: list[Any]) -> Iterator[list[Any]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
+
+
+def by_scope(keys: Iterable[tuple[str, str]]) -> Iterator[tuple[str, list[str]]]:
+    """(scope, subject) keys as (scope, subjects) in sorted chunks: one IN (...) list per statement."""
+    grouped: dict[str, list[str]] = {}
+    for scope, subject in keys:
+        grouped.setdefault(scope, []).append(subject)
+    for scope, subjects in sorted(grouped.items()):
+        for chunk in chunks(sorted(subjects)):
+            yield scope, chunk
 
 
 def position(row: Any) -> Position:

@@ -22,7 +22,7 @@ from journeys.playbook import Scope
 from journeys.stages import Position
 from journeys.storage.tables import ts
 from projections.storage.base import ReadModelStore
-from projections.storage.rows import chunks
+from projections.storage.rows import by_scope
 from projections.storage.schema import STAY_TABLES, SUBJECT_COLUMN, TAG_KINDS, TRANSITIONS, Table
 
 BUCKETS_PER_DOUBLING = 8
@@ -153,27 +153,23 @@ class StayCounters(ReadModelStore):
 
     def instance_stays(self, c: Any, instances: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Deltas]:
         """The whole stays of these (scope, subject) instances as they stand in the transaction."""
-        found: dict[tuple[str, str], Deltas] = {}
-        by_scope: dict[str, list[str]] = {}
-        for scope, subject in instances:
-            found[(scope, subject)] = Deltas()
-            by_scope.setdefault(scope, []).append(subject)
-        for scope, subjects in sorted(by_scope.items()):
+        instances = list(instances)
+        found: dict[tuple[str, str], Deltas] = {key: Deltas() for key in instances}
+        for scope, chunk in by_scope(instances):
             journeys = self.playbook.journeys_of(Scope(scope))
-            for chunk in chunks(sorted(subjects)):
-                marks = self.dialect.marks(len(chunk))
-                c.execute(self.dialect.sql(f"SELECT x.subject, {ENDED_OF_X} FROM {self.table('transitions')} x "
-                                           f"WHERE x.scope = ? AND x.subject IN ({marks})"), [scope, *chunk])
-                for r in c.fetchall():
-                    found[(scope, r["subject"])].ended([ended_of_record(r)], 1)
-                if not journeys:
-                    continue
-                c.execute(self.dialect.sql(
-                    f"SELECT x.subject, {OPEN_OF_X.format(positions=self.table('positions'))} "
-                    f"WHERE x.journey IN ({self.dialect.marks(len(journeys))}) AND x.subject IN ({marks}) "
-                    "AND x.scope = ? AND x.stage IS NOT NULL AND x.since IS NOT NULL"), [*journeys, *chunk, scope])
-                for r in c.fetchall():
-                    found[(scope, r["subject"])].opened(r["journey"], r["since"], r["stage"])
+            marks = self.dialect.marks(len(chunk))
+            c.execute(self.dialect.sql(f"SELECT x.subject, {ENDED_OF_X} FROM {self.table('transitions')} x "
+                                       f"WHERE x.scope = ? AND x.subject IN ({marks})"), [scope, *chunk])
+            for r in c.fetchall():
+                found[(scope, r["subject"])].ended([ended_of_record(r)], 1)
+            if not journeys:
+                continue
+            c.execute(self.dialect.sql(
+                f"SELECT x.subject, {OPEN_OF_X.format(positions=self.table('positions'))} "
+                f"WHERE x.journey IN ({self.dialect.marks(len(journeys))}) AND x.subject IN ({marks}) "
+                "AND x.scope = ? AND x.stage IS NOT NULL AND x.since IS NOT NULL"), [*journeys, *chunk, scope])
+            for r in c.fetchall():
+                found[(scope, r["subject"])].opened(r["journey"], r["since"], r["stage"])
         return found
 
     def recount_stays(self) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from projections.storage.rows import chunks
+from projections.storage.rows import by_scope, chunks
 from projections.storage.schema import INSTANCE_TAGS, SUBJECT_COLUMN, TAG_KINDS, TOUCHPOINTS
 from projections.storage.stays import Deltas, StayCounters
 
@@ -78,17 +78,13 @@ class TagCounters(StayCounters):
         return deltas
 
     def _tags_of(self, c: Any, keys: Iterable[Key]) -> dict[Key, set[str]]:
-        found: dict[Key, set[str]] = {}
-        by_scope: dict[str, list[str]] = {}
-        for scope, subject in keys:
-            found[(scope, subject)] = set()
-            by_scope.setdefault(scope, []).append(subject)
-        for scope, subjects in sorted(by_scope.items()):
-            for chunk in chunks(sorted(subjects)):
-                c.execute(self.dialect.sql(f"SELECT subject, tag FROM {self.table('instance_tags')} WHERE scope = ? "
-                                           f"AND subject IN ({self.dialect.marks(len(chunk))})"), [scope, *chunk])
-                for r in c.fetchall():
-                    found[(scope, r["subject"])].add(r["tag"])
+        keys = list(keys)
+        found: dict[Key, set[str]] = {key: set() for key in keys}
+        for scope, chunk in by_scope(keys):
+            c.execute(self.dialect.sql(f"SELECT subject, tag FROM {self.table('instance_tags')} WHERE scope = ? "
+                                       f"AND subject IN ({self.dialect.marks(len(chunk))})"), [scope, *chunk])
+            for r in c.fetchall():
+                found[(scope, r["subject"])].add(r["tag"])
         return found
 
     def _tags_from_touchpoints(self, c: Any, keys: Iterable[Key]) -> dict[Key, set[str]]:

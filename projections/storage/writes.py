@@ -15,7 +15,7 @@ from projections.partition import InstanceChanged, lock_key
 from projections.storage.changes import GenerationChanged, IdentityChange, SubjectChange
 from projections.storage.counters import Counters
 from projections.storage.rows import (
-    chunks,
+    by_scope,
     combination,
     marks_of,
     outbox_row,
@@ -96,11 +96,10 @@ class ProjectionWrites(Counters, TagCounters):
         read = {(ch.scope.value, ch.subject): ch.read_count for ch in changes}
         self.dialect.lock(c, sorted(lock_key(scope, subject) for scope, subject in read))
         stored: dict[tuple[str, str], int] = {}
-        for scope in sorted({scope for scope, _ in read}):
-            for chunk in chunks(sorted(subject for s, subject in read if s == scope)):
-                c.execute(self.dialect.sql(f"SELECT subject, touchpoint_count FROM {self.table('subjects')} WHERE scope = ? "
-                                           f"AND subject IN ({self.dialect.marks(len(chunk))})"), [scope, *chunk])
-                stored.update(((scope, r["subject"]), r["touchpoint_count"]) for r in c.fetchall())
+        for scope, chunk in by_scope(read):
+            c.execute(self.dialect.sql(f"SELECT subject, touchpoint_count FROM {self.table('subjects')} WHERE scope = ? "
+                                       f"AND subject IN ({self.dialect.marks(len(chunk))})"), [scope, *chunk])
+            stored.update(((scope, r["subject"]), r["touchpoint_count"]) for r in c.fetchall())
         changed = sorted(key for key, count in read.items() if stored.get(key, 0) != count)
         if changed:
             raise InstanceChanged(f"{len(changed)} instances changed since the batch read them, {changed[0]} first")
