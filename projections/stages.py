@@ -17,10 +17,9 @@ from all their touchpoints, and a customer that is joined into another is no mor
 
 from __future__ import annotations
 
-import heapq
 import logging
-from collections import OrderedDict, defaultdict
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict, defaultdict, deque
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -232,8 +231,8 @@ class StageProjection:
         until = None
         if history is None:
             before = self.view.stages_before(scope, subject, at)
-            stored_later = (StoredTouchpoint(row) for row in self.view.touchpoints_paged(scope, subject, at))
-            derivation, later, until = refold(before, stored_later, new, current[0], self.playbook)
+            pages = ([StoredTouchpoint(row) for row in page] for page in self.view.touchpoint_pages(scope, subject, at))
+            derivation, later, until = refold(before, pages, in_order(new), current[0], self.playbook)
             stored = self.view.transitions_of(subject, since=at, scope=scope) if self.live else []
             stored = [t for t in stored if until is None or t["at"] <= until]
         else:  # a small instance: folded again from its first touchpoint, its past before `at` unchanged
@@ -254,39 +253,67 @@ class StageProjection:
         )
 
 
+LOOK_FOR_THE_END = 2000  # stored touchpoints a late one's effect is followed through, looking for its end
+
+
 def refold(
-    before: Stages, later: Iterator[Any], new: list[Any], current: Stages, playbook: Playbook
+    before: Stages, pages: Iterable[list[Any]], new: list[Any], current: Stages, playbook: Playbook,
+    look: int = LOOK_FOR_THE_END,
 ) -> tuple[Derivation, list[Any], datetime | None]:
     """Fold late touchpoints (`new`, in occurred order) in among the stored ones after them
-    (`later`, in occurred order), from the stages before the first: the derivation, the stored
-    touchpoints read, and the occurred time up to which it differs from the stored history.
+    (`pages` of them, in occurred order), from the stages before the first: the derivation,
+    the stored touchpoints read, and the occurred time up to which it differs from the stored
+    history.
 
     The stored history is folded beside it (from the same stages, without the late ones):
     once both have folded the same touchpoint after the last late one into equal stages, every
     touchpoint after gives both the same, so the fold stops there (after the touchpoints of
     that same time) with the stored stages as its end. The time is None when they never meet
     (the late touchpoints changed the stages for good): then every later touchpoint was folded.
+    The stored history is folded beside only for the first `look` stored touchpoints: an effect
+    that lasts longer is taken to last, and the rest is folded a page at a time at full speed.
+    Each touchpoint id counts once, the stored one first, as in in_order.
     """
     stages = old = before
     transitions: list[Any] = []
     read: list[Any] = []
     seen: set[str] = set()
+    pending = deque(new)
     last_new, until = sort_key(new[-1]), None
-    # heapq.merge is stable: a stored touchpoint comes before a repeat delivery of it, as in in_order
-    for t in heapq.merge(later, new, key=sort_key):
-        if until is not None and t.occurred_at > until:
-            return Derivation(current, transitions), read, until
+
+    def take(t: Any) -> bool:
+        """Fold t in unless its id was folded already; whether it was."""
+        nonlocal stages
         if t.touchpoint_id in seen:
-            continue
+            return False
         seen.add(t.touchpoint_id)
         stages, caused = advance(stages, t, playbook)
-        transitions += caused
-        if isinstance(t, StoredTouchpoint):
+        transitions.extend(caused)
+        return True
+
+    for page in pages:
+        if not pending and until is None and len(read) >= look:  # nothing left to compare
+            fresh = [t for t in page if t.touchpoint_id not in seen]
+            seen.update(t.touchpoint_id for t in fresh)
+            folded = fold(stages, fresh, playbook)
+            stages = folded.stages
+            transitions += folded.transitions
+            read += fresh
+            continue
+        for t in page:
+            if until is not None and t.occurred_at > until:
+                return Derivation(current, transitions), read, until
+            while pending and sort_key(pending[0]) < sort_key(t):
+                take(pending.popleft())
+            if not take(t):
+                continue
             read.append(t)
-            if until is None:
+            if until is None and len(read) <= look:
                 old, _ = advance(old, t, playbook)
                 if sort_key(t) > last_new and old == stages:
                     until = t.occurred_at
+    while pending:
+        take(pending.popleft())
     if until is not None:
         return Derivation(current, transitions), read, until
     return Derivation(stages, transitions), read, None

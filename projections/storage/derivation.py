@@ -150,10 +150,13 @@ class DerivationReads(ReadModelStore):
         )
         return [{**dict(row), "criteria": json.loads(row["criteria"]) if row["criteria"] else None} for row in rows]
 
-    def touchpoints_paged(self, scope: Scope, subject: str, at: datetime, page: int = 500) -> Iterator[dict[str, Any]]:
-        """`touchpoints_from` in occurred order (ties by touchpoint id), read a page at a time,
-        so a caller that stops early (a late touchpoint whose effect ends) reads little. Pages
-        end between occurred times: the ties of one time are sorted together."""
+    def touchpoint_pages(
+        self, scope: Scope, subject: str, at: datetime, page: int = 128, largest: int = 8192
+    ) -> Iterator[list[dict[str, Any]]]:
+        """`touchpoints_from` in occurred order (ties by touchpoint id), in pages, so a caller
+        that stops early (a late touchpoint whose effect ends) reads little; each page twice the
+        one before (up to `largest`), so one that reads on needs few. Pages end between occurred
+        times: the ties of one time are sorted together."""
         column, touchpoints = SUBJECT_COLUMN[scope], self.table("touchpoints")
         select = f"SELECT touchpoint_id, type, occurred_at, criteria, record_id FROM {touchpoints} WHERE {column} = ? "
         start, bound = ts(at), ">="
@@ -168,12 +171,13 @@ class DerivationReads(ReadModelStore):
                 else:  # a whole page of one occurred time: all of that time, then after it
                     rows = self.query(f"{select}AND occurred_at = ?", [subject, last])
                     start, bound = last, ">"
-            yield from sorted(
+            yield sorted(
                 ({**dict(r), "criteria": json.loads(r["criteria"]) if r["criteria"] else None} for r in rows),
                 key=lambda r: (r["occurred_at"], r["touchpoint_id"]),
             )
             if not more:
                 return
+            page = min(2 * page, largest)
 
     def histories(
         self, scope: Scope, subjects: Sequence[str], transitions: bool = True

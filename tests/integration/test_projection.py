@@ -216,4 +216,6 @@ def test_touchpoints_read_a_page_at_a_time_keep_occurred_order(system: System):
                           key=lambda r: (r["occurred_at"], r["touchpoint_id"]))
         assert len(expected) > 4
         for page in (1, 2, 3, 5, 100):
-            assert list(system.view.touchpoints_paged(Scope.customer, record, start, page)) == expected, page
+            pages = list(system.view.touchpoint_pages(Scope.customer, record, start, page))
+            assert [row for p in pages for row in p] == expected, page
+            assert all(p[-1]["occurred_at"] != q[0]["occurred_at"] for p, q in zip(pages, pages[1:], strict=False))

@@ -20,12 +20,14 @@ def stored(touchpoints) -> list[StoredTouchpoint]:
     return [StoredTouchpoint(t.model_dump()) for t in touchpoints]
 
 
-def late_into(history, late):
+def late_into(history, late, look: int = 2000):
     """What refold gives for `late` against a history of stored touchpoints, and what derive() gives."""
     at = late.occurred_at
     before = fold(initial_stages(PLAYBOOK), [t for t in history if t.occurred_at < at], PLAYBOOK).stages
     current = derive(history, PLAYBOOK).stages
-    derivation, read, until = refold(before, iter([t for t in history if t.occurred_at >= at]), [late], current, PLAYBOOK)
+    after = [t for t in history if t.occurred_at >= at]
+    later = (after[i : i + 7] for i in range(0, len(after), 7))  # pages, as the view reads them
+    derivation, read, until = refold(before, later, [late], current, PLAYBOOK, look)
     return derivation, read, until, derive([*history, late], PLAYBOOK)
 
 
@@ -44,4 +46,13 @@ def test_a_late_touchpoint_that_moves_a_stage_for_good_folds_every_later_one():
     assert until is None and len(read) == 899
     assert derivation.stages == expected.stages != derive(history, PLAYBOOK).stages
     assert derivation.transitions  # the demo's own
+    assert derivation.transitions == [t for t in expected.transitions if t.at - T0 >= 10.05 * DAY]
+
+
+def test_the_end_of_an_effect_is_looked_for_only_so_far():
+    """Past `look` stored touchpoints the fold goes on alone to the end (and still ends right)."""
+    history = stored(tp(f"t{n:04d}", CYCLE[n % 5], n / 10) for n in range(1000))
+    derivation, read, until, expected = late_into(history, tp("late", "website_visited", 10.05), look=0)
+    assert until is None and len(read) == 899
+    assert derivation.stages == expected.stages
     assert derivation.transitions == [t for t in expected.transitions if t.at - T0 >= 10.05 * DAY]
