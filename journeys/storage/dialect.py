@@ -193,7 +193,7 @@ class PostgreSQL(Dialect):
         """One INSERT from column arrays: a constant statement, however many rows."""
         if not rows:
             return
-        arrays = ", ".join(f"%s::{kind}[]" for _, kind in columns)
+        arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)
         cursor.execute(
             f"INSERT INTO {table} ({', '.join(name for name, _ in columns)}) SELECT * FROM unnest({arrays}) {conflict}",
             [list(column) for column in zip(*rows, strict=True)],
@@ -208,7 +208,7 @@ class PostgreSQL(Dialect):
 
     def values(self, alias: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
         names = ", ".join(name for name, _ in columns)
-        arrays = ", ".join(f"%s::{kind}[]" for _, kind in columns)
+        arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)
         params = [[self.uuid(v) if kind == "uuid" else v for v in column]
                   for column, (_, kind) in zip(zip(*rows, strict=True), columns, strict=True)]
         return f"WITH {alias}({names}) AS (SELECT * FROM unnest({arrays}))", params
@@ -243,7 +243,7 @@ class PostgreSQL(Dialect):
 
     def lock(self, cursor: Any, keys: Sequence[int]) -> None:
         if keys:  # in the order given: writers that sort their keys never wait on each other in a circle
-            cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(k, i) ORDER BY i",
+            cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%b::bigint[]) WITH ORDINALITY AS u(k, i) ORDER BY i",
                            [list(keys)])
 
     def guard(self, datastores: Sequence[Any]) -> None:

@@ -131,14 +131,14 @@ class PostgresJourneysRecorder(PostgresProcessRecorder):
             if rows:
                 curs.execute(
                     f"INSERT INTO {self.index_table} (record_id, touchpoint_id, fingerprint) "
-                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])",
+                    "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[])",
                     [list(column) for column in zip(*rows, strict=True)],
                 )
 
             def previous(wanted: list[tuple[str, int]]) -> dict[str, str]:
                 curs.execute(
                     f"SELECT c.record_id, c.hash FROM {self.chain_table} c "
-                    "JOIN unnest(%s::text[], %s::int[]) AS w(record_id, version) USING (record_id, version)",
+                    "JOIN unnest(%b::text[], %b::int[]) AS w(record_id, version) USING (record_id, version)",
                     [[r for r, _ in wanted], [v for _, v in wanted]],
                 )
                 return {row["record_id"]: row["hash"] for row in curs.fetchall()}
@@ -146,7 +146,7 @@ class PostgresJourneysRecorder(PostgresProcessRecorder):
             chained = chain_rows(stored_events, notification_ids or (), previous)
             curs.execute(
                 f"INSERT INTO {self.chain_table} (notification_id, record_id, version, hash) "
-                "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::text[])",
+                "SELECT * FROM unnest(%b::bigint[], %b::text[], %b::int[], %b::text[])",
                 [list(column) for column in zip(*chained, strict=True)],
             )
             return notification_ids
