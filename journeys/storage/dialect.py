@@ -55,6 +55,15 @@ class Dialect:
         """Hold these numbered locks until the transaction ends (SQLite: its write lock holds
         everything already)."""
 
+    def each_returning(self, cursor: Any, statement: str, params: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        """Run one statement with RETURNING (in the dialect's parameter style) once per set of
+        parameters; the rows each returned. SQLite runs in process: one call each."""
+        found = []
+        for values in params:
+            cursor.execute(statement, list(values))
+            found.append(cursor.fetchall())
+        return found
+
     def stream(self, cursor: Any, statement: str, params: Sequence[Any] = (), size: int = 10_000) -> Iterator[list[Any]]:
         """The rows of one '?' statement, `size` at a time: never all of them in memory, and the
         transaction never idle for long while the caller works through them."""
@@ -240,6 +249,17 @@ class PostgreSQL(Dialect):
         with schema_lock(connect_args(env), env["POSTGRES_SCHEMA"]):
             ensure_schema(env)
             yield
+
+    def each_returning(self, cursor: Any, statement: str, params: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        # One round trip (psycopg pipelines executemany) instead of one per statement: a batch of
+        # late touchpoints replaces a span of history per instance, hundreds of statements.
+        if not params:
+            return []
+        cursor.executemany(statement, [list(values) for values in params], returning=True)
+        found = [cursor.fetchall()]
+        while cursor.nextset():
+            found.append(cursor.fetchall())
+        return found
 
     def lock(self, cursor: Any, keys: Sequence[int]) -> None:
         if keys:  # in the order given: writers that sort their keys never wait on each other in a circle

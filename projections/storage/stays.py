@@ -151,6 +151,13 @@ class StayCounters(ReadModelStore):
                   list(params))
         return [ended_of_record(r) for r in c.fetchall()]
 
+    def deleted_spans(self, c: Any, spans: Sequence[tuple[str, str, str, str]]) -> list[list[Any]]:
+        """Delete each (scope, subject, from, until)'s transitions that occurred from `from` to
+        `until` (both included), together; per span, what its stays' counters need."""
+        statement = self.dialect.sql(f"DELETE FROM {self.table('transitions')} WHERE scope = ? AND subject = ? "
+                                     f"AND occurred_at >= ? AND occurred_at <= ? RETURNING {ENDED_SQL}")
+        return [[ended_of_record(r) for r in rows] for rows in self.dialect.each_returning(c, statement, spans)]
+
     def instance_stays(self, c: Any, instances: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Deltas]:
         """The whole stays of these (scope, subject) instances as they stand in the transaction."""
         instances = list(instances)

@@ -30,6 +30,8 @@ from projections.storage.schema import CUSTOMERS, POSITIONS, REVISIONS, STAGE_CH
 from projections.storage.stays import Deltas, ended_of_row
 from projections.storage.tags import TagCounters
 
+LAST = "9999-12-31T23:59:59.999999+00:00"  # a span's end when it runs to the last transition (ts()'s format)
+
 
 class ProjectionWrites(Counters, TagCounters):
     def write(
@@ -62,14 +64,13 @@ class ProjectionWrites(Counters, TagCounters):
             self.insert(c, TOUCHPOINTS, rows, "ON CONFLICT (record_id, touchpoint_id) DO NOTHING")
             self.insert(c, CUSTOMERS, [[r, k, None] for r, k in (registered or {}).items()],
                         "ON CONFLICT (record_id) DO NOTHING")
+            replaced = [ch for ch in changes if ch.replace_from is not None]  # their spans of history go first
+            spans = [(ch.scope.value, ch.subject, ts(ch.replace_from) or "", ts(ch.replace_until) or LAST) for ch in replaced]
+            for ch, removed in zip(replaced, self.deleted_spans(c, spans), strict=True):
+                per.setdefault((ch.scope.value, ch.subject), Deltas()).ended(removed, -1)
             transitions = []
             for ch in changes:
                 stays = per.setdefault((ch.scope.value, ch.subject), Deltas())
-                if ch.replace_from is not None:
-                    where, values = "scope = ? AND subject = ? AND occurred_at >= ?", [ch.scope.value, ch.subject, ts(ch.replace_from)]
-                    if ch.replace_until is not None:
-                        where, values = f"{where} AND occurred_at <= ?", [*values, ts(ch.replace_until)]
-                    stays.ended(self.deleted_transitions(c, where, values), -1)
                 added = [transition_row(ch, t, fingerprint) for t in ch.transitions]
                 stays.ended((ended_of_row(r) for r in added), 1)
                 transitions += added
