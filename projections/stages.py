@@ -4,8 +4,10 @@ Each touchpoint moves the journeys of every instance it names: its customer
 record, and its account, deal and case when it carries those keys (their
 touchpoints come from several contacts). In-order touchpoints are folded into the
 stored stages; a touchpoint that occurred before one already seen (a late or
-out-of-order delivery) makes the instance be derived again from the stages just
-before it, so the view always equals `derive()` over the same touchpoints.
+out-of-order delivery) makes the instance be derived again: a small one from its
+first touchpoint (read with the batch's other late instances), a big one from the
+stages just before the late touchpoint, only as far as its effect lasts (`refold`),
+so the view always equals `derive()` over the same touchpoints.
 Personal data is copied as the events hold it, sealed: the projection never
 needs a data key.
 
