@@ -118,6 +118,8 @@ class StageProjection:
                 subject = roots[str(e.originator_id)] if scope is Scope.customer else subject_of(e, scope)
                 if subject is not None:
                     by_subject[subject].append(e)
+            for new in by_subject.values():
+                new.sort(key=sort_key)
             current = self._current(scope, list(by_subject))
             histories = self._small_late(scope, by_subject, current)
             changes += [self._change(scope, s, new, current.get(s), histories.get(s)) for s, new in by_subject.items()]
@@ -207,9 +209,8 @@ class StageProjection:
         its first touchpoint costs less than reading its stages before the late one alone."""
         small = []
         for subject, new in by_subject.items():
-            stages, count = current.get(subject) or (None, 0)
-            late = stages is not None and stages.last_key is not None and min(map(sort_key, new)) <= stages.last_key
-            if late and count <= self.rederive_below:
+            found = current.get(subject)
+            if found is not None and is_late(found[0], new) and found[1] <= self.rederive_below:
                 small.append(subject)
         return self.view.histories(scope, small, transitions=self.live) if small else {}
 
@@ -217,10 +218,10 @@ class StageProjection:
         self, scope: Scope, subject: str, new: list[Any], current: Any,
         history: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
     ) -> SubjectChange:
-        new.sort(key=sort_key)
+        """What a batch's touchpoints of an instance (`new`, in occurred order) do to it."""
         causes: dict[str, str | None] = {e.touchpoint_id: str(e.originator_id) for e in new}
         stages, count = current or (initial_stages(self.playbook, scope), 0)
-        if stages.last_key is None or sort_key(new[0]) > stages.last_key:
+        if not is_late(stages, new):
             derivation = fold(stages, new, self.playbook)
             return SubjectChange(
                 scope, subject, derivation.stages, count + len(new), derivation.transitions, causes, None,
@@ -253,6 +254,11 @@ class StageProjection:
             _revision(new, current, derivation, stored, fresh) if self.live else None,
             current[0] if current else None, count, until,
         )
+
+
+def is_late(stages: Stages, new: list[Any]) -> bool:
+    """Whether touchpoints (in occurred order) come before the last one folded into the stages."""
+    return stages.last_key is not None and sort_key(new[0]) <= stages.last_key
 
 
 LOOK_FOR_THE_END = 2000  # stored touchpoints a late one's effect is followed through, looking for its end

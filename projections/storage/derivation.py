@@ -16,6 +16,11 @@ from projections.storage.rows import chunks, position, transition_from_row
 from projections.storage.schema import SUBJECT_COLUMN
 
 
+def derivation_row(row: Any) -> dict[str, Any]:
+    """A touchpoint row as the derivation reads it (criteria decoded)."""
+    return {**dict(row), "criteria": json.loads(row["criteria"]) if row["criteria"] else None}
+
+
 class DerivationReads(ReadModelStore):
     def load_states(self, scope: Scope, subjects: Sequence[str]) -> dict[str, tuple[Stages, int]]:
         """Current stages and touchpoint count of the given instances of a scope."""
@@ -148,7 +153,7 @@ class DerivationReads(ReadModelStore):
             f"WHERE {SUBJECT_COLUMN[scope]} = ? AND occurred_at >= ?",
             [subject, ts(at)],
         )
-        return [{**dict(row), "criteria": json.loads(row["criteria"]) if row["criteria"] else None} for row in rows]
+        return [derivation_row(row) for row in rows]
 
     def touchpoint_pages(
         self, scope: Scope, subject: str, at: datetime, page: int = 128, largest: int = 8192
@@ -171,10 +176,7 @@ class DerivationReads(ReadModelStore):
                 else:  # a whole page of one occurred time: all of that time, then after it
                     rows = self.query(f"{select}AND occurred_at = ?", [subject, last])
                     start, bound = last, ">"
-            yield sorted(
-                ({**dict(r), "criteria": json.loads(r["criteria"]) if r["criteria"] else None} for r in rows),
-                key=lambda r: (r["occurred_at"], r["touchpoint_id"]),
-            )
+            yield sorted(map(derivation_row, rows), key=lambda r: (r["occurred_at"], r["touchpoint_id"]))
             if not more:
                 return
             page = min(2 * page, largest)
@@ -185,7 +187,7 @@ class DerivationReads(ReadModelStore):
         """Several instances' touchpoints (as `touchpoints_from` reads them) and stored stage
         histories (as `transitions_of` orders them; none unless `transitions`), a few queries
         for all: small instances with a late touchpoint are derived again from these."""
-        column, order = SUBJECT_COLUMN[scope], {j: i for i, j in enumerate(self.playbook.journeys)}
+        column = SUBJECT_COLUMN[scope]
         found: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {s: ([], []) for s in subjects}
         for chunk in chunks(list(subjects)):
             marks = self.dialect.marks(len(chunk))
@@ -193,18 +195,19 @@ class DerivationReads(ReadModelStore):
                 f"SELECT {column} AS subject, touchpoint_id, type, occurred_at, criteria, record_id "
                 f"FROM {self.table('touchpoints')} WHERE {column} IN ({marks})", chunk,
             ):
-                found[row["subject"]][0].append(
-                    {**dict(row), "criteria": json.loads(row["criteria"]) if row["criteria"] else None}
-                )
+                found[row["subject"]][0].append(derivation_row(row))
             if transitions:
                 for row in self.query(
                     f"SELECT * FROM {self.table('transitions')} WHERE scope = ? AND subject IN ({marks})",
                     [scope.value, *chunk],
                 ):
                     found[row["subject"]][1].append(transition_from_row(row))
-        for _, stored in found.values():
-            stored.sort(key=lambda t: (t["at"], t["touchpoint_id"], order.get(t["journey"], len(order))))
-        return found
+        return {subject: (rows, self.in_history_order(stored)) for subject, (rows, stored) in found.items()}
+
+    def in_history_order(self, transitions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Transitions in occurred order; those of one touchpoint in the playbook's journey order."""
+        order = {j: i for i, j in enumerate(self.playbook.journeys)}
+        return sorted(transitions, key=lambda t: (t["at"], t["touchpoint_id"], order.get(t["journey"], len(order))))
 
     def roots(self, record_ids: Iterable[str]) -> dict[str, str]:
         """The customer each record's touchpoints belong to: its root if linked, else itself."""

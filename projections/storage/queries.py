@@ -84,9 +84,7 @@ class Queries(DerivationReads):
             "ORDER BY occurred_at, touchpoint_id",
             [scope.value, subject, ts(since) or ""],
         )
-        order = {j: i for i, j in enumerate(self.playbook.journeys)}
-        found = [transition_from_row(row) for row in rows]
-        return sorted(found, key=lambda t: (t["at"], t["touchpoint_id"], order.get(t["journey"], len(order))))
+        return self.in_history_order(transition_from_row(row) for row in rows)
 
     def segment(
         self, filters: dict[str, str | None], after: str | None, limit: int, scope: Scope = Scope.customer,

@@ -27,6 +27,7 @@ from projections.storage.schema import STAY_TABLES, SUBJECT_COLUMN, TAG_KINDS, T
 
 BUCKETS_PER_DOUBLING = 8
 NONE = ""  # no stage, in a key column
+FIRST, LAST = "", "9999-12-31T23:59:59.999999+00:00"  # the bounds of every occurred time (ts()'s text)
 # The transition columns a stay's counters are keyed by, in this order (see `Deltas.ended`).
 ENDED_COLUMNS = ("journey", "from_stage", "from_since", "occurred_at", "to_stage", "is_restart", "skipped", "stay_seconds")
 ENDED_SQL = ", ".join(ENDED_COLUMNS)
@@ -145,15 +146,10 @@ class StayCounters(ReadModelStore):
             for start in range(0, len(found), piece):
                 self.accumulate(c, table, found[start : start + piece], "n")
 
-    def deleted_transitions(self, c: Any, where: str, params: Sequence[Any]) -> list[Any]:
-        """Delete transitions, returning what their stays' counters need."""
-        c.execute(self.dialect.sql(f"DELETE FROM {self.table('transitions')} WHERE {where} RETURNING {ENDED_SQL}"),
-                  list(params))
-        return [ended_of_record(r) for r in c.fetchall()]
-
     def deleted_spans(self, c: Any, spans: Sequence[tuple[str, str, str, str]]) -> list[list[Any]]:
         """Delete each (scope, subject, from, until)'s transitions that occurred from `from` to
-        `until` (both included), together; per span, what its stays' counters need."""
+        `until` (both included; FIRST and LAST for all of them), together; per span, what its
+        stays' counters need."""
         statement = self.dialect.sql(f"DELETE FROM {self.table('transitions')} WHERE scope = ? AND subject = ? "
                                      f"AND occurred_at >= ? AND occurred_at <= ? RETURNING {ENDED_SQL}")
         return [[ended_of_record(r) for r in rows] for rows in self.dialect.each_returning(c, statement, spans)]

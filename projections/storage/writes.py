@@ -27,10 +27,8 @@ from projections.storage.rows import (
     transition_row,
 )
 from projections.storage.schema import CUSTOMERS, POSITIONS, REVISIONS, STAGE_CHANGES, SUBJECTS, TOUCHPOINTS, TRANSITIONS
-from projections.storage.stays import Deltas, ended_of_row
+from projections.storage.stays import FIRST, LAST, Deltas, ended_of_row
 from projections.storage.tags import TagCounters
-
-LAST = "9999-12-31T23:59:59.999999+00:00"  # a span's end when it runs to the last transition (ts()'s format)
 
 
 class ProjectionWrites(Counters, TagCounters):
@@ -65,7 +63,7 @@ class ProjectionWrites(Counters, TagCounters):
             self.insert(c, CUSTOMERS, [[r, k, None] for r, k in (registered or {}).items()],
                         "ON CONFLICT (record_id) DO NOTHING")
             replaced = [ch for ch in changes if ch.replace_from is not None]  # their spans of history go first
-            spans = [(ch.scope.value, ch.subject, ts(ch.replace_from) or "", ts(ch.replace_until) or LAST) for ch in replaced]
+            spans = [(ch.scope.value, ch.subject, ts(ch.replace_from) or FIRST, ts(ch.replace_until) or LAST) for ch in replaced]
             for ch, removed in zip(replaced, self.deleted_spans(c, spans), strict=True):
                 per.setdefault((ch.scope.value, ch.subject), Deltas()).ended(removed, -1)
             transitions = []
@@ -122,7 +120,7 @@ class ProjectionWrites(Counters, TagCounters):
             for table in ("positions", "subjects"):
                 self.run(c, f"DELETE FROM {self.table(table)} WHERE scope = ? AND subject = ?",
                           [Scope.customer.value, subject])
-            stays.ended(self.deleted_transitions(c, "scope = ? AND subject = ?", [Scope.customer.value, subject]), -1)
+            stays.ended(self.deleted_spans(c, [(Scope.customer.value, subject, FIRST, LAST)])[0], -1)
             for journey, position in stages.positions.items():
                 stays.moved(journey, position, None)
             key = (Scope.customer.value, combination(self.playbook, Scope.customer, marks_of(stages)))
