@@ -126,10 +126,13 @@ def fill(system: System, n: int, keys: bool = False) -> int:
         view.add_counts(c, counts)
     print("  counting the stays by day", flush=True)
     view.recount_stays()  # as the projection keeps them; these rows were written around it
+    print("  crediting the advances and counting the leads by day", flush=True)
+    view.recount_credits()
     # As autovacuum would have by then: statistics, and the visibility map index-only scans need.
     view.dialect.analyze(view.datastore, [view.table(t) for t in
                                           ("transitions", "positions", "subjects", "touchpoints", "counts", "customers",
-                                           "stay_ends", "stay_times", "stays_open")])
+                                           "stay_ends", "stay_times", "stays_open", "credit_days", "advance_days",
+                                           "lead_days")])
     print()
     return total
 
@@ -165,6 +168,10 @@ def measure(backend: str, settings: Settings, n: int, runs: int) -> None:
                 "buyer", Filters(month.start, month.end, campaign="campaign-07"))),
             ("time in stage buyer", lambda: analytics.time_in_stage("buyer")),
             ("attribution buyer Evaluation, one month", lambda: analytics.attribution("buyer", "Evaluation", "linear", month)),
+            ("attribution buyer Evaluation, all time", lambda: analytics.attribution("buyer", "Evaluation", "linear", Filters())),
+            ("attribution buyer, every stage, all time", lambda: [
+                analytics.attribution("buyer", stage, "position", Filters()) for stage in system.playbook.journeys["buyer"].stages]),
+            ("leads by campaign and by channel, all time", lambda: (analytics.leads(Filters()), analytics.leads(Filters(), "channel"))),
             ("stuck in Evaluation, first page", lambda: view.segment({"buyer": "Evaluation"}, None, 100, Scope.customer, stuck_since)),
         ]
         print(f"{backend}: {n:,} customers, {transitions:,} transitions (filled in {filled:.0f} s); "

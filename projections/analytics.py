@@ -4,9 +4,11 @@ A *stay* is the time an instance spent in one stage of a journey. Each transitio
 ends a stay (its `from_stage`, entered at `from_since`, lasted `stay_seconds`); a
 position row is a stay not ended yet. So a funnel follows the stays entered in a window
 (ended ones by `from_since`, open ones by `since`), time in stage is a distribution of
-`stay_seconds` and of open stays' ages, and attribution reads the touchpoints before each
-advance. Whole days of funnels and durations come from the stay counters the projection keeps
-(projections/storage/stays.py); indexes: `analytics_ddl` in projections/storage/schema.py.
+`stay_seconds` and of open stays' ages, and attribution splits each advance over the campaign
+touches before it. Whole days of funnels and durations come from the stay counters the
+projection keeps (projections/storage/stays.py), of attribution and leads from its credit and
+lead counters (projections/storage/credits.py); indexes: `analytics_ddl` in
+projections/storage/schema.py.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 
 from journeys.playbook import Playbook, StageModel
 from journeys.storage.tables import ts
-from projections.attribution import credits, grouped, ranked
+from projections.attribution import MODELS, NANO, ranked
+from projections.storage.credits import CreditDeltas
 from projections.storage.schema import SUBJECT_COLUMN
 from projections.storage.stays import bucket, nearest_ranks, percentiles
 from projections.storage.view import JourneyView
@@ -301,33 +304,34 @@ class Analytics:
 
     def attribution(self, journey: str, stage: str, model: str, f: Filters) -> dict[str, Any]:
         """Credit for the advances into a stage in the window, split over the campaign touches
-        (touchpoints with a campaign) that occurred before each advance, by the model."""
-        scope = self._model(journey).scope
-        column = SUBJECT_COLUMN[scope]
-        selected, params = self._selected(journey, "x.occurred_at", f)
-        rows = self.view.query(
-            f"SELECT x.subject, x.occurred_at AS advanced_at, x.touchpoint_id AS cause, t.campaign, t.channel "
-            f"FROM {self.view.table('transitions')} x LEFT JOIN {self.view.table('touchpoints')} t "
-            f"ON t.{column} = x.subject AND t.occurred_at <= x.occurred_at AND t.campaign IS NOT NULL "
-            f"WHERE x.journey = ? AND x.to_stage = ? AND x.is_restart = 0{selected} "
-            "ORDER BY x.subject, x.occurred_at, x.touchpoint_id, t.occurred_at, t.touchpoint_id",
-            [journey, stage, *params],
-        )
-        campaigns: dict[str, float] = {}
-        channels: dict[str, float] = {}
-        advances = unattributed = 0
-        for touches in grouped(rows):
-            advances += 1
-            if touches[0]["campaign"] is None:
-                unattributed += 1
-                continue
-            for touch, credit in zip(touches, credits(model, len(touches)), strict=True):
-                campaigns[touch["campaign"]] = campaigns.get(touch["campaign"], 0.0) + credit
-                channel = touch["channel"] or "unknown"
-                channels[channel] = channels.get(channel, 0.0) + credit
+        (touchpoints with a campaign) that occurred before each advance, by the model.
+
+        Whole days come from the credit counters (projections/storage/credits.py); the parts of a
+        day at the window's ends, and any window with a cohort, campaign or channel filter, are
+        credited from the advances and touches themselves, the same way."""
+        if model not in MODELS:
+            raise ValueError(f"unknown attribution model {model!r}; use one of {MODELS}")
+        days, windows = (None, [f]) if f.campaign is not None else self._spans(f)
+        found = CreditDeltas()
+        if days is not None:
+            found.add(self.view.credit_days(journey, stage, model, *days))
+        scope = self._model(journey).scope.value
+        for window in windows:
+            selected, params = self._selected(journey, "x.occurred_at", window)
+            with self.view.datastore.transaction(commit=False) as c:
+                c.execute(self.view.dialect.sql(
+                    f"SELECT x.occurred_at, x.subject, x.journey, x.to_stage FROM {self.view.table('transitions')} x "
+                    f"WHERE x.journey = ? AND x.to_stage = ? AND x.is_restart = 0{selected}"), [journey, stage, *params])
+                advances = [(r["occurred_at"], r["subject"], r["journey"], r["to_stage"]) for r in c.fetchall()]
+                self.view.credit(c, scope, advances, found)
+        named: dict[str, dict[str, float]] = {"campaign": {}, "channel": {}}
+        for (_, _, _, of, kind, name), credit in found.credits.items():
+            if of == model:
+                named[kind][name] = named[kind].get(name, 0.0) + credit / NANO
+        counted = [sum(counts[i] for counts in found.advances.values()) for i in (0, 1)]
         return {
-            "journey": journey, "stage": stage, "model": model, "advances": advances, "unattributed": unattributed,
-            "campaigns": ranked(campaigns), "channels": ranked(channels),
+            "journey": journey, "stage": stage, "model": model, "advances": counted[0], "unattributed": counted[1],
+            "campaigns": ranked(named["campaign"]), "channels": ranked(named["channel"]),
         }
 
     # -- leads and cost --------------------------------------------------------
@@ -336,33 +340,22 @@ class Analytics:
         """Leads as seed 001 counts them: customers entering the lead funnel (its first stage, or
         further when they skip it; again after a restart) in the window, per campaign (or channel)
         of the touchpoint that made them a lead; how many of those reached the funnel's last stage
-        since, and how many became customers (entered the customer journey's first stage) since."""
+        since, and how many became customers (entered the customer journey's first stage) since.
+        Whole days from the lead counters, the parts of a day at the window's ends from the entries."""
         if by not in ("campaign", "channel"):
             raise ValueError(f"leads by campaign or channel, not {by!r}")
-        funnel = self.playbook.leads
-        if funnel.journey not in self.playbook.journeys:
-            return {}
-        transitions, touchpoints = self.view.table("transitions"), self.view.table("touchpoints")
-        window, params = self._window("e.occurred_at", f)
-        converted = self.playbook.journeys[funnel.journey].last
-        customers = self.playbook.journeys.get(funnel.customers)
-        became = (
-            f"EXISTS (SELECT 1 FROM {transitions} c WHERE c.scope = e.scope AND c.subject = e.subject "
-            "AND c.journey = ? AND c.to_stage = ? AND c.occurred_at >= e.occurred_at)"
-        )
-        rows = self.view.query(
-            f"SELECT k, COUNT(*) AS n, SUM(converted) AS converted, SUM(customer) AS customers FROM ("
-            f"SELECT t.{by} AS k, CASE WHEN {became} THEN 1 ELSE 0 END AS converted, "
-            f"CASE WHEN {became} THEN 1 ELSE 0 END AS customer "
-            f"FROM {transitions} e JOIN {touchpoints} t ON t.record_id = e.record_id AND t.touchpoint_id = e.touchpoint_id "
-            f"WHERE e.scope = 'customer' AND e.journey = ? AND e.from_stage IS NULL AND e.to_stage IS NOT NULL{window}"
-            ") entries GROUP BY k",
-            [funnel.journey, converted, funnel.customers, customers.stages[0] if customers else "", funnel.journey, *params],
-        )
+        days, windows = self._spans(Filters(f.start, f.end))
+        counted: dict[str, list[int]] = self.view.lead_days(by, *days) if days is not None else {}
+        for window in windows:
+            where, params = self._window("e.occurred_at", window)
+            with self.view.datastore.transaction(commit=False) as c:
+                for (_, campaign, channel), counts in self.view.lead_counts(c, None, where, params).items():
+                    found = counted.setdefault(campaign if by == "campaign" else channel, [0, 0, 0])
+                    for i, n in enumerate(counts):
+                        found[i] += n
         return {
-            row["k"] or "(none)": {"leads": int(row["n"]), "converted": int(row["converted"] or 0),
-                                   "customers": int(row["customers"] or 0)}
-            for row in rows
+            name or "(none)": {"leads": counts[0], "converted": counts[1], "customers": counts[2]}
+            for name, counts in counted.items() if counts[0]
         }
 
 

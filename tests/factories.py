@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from journeys.touchpoint import Touchpoint
+from projections.storage.schema import CREDIT_TABLES
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -59,17 +60,23 @@ def b2b_deal(customer: str = "globex") -> list[dict[str, Any]]:
     return [payload(i, t, d, customer, **extra.get(i, {})) for i, t, d in B2B_DEAL]
 
 
-def stay_counters(view: Any) -> dict[str, set[tuple[Any, ...]]]:
-    """The stay counters' rows that count something, per table (those of each campaign too), and
-    which campaigns touched each instance."""
-    counters = ("stay_ends", "stay_times", "stays_open", "tag_stay_ends", "tag_stay_times", "tag_stays_open")
-    found = {t: {tuple(r) for r in view.query(f"SELECT * FROM {view.table(t)} WHERE n != 0")} for t in counters}
+def counters(view: Any) -> dict[str, set[tuple[Any, ...]]]:
+    """The stay, credit and lead counters' rows that count something, per table (the stay
+    counters of each campaign too), and which campaigns touched each instance."""
+    found = {t: {tuple(r) for r in view.query(f"SELECT * FROM {view.table(t)} WHERE n != 0")}
+             for t in ("stay_ends", "stay_times", "stays_open", "tag_stay_ends", "tag_stay_times", "tag_stays_open")}
+    for table in CREDIT_TABLES:
+        counted = " OR ".join(f"{name} != 0" for name, kind in table.columns if kind == "bigint")
+        found[table.name] = {tuple(r) for r in view.query(f"SELECT * FROM {view.table(table.name)} WHERE {counted}")}
     found["instance_tags"] = {tuple(r) for r in view.query(f"SELECT * FROM {view.table('instance_tags')}")}
     return found
 
 
-def assert_stay_counters_equal_a_recount(view: Any) -> None:
-    """What the projection kept batch by batch equals counting the stays again from scratch."""
-    kept = stay_counters(view)
+def assert_counters_equal_a_recount(view: Any) -> None:
+    """What the projection kept batch by batch equals counting the stays, the credit of every
+    advance and the leads again from scratch."""
+    kept = counters(view)
     view.recount_stays()
-    assert stay_counters(view) == kept
+    view.recount_credits()
+    recounted = counters(view)
+    assert recounted == kept

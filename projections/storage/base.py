@@ -73,10 +73,11 @@ class ReadModelStore:
         """Rows of all of a declared table's columns, in as few statements as the dialect allows."""
         self.dialect.insert(c, self.table(table.name, generation), table.columns, rows, conflict)
 
-    def accumulate(self, c: Any, table: Table, rows: list[list[Any]], column: str) -> None:
-        """Add rows' `column` to that of the rows with the same key (a counter), or insert them."""
+    def accumulate(self, c: Any, table: Table, rows: list[list[Any]], *columns: str) -> None:
+        """Add rows' `columns` to those of the rows with the same key (counters), or insert them."""
+        added = ", ".join(f"{column} = k.{column} + excluded.{column}" for column in columns)
         self.dialect.insert(c, f"{self.table(table.name)} AS k", table.columns, rows,
-                            f"ON CONFLICT ({table.key}) DO UPDATE SET {column} = k.{column} + excluded.{column}")
+                            f"ON CONFLICT ({table.key}) DO UPDATE SET {added}")
 
     def upsert(self, c: Any, table: Table, rows: list[list[Any]]) -> None:
         """Insert rows, or update every non-key column of those whose key exists."""

@@ -113,6 +113,11 @@ def _stay_counters(store: Store) -> None:
     store.view.recount_stays()
 
 
+def _credit_counters(store: Store) -> None:
+    _tables(store)
+    store.view.recount_credits()
+
+
 def _counters(store: Store) -> None:
     if not store.view.query(f"SELECT 1 FROM {store.view.table('counts')} LIMIT 1"):
         store.view.count_all()
@@ -129,6 +134,8 @@ STEPS = (
     Step(8, "stay counters by day (ends, durations, open stays), counted from the stage history", _stay_counters),
     Step(9, "stay counters per campaign and per channel, counted from the touchpoints and the stage history",
          _stay_counters),
+    Step(10, "attribution and lead counters by day, counted from the stage history and the touchpoints",
+         _credit_counters),
 )
 LATEST = STEPS[-1].version
 

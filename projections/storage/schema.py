@@ -101,8 +101,20 @@ TAG_STAY_ENDS = Table("tag_stay_ends", (("tag", "text"), *STAY_ENDS.columns), ke
 TAG_STAY_TIMES = Table("tag_stay_times", (("tag", "text"), *STAY_TIMES.columns), key=f"tag, {STAY_TIMES.key}")
 TAG_STAYS_OPEN = Table("tag_stays_open", (("tag", "text"), *STAYS_OPEN.columns), key=f"tag, {STAYS_OPEN.key}")
 STAY_TABLES = ((STAY_ENDS, TAG_STAY_ENDS), (STAY_TIMES, TAG_STAY_TIMES), (STAYS_OPEN, TAG_STAYS_OPEN))
+# Attribution and leads by the day (see credits.py): each campaign's and channel's credit for the
+# advances into a stage, per model, in billionths of an advance; the advances, and those no
+# campaign touched; the lead-funnel entries by the campaign and channel of the touchpoint that
+# made them ('' for none), with those that converted and became customers since.
+CREDIT_DAYS = Table("credit_days", (*_text("journey", "stage", "day", "model", "kind", "name"), ("credit", "bigint")),
+                    key="journey, stage, model, day, kind, name")
+ADVANCE_DAYS = Table("advance_days", (*_text("journey", "stage", "day"), ("advances", "bigint"),
+                                      ("unattributed", "bigint")), key="journey, stage, day")
+LEAD_DAYS = Table("lead_days", (*_text("day", "campaign", "channel"), ("leads", "bigint"), ("converted", "bigint"),
+                                ("customers", "bigint")), key="day, campaign, channel")
+CREDIT_TABLES = (CREDIT_DAYS, ADVANCE_DAYS, LEAD_DAYS)
 GENERATIONAL_TABLES = (CUSTOMERS, SUBJECTS, POSITIONS, TOUCHPOINTS, IDENTITIES, TRANSITIONS, COUNTS,
-                       STAY_ENDS, STAY_TIMES, STAYS_OPEN, INSTANCE_TAGS, TAG_STAY_ENDS, TAG_STAY_TIMES, TAG_STAYS_OPEN)
+                       STAY_ENDS, STAY_TIMES, STAYS_OPEN, INSTANCE_TAGS, TAG_STAY_ENDS, TAG_STAY_TIMES, TAG_STAYS_OPEN,
+                       *CREDIT_TABLES)
 GENERATIONAL = tuple(t.name for t in GENERATIONAL_TABLES)
 
 # Which touchpoint column names the instance of each scope.

@@ -14,6 +14,7 @@ from journeys.storage.tables import parse_ts, ts
 from projections.partition import InstanceChanged, lock_key
 from projections.storage.changes import GenerationChanged, IdentityChange, SubjectChange
 from projections.storage.counters import Counters
+from projections.storage.credits import CreditCounters
 from projections.storage.rows import (
     by_scope,
     combination,
@@ -31,7 +32,7 @@ from projections.storage.stays import FIRST, LAST, Deltas, ended_of_row
 from projections.storage.tags import TagCounters
 
 
-class ProjectionWrites(Counters, TagCounters):
+class ProjectionWrites(Counters, TagCounters, CreditCounters):
     def write(
         self,
         touchpoints: Sequence[dict[str, Any]],
@@ -56,9 +57,10 @@ class ProjectionWrites(Counters, TagCounters):
             if checked:
                 self._hold(c, changes)
             per: dict[tuple[str, str], Deltas] = {}  # each instance's stays: the tags' counters need them apart
+            rows = [touchpoint_row(t) for t in touchpoints]
+            credited = self.credit_before(c, rows, changes, identity)
             if identity is not None:
                 self._relink(c, identity, per)
-            rows = [touchpoint_row(t) for t in touchpoints]
             self.insert(c, TOUCHPOINTS, rows, "ON CONFLICT (record_id, touchpoint_id) DO NOTHING")
             self.insert(c, CUSTOMERS, [[r, k, None] for r, k in (registered or {}).items()],
                         "ON CONFLICT (record_id) DO NOTHING")
@@ -88,6 +90,7 @@ class ProjectionWrites(Counters, TagCounters):
                 total.add(stays)
             fresh = {(ch.scope.value, ch.subject) for ch in changes if ch.before is None and ch.replace_from is None}
             self.add_stays(c, total, self.tagged(c, per, rows, identity is not None, fresh))
+            self.credit_after(c, credited, changes)
 
     def _hold(self, c: Any, changes: list[SubjectChange]) -> None:
         """Lock the batch's instances against the other parts, then make sure each still has the

@@ -140,6 +140,32 @@ def test_a_campaigns_funnel_from_the_counters_equals_one_from_the_stays(client: 
     assert any(s["entered"] for found in counted.values() for s in found["stages"])
 
 
+def test_attribution_and_leads_from_the_counters_equal_those_from_the_advances(client: TestClient, system,
+                                                                               monkeypatch):
+    """The credit and lead counters give what crediting the advances and counting the entries
+    themselves gives, for any window (whole days from the counters, the ends from the rows)."""
+    from projections.analytics import Analytics, Filters
+    from projections.attribution import MODELS
+
+    seed(client)
+    windows = [(None, None), (T0 + timedelta(days=2), T0 + timedelta(days=6)),
+               (T0 + timedelta(days=1, hours=12), T0 + timedelta(days=8, hours=6)), (T0 + timedelta(days=3), None),
+               (None, T0 + timedelta(days=4, hours=1))]
+    filters = [Filters(start, end) for start, end in windows]
+    stages = system.playbook.journeys["buyer"].stages
+
+    def everything() -> tuple[dict, dict]:
+        credit = {(f, stage, model): system.analytics.attribution("buyer", stage, model, f)
+                  for f in filters for stage in stages for model in MODELS}
+        leads = {(f, by): system.analytics.leads(f, by) for f in filters for by in ("campaign", "channel")}
+        return credit, leads
+
+    counted = everything()
+    monkeypatch.setattr(Analytics, "_spans", staticmethod(lambda f: (None, [f])))  # every advance and entry read
+    assert everything() == counted
+    assert any(found["campaigns"] for found in counted[0].values()) and any(counted[1].values())
+
+
 def test_time_in_stage_and_stuck_customers(client: TestClient):
     seed(client)
     now = datetime.now(UTC)

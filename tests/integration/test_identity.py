@@ -17,7 +17,7 @@ from journeys.settings import Settings
 from journeys.stages import derive
 from journeys.touchpoint import Touchpoint
 from projections.system import System
-from tests.factories import assert_stay_counters_equal_a_recount, tp
+from tests.factories import assert_counters_equal_a_recount, tp
 from tests.integration.test_projection import TYPES, touched_by
 
 LINK = IdentityLink("identify-1", "visitor", "buyer", "identify")
@@ -87,7 +87,7 @@ def test_a_link_in_any_arrival_order_gives_the_union_and_an_unlink_undoes_it(tmp
         if mine["other"]:
             assert state(system, "other") == derived(system, mine["other"])
         assert counted(system) == bool(joined) + bool(mine["other"])
-        assert_stay_counters_equal_a_recount(system.view)  # the merged customer's stays counted out
+        assert_counters_equal_a_recount(system.view)  # the merged customer's stays counted out
 
         late = tp("late", rng.choice(TYPES), rng.randint(0, 6) / 2, customer="visitor")
         assert system.app.unlink("visitor", "test") is not None
@@ -98,7 +98,7 @@ def test_a_link_in_any_arrival_order_gives_the_union_and_an_unlink_undoes_it(tmp
             if mine[who]:
                 assert state(system, who) == derived(system, mine[who])
         assert counted(system) == 1 + bool(mine["buyer"]) + bool(mine["other"])
-        assert_stay_counters_equal_a_recount(system.view)
+        assert_counters_equal_a_recount(system.view)
 
 
 def test_links_chain_refuse_circles_and_survive_a_rebuild(system: System):
