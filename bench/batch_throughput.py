@@ -58,9 +58,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def batches(n: int, size: int, customers: int, run: str, shuffled: bool = False):
+def batches(n: int, size: int, customers: int, run: str, shuffled: bool = False, campaigns: float = 0.0):
     """The bodies; `shuffled`: occurred times spread out of order over the whole run, so most
-    touchpoints are late for their customer (re-derived, not appended)."""
+    touchpoints are late for their customer (re-derived, not appended); `campaigns`: the share
+    of touchpoints that carry one of eight campaigns (credited to the advances after them)."""
+    every = round(1 / campaigns) if campaigns else 0
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     span = n * size * 3
 
@@ -77,6 +79,7 @@ def batches(n: int, size: int, customers: int, run: str, shuffled: bool = False)
                 "occurred_at": (t0 + timedelta(minutes=minutes(b * size + i))).isoformat(),
                 "source": "bench",
                 "properties": {"page": "/pricing", "n": i},
+                **({"campaign": f"campaign-{i % 8}"} if every and (b * size + i) % every == 0 else {}),
             }
             for i in range(size)
         ]
@@ -149,7 +152,8 @@ def run(label: str, database_url: str, args, code: str | None = None, intake: st
                 except httpx.TransportError:
                     time.sleep(0.1)
             latencies = []
-            bodies = batches(args.batches, args.batch_size, args.customers, uuid.uuid4().hex[:6], args.out_of_order)
+            bodies = batches(args.batches, args.batch_size, args.customers, uuid.uuid4().hex[:6], args.out_of_order,
+                             args.campaigns)
             requests = [request_for(intake, body) for body in bodies]
             started = time.perf_counter()
             for request in requests:
@@ -220,6 +224,8 @@ def main() -> None:
     parser.add_argument("--export", action="store_true", help="also time exporting every customer as segments")
     parser.add_argument("--out-of-order", action="store_true",
                         help="occurred times shuffled over the run: most touchpoints arrive late for their customer")
+    parser.add_argument("--campaigns", type=float, default=0.0,
+                        help="the share of touchpoints with a campaign (0 to 1; default none)")
     parser.add_argument("--separate-projector", action="store_true",
                         help="serve with JOURNEYS_RUN_PROJECTIONS=false and project in a `journeys project` process")
     parser.add_argument("--intake", action="append", choices=["touchpoints", "segment", "segment-gzip"],

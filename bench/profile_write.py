@@ -6,7 +6,7 @@ and projected (the derivation and the view's writes); prints the rate of each ph
 functions with the most time of their own, so the next speed work starts from a measurement.
 
     .venv/bin/python bench/profile_write.py [--batches 20] [--batch-size 1000] [--customers 5000]
-        [--backend sqlite|postgresql ...] [--top 25] [--save FILE]
+        [--backend sqlite|postgresql ...] [--top 25] [--save FILE] [--campaigns 0.25] [--out-of-order]
 """
 
 from __future__ import annotations
@@ -19,28 +19,16 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.batch_throughput import POSTGRES, TYPES  # noqa: E402
+from bench.batch_throughput import POSTGRES, batches  # noqa: E402
 from journeys.settings import Settings  # noqa: E402
 from journeys.touchpoint import Touchpoint  # noqa: E402
 from projections.system import System  # noqa: E402
-
-
-def payloads(batches: int, size: int, customers: int) -> list[list[dict]]:
-    t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    return [
-        [{"touchpoint_id": f"p-{b}-{i}", "customer_id": f"customer-{(b * size + i) % customers}",
-          "type": TYPES[(b + i) % len(TYPES)], "channel": "email", "source": "bench",
-          "occurred_at": (t0 + timedelta(minutes=b * size + i)).isoformat(), "properties": {"n": i}}
-         for i in range(size)]
-        for b in range(batches)
-    ]
 
 
 def store_url(backend: str, directory: str) -> str:
@@ -94,8 +82,10 @@ def main() -> None:
     parser.add_argument("--backend", action="append", choices=["sqlite", "postgresql"])
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--save", help="also write the profile to SAVE.<backend> (pstats format)")
+    parser.add_argument("--campaigns", type=float, default=0.0, help="the share of touchpoints with a campaign")
+    parser.add_argument("--out-of-order", action="store_true", help="occurred times shuffled over the run")
     args = parser.parse_args()
-    load = payloads(args.batches, args.batch_size, args.customers)
+    load = list(batches(args.batches, args.batch_size, args.customers, "p", args.out_of_order, args.campaigns))
     for backend in args.backend or ["sqlite", "postgresql"]:
         run(backend, load, args.top, args.save)
 
