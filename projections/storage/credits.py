@@ -82,9 +82,10 @@ class CreditCounters(ReadModelStore):
     # -- what a batch changes ---------------------------------------------------------------
 
     def credit_before(self, c: Any, touchpoints: Sequence[Sequence[Any]], changes: Sequence[SubjectChange],
-                      identity: IdentityChange | None) -> Credited:
+                      identity: IdentityChange | None, live: bool = True) -> Credited:
         """Before a batch's writes (touchpoint rows as written): which advances and leads it may
-        change, and what they count now."""
+        change, and what they count now. `live`: the changes say what a late touchpoint removed
+        from and added to the history (their revisions; a rebuild compares nothing)."""
         since: dict[tuple[str, str], str] = {}
 
         def from_(key: tuple[str, str], at: str) -> None:
@@ -97,9 +98,13 @@ class CreditCounters(ReadModelStore):
             customers = self._relinked(c, identity) | {s for scope, s in changed if scope == Scope.customer.value}
             for subject in customers:
                 from_((Scope.customer.value, subject), "")
+        rewritten = {key: _rewritten(ch, live) for key, ch in changed.items()}
         for key, ch in changed.items():
-            if ch.replace_from is not None:
+            if rewritten[key] is None:
                 from_(key, ts(ch.replace_from) or "")
+            for at, _, advance in rewritten[key] or ():
+                if advance:
+                    from_(key, at)
         for row in touchpoints:
             if row[_AT["campaign"]] is None:
                 continue
@@ -116,8 +121,13 @@ class CreditCounters(ReadModelStore):
         funnel = self.playbook.leads
         if funnel.journey in self.playbook.journeys:
             kept = {funnel.journey, funnel.customers}
-            customers |= {ch.subject for ch in changes if ch.scope is Scope.customer and (
-                ch.replace_from is not None or any(t.journey in kept for t in ch.transitions))}
+            for key, ch in changed.items():
+                if ch.scope is not Scope.customer:
+                    continue
+                journeys = ({t.journey for t in ch.transitions} if ch.replace_from is None
+                            else None if rewritten[key] is None else {j for _, j, _ in rewritten[key] or ()})
+                if journeys is None or journeys & kept:
+                    customers.add(ch.subject)
         credited_ = Credited(since, sorted(customers))
         for scope, advances in self._advances_since(c, since).items():
             self.credit(c, scope, advances, credited_.before)
@@ -128,6 +138,8 @@ class CreditCounters(ReadModelStore):
         """After a batch's writes: add what its advances and leads count now, less what they did."""
         found = self._advances_since(c, credited_.since)
         for ch in changes:
+            if ch.replace_from is not None:  # what it adds is at or after its `since`: found above
+                continue
             since = credited_.since.get((ch.scope.value, ch.subject))
             for t in ch.transitions:
                 at = ts(t.at) or ""
@@ -279,6 +291,18 @@ class CreditCounters(ReadModelStore):
                 for r in self.query(f"SELECT {kind} AS name, SUM(leads) AS leads, SUM(converted) AS converted, "
                                     f"SUM(customers) AS customers FROM {self.table('lead_days')} WHERE 1 = 1{days} "
                                     f"GROUP BY {kind}", params)}
+
+
+def _rewritten(ch: SubjectChange, live: bool) -> list[tuple[str, str, bool]] | None:
+    """What a batch changes in an instance's stored history: (occurred time, journey, whether an
+    advance) of each transition a late touchpoint removed or added; [] for appends only; None
+    when not known (a rebuild compares nothing), i.e. everything from the late touchpoint on."""
+    if ch.replace_from is None:
+        return []
+    if ch.revision is None:
+        return [] if live else None
+    return [(ts(t["at"]) or "", t["journey"], not t["restart"] and t["to_stage"] is not None)
+            for t in [*ch.revision.removed, *ch.revision.added]]
 
 
 def _advance(row: Any) -> Advance:

@@ -58,7 +58,7 @@ class ProjectionWrites(Counters, TagCounters, CreditCounters):
                 self._hold(c, changes)
             per: dict[tuple[str, str], Deltas] = {}  # each instance's stays: the tags' counters need them apart
             rows = [touchpoint_row(t) for t in touchpoints]
-            credited = self.credit_before(c, rows, changes, identity)
+            credited = self.credit_before(c, rows, changes, identity, live=publish)
             if identity is not None:
                 self._relink(c, identity, per)
             self.insert(c, TOUCHPOINTS, rows, "ON CONFLICT (record_id, touchpoint_id) DO NOTHING")
