@@ -368,14 +368,17 @@ def test_a_store_from_before_the_counters_is_counted_when_opened(client: TestCli
 
     seed(client)
     before = get(client, "/segments/summary")
+    cost = get(client, "/analytics/cost", journey="buyer", model="position")
     # As a store from before the counters: none kept, and no schema version recorded.
-    system.view.execute(f"DELETE FROM {system.view.table('counts')}")
-    system.view.execute(f"DELETE FROM {system.view.table('schema_versions')}")
+    for table in ("counts", "credit_days", "advance_days", "lead_days", "schema_versions"):
+        system.view.execute(f"DELETE FROM {system.view.table(table)}")
+    assert get(client, "/analytics/cost", journey="buyer", model="position") != cost
     reopened = System.build(settings)
     try:
         expected = {(None if k == "not_started" else k): n for k, n in before["buyer"].items() if n}
         assert reopened.view.summary()["buyer"] == expected and sum(expected.values()) == 5
         assert reopened.analytics.alignment("buyer", "seller")["cells"] == system.analytics.alignment("buyer", "seller")["cells"]
+        assert get(client, "/analytics/cost", journey="buyer", model="position") == cost
     finally:
         reopened.close()
 
