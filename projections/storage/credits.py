@@ -113,9 +113,10 @@ class CreditCounters(ReadModelStore):
                 key = (scope.value, row[_AT[column]])
                 if key[1] is None:
                     continue
-                ch = changed.get(key)
-                if ch is not None and ch.replace_from is None and (
-                        ch.before is None or ch.before.last_key is None or at > (ts(ch.before.last_key[0]) or "")):
+                appended = changed.get(key)
+                if appended is not None and appended.replace_from is None and (
+                        appended.before is None or appended.before.last_key is None
+                        or at > (ts(appended.before.last_key[0]) or "")):
                     continue  # after every stored touchpoint of the instance: no stored advance counts it
                 from_(key, at)
         funnel = self.playbook.leads
@@ -129,8 +130,8 @@ class CreditCounters(ReadModelStore):
                 if journeys is None or journeys & kept:
                     customers.add(ch.subject)
         credited_ = Credited(since, sorted(customers))
-        for scope, advances in self._advances_since(c, since).items():
-            self.credit(c, scope, advances, credited_.before)
+        for of, advances in self._advances_since(c, since).items():
+            self.credit(c, of, advances, credited_.before)
         credited_.before.leads = self.lead_counts(c, credited_.customers)
         return credited_
 
@@ -310,7 +311,7 @@ def _advance(row: Any) -> Advance:
 
 
 def _days(first: str, last: str) -> tuple[str, list[str]]:
-    where, params = "", []
+    where, params = "", list[str]()
     if first:
         where, params = where + " AND day >= ?", [*params, first]
     if last:
