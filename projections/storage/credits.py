@@ -10,10 +10,12 @@ them, with how many converted and became customers since.
 
 A batch changes the credit of the advances it adds or deletes, and of the advances at or after
 a campaign touch it adds (they now count it); and the leads of the customers whose lead or
-customer journey it changes. Its transaction credits those advances and counts those leads as
-they stand before its writes and again after, and adds the difference (`credit_before`,
-`credit_after`); in-order appends read nothing before. So the counters always equal a recount
-(`recount_credits`, and the tests that compare them).
+customer journey it changes. Its transaction subtracts the credit of the advances a late
+touchpoint took out (read from the change's revision) and of the stored advances from the
+earliest such campaign touch on, as they stand before its writes, then adds the credit of those
+it put in and of the advances from that touch on, as they stand after; leads likewise
+(`credit_before`, `credit_after`). In-order appends read nothing before. So the counters always
+equal a recount (`recount_credits`, and the tests that compare them).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class Credited:
     since: dict[tuple[str, str], str]  # (scope, subject) -> its stored advances from this occurred time on
     customers: list[str]  # whose lead-funnel entries are counted again
     before: CreditDeltas = field(default_factory=CreditDeltas)
+    added: dict[str, list[Advance]] = field(default_factory=dict)  # per scope: rewritten in, before `since`
 
 
 class CreditCounters(ReadModelStore):
@@ -102,9 +105,6 @@ class CreditCounters(ReadModelStore):
         for key, ch in changed.items():
             if rewritten[key] is None:
                 from_(key, ts(ch.replace_from) or "")
-            for at, _, advance in rewritten[key] or ():
-                if advance:
-                    from_(key, at)
         for row in touchpoints:
             if row[_AT["campaign"]] is None:
                 continue
@@ -126,11 +126,16 @@ class CreditCounters(ReadModelStore):
                 if ch.scope is not Scope.customer:
                     continue
                 journeys = ({t.journey for t in ch.transitions} if ch.replace_from is None
-                            else None if rewritten[key] is None else {j for _, j, _ in rewritten[key] or ()})
+                            else None if rewritten[key] is None else {j for _, j, _, _ in rewritten[key] or ()})
                 if journeys is None or journeys & kept:
                     customers.add(ch.subject)
         credited_ = Credited(since, sorted(customers))
-        for of, advances in self._advances_since(c, since).items():
+        found = self._advances_since(c, since)
+        for key, rewrites in rewritten.items():  # the advances a late touchpoint took out or put in
+            for at, journey, stage, removed in rewrites or ():
+                if stage is not None and (key not in since or at < since[key]):  # else among those found
+                    (found if removed else credited_.added).setdefault(key[0], []).append((at, key[1], journey, stage))
+        for of, advances in found.items():
             self.credit(c, of, advances, credited_.before)
         credited_.before.leads = self.lead_counts(c, credited_.customers)
         return credited_
@@ -138,6 +143,8 @@ class CreditCounters(ReadModelStore):
     def credit_after(self, c: Any, credited_: Credited, changes: Sequence[SubjectChange]) -> None:
         """After a batch's writes: add what its advances and leads count now, less what they did."""
         found = self._advances_since(c, credited_.since)
+        for of, advances in credited_.added.items():
+            found.setdefault(of, []).extend(advances)
         for ch in changes:
             if ch.replace_from is not None:  # what it adds is at or after its `since`: found above
                 continue
@@ -294,16 +301,17 @@ class CreditCounters(ReadModelStore):
                                     f"GROUP BY {kind}", params)}
 
 
-def _rewritten(ch: SubjectChange, live: bool) -> list[tuple[str, str, bool]] | None:
-    """What a batch changes in an instance's stored history: (occurred time, journey, whether an
-    advance) of each transition a late touchpoint removed or added; [] for appends only; None
-    when not known (a rebuild compares nothing), i.e. everything from the late touchpoint on."""
+def _rewritten(ch: SubjectChange, live: bool) -> list[tuple[str, str, str | None, bool]] | None:
+    """What a batch changes in an instance's stored history: (occurred time, journey, the stage
+    entered if an advance, whether removed) of each transition a late touchpoint removed or
+    added; [] for appends only; None when not known (a rebuild compares nothing), i.e.
+    everything from the late touchpoint on."""
     if ch.replace_from is None:
         return []
     if ch.revision is None:
         return [] if live else None
-    return [(ts(t["at"]) or "", t["journey"], not t["restart"] and t["to_stage"] is not None)
-            for t in [*ch.revision.removed, *ch.revision.added]]
+    return [(ts(t["at"]) or "", t["journey"], None if t["restart"] else t["to_stage"], removed)
+            for removed, transitions in ((True, ch.revision.removed), (False, ch.revision.added)) for t in transitions]
 
 
 def _advance(row: Any) -> Advance:
