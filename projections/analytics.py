@@ -315,15 +315,9 @@ class Analytics:
         found = CreditDeltas()
         if days is not None:
             found.add(self.view.credit_days(journey, stage, model, *days))
-        scope = self._model(journey).scope.value
         for window in windows:
             selected, params = self._selected(journey, "x.occurred_at", window)
-            with self.view.datastore.transaction(commit=False) as c:
-                c.execute(self.view.dialect.sql(
-                    f"SELECT x.occurred_at, x.subject, x.journey, x.to_stage FROM {self.view.table('transitions')} x "
-                    f"WHERE x.journey = ? AND x.to_stage = ? AND x.is_restart = 0{selected}"), [journey, stage, *params])
-                advances = [(r["occurred_at"], r["subject"], r["journey"], r["to_stage"]) for r in c.fetchall()]
-                self.view.credit(c, scope, advances, found)
+            self.view.credit_where(f"x.journey = ? AND x.to_stage = ?{selected}", [journey, stage, *params], found)
         named: dict[str, dict[str, float]] = {"campaign": {}, "channel": {}}
         for (_, _, _, of, kind, name), credit in found.credits.items():
             if of == model:
@@ -347,12 +341,10 @@ class Analytics:
         days, windows = self._spans(Filters(f.start, f.end))
         counted: dict[str, list[int]] = self.view.lead_days(by, *days) if days is not None else {}
         for window in windows:
-            where, params = self._window("e.occurred_at", window)
-            with self.view.datastore.transaction(commit=False) as c:
-                for (_, campaign, channel), counts in self.view.lead_counts(c, None, where, params).items():
-                    found = counted.setdefault(campaign if by == "campaign" else channel, [0, 0, 0])
-                    for i, n in enumerate(counts):
-                        found[i] += n
+            for (_, campaign, channel), counts in self.view.leads_where(*self._window("e.occurred_at", window)).items():
+                found = counted.setdefault(campaign if by == "campaign" else channel, [0, 0, 0])
+                for i, n in enumerate(counts):
+                    found[i] += n
         return {
             name or "(none)": {"leads": counts[0], "converted": counts[1], "customers": counts[2]}
             for name, counts in counted.items() if counts[0]

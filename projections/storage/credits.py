@@ -78,7 +78,7 @@ class Credited:
     since: dict[tuple[str, str], str]  # (scope, subject) -> its stored advances from this occurred time on
     customers: list[str]  # whose lead-funnel entries are counted again
     before: CreditDeltas = field(default_factory=CreditDeltas)
-    added: dict[str, list[Advance]] = field(default_factory=dict)  # per scope: rewritten in, before `since`
+    added: dict[str, list[Advance]] = field(default_factory=dict)  # per scope: put in, before `since`
 
 
 class CreditCounters(ReadModelStore):
@@ -129,35 +129,29 @@ class CreditCounters(ReadModelStore):
                             else None if rewritten[key] is None else {j for _, j, _, _ in rewritten[key] or ()})
                 if journeys is None or journeys & kept:
                     customers.add(ch.subject)
-        credited_ = Credited(since, sorted(customers))
+        state = Credited(since, sorted(customers))
         found = self._advances_since(c, since)
-        for key, rewrites in rewritten.items():  # the advances a late touchpoint took out or put in
-            for at, journey, stage, removed in rewrites or ():
-                if stage is not None and (key not in since or at < since[key]):  # else among those found
-                    (found if removed else credited_.added).setdefault(key[0], []).append((at, key[1], journey, stage))
+        for key, ch in changed.items():  # the advances it takes out or puts in before `since` (the rest are found)
+            put_in = ([(ts(t.at) or "", t.journey, None if t.restart else t.to_stage, False) for t in ch.transitions]
+                      if ch.replace_from is None else rewritten[key] or ())
+            for at, journey, stage, removed in put_in:
+                if stage is not None and (key not in since or at < since[key]):
+                    (found if removed else state.added).setdefault(key[0], []).append((at, key[1], journey, stage))
         for of, advances in found.items():
-            self.credit(c, of, advances, credited_.before)
-        credited_.before.leads = self.lead_counts(c, credited_.customers)
-        return credited_
+            self.credit(c, of, advances, state.before)
+        state.before.leads = self.lead_counts(c, state.customers)
+        return state
 
-    def credit_after(self, c: Any, credited_: Credited, changes: Sequence[SubjectChange]) -> None:
+    def credit_after(self, c: Any, state: Credited) -> None:
         """After a batch's writes: add what its advances and leads count now, less what they did."""
-        found = self._advances_since(c, credited_.since)
-        for of, advances in credited_.added.items():
+        found = self._advances_since(c, state.since)
+        for of, advances in state.added.items():
             found.setdefault(of, []).extend(advances)
-        for ch in changes:
-            if ch.replace_from is not None:  # what it adds is at or after its `since`: found above
-                continue
-            since = credited_.since.get((ch.scope.value, ch.subject))
-            for t in ch.transitions:
-                at = ts(t.at) or ""
-                if not t.restart and t.to_stage is not None and (since is None or at < since):
-                    found.setdefault(ch.scope.value, []).append((at, ch.subject, t.journey, t.to_stage))
         after = CreditDeltas()
         for scope, advances in found.items():
             self.credit(c, scope, advances, after)
-        after.leads = self.lead_counts(c, credited_.customers)
-        after.add(credited_.before, -1)
+        after.leads = self.lead_counts(c, state.customers)
+        after.add(state.before, -1)
         self.add_credit_rows(c, after.rows())
 
     def _relinked(self, c: Any, identity: IdentityChange) -> set[str]:
@@ -242,6 +236,26 @@ class CreditCounters(ReadModelStore):
                     counts[i] += int(n or 0)
         return found
 
+    def credit_where(self, where: str, params: Sequence[Any], into: CreditDeltas) -> None:
+        """Add the advances a condition on the transitions (`x`) selects, credited from the
+        campaign touches stored now."""
+        with self.datastore.transaction(commit=False) as c:
+            for scope, advances in self._advances(c, where, params).items():
+                self.credit(c, scope, advances, into)
+
+    def leads_where(self, window: str, params: Sequence[Any]) -> dict[tuple[str, str, str], list[int]]:
+        """`lead_counts` of every customer's lead-funnel entries in a window (a condition on e.occurred_at)."""
+        with self.datastore.transaction(commit=False) as c:
+            return self.lead_counts(c, None, window, params)
+
+    def _advances(self, c: Any, where: str, params: Sequence[Any]) -> dict[str, list[Advance]]:
+        """Per scope, the advances a condition on the transitions (`x`) selects."""
+        found: dict[str, list[Advance]] = {}
+        for r in self._rows(c, f"SELECT x.scope, x.occurred_at, x.subject, x.journey, x.to_stage "
+                               f"FROM {self.table('transitions')} x WHERE {ADVANCED} AND {where}", params):
+            found.setdefault(r["scope"], []).append(_advance(r))
+        return found
+
     def _rows(self, c: Any, statement: str, params: Sequence[Any]) -> list[Any]:
         c.execute(self.dialect.sql(statement), list(params))
         return c.fetchall()
@@ -262,10 +276,9 @@ class CreditCounters(ReadModelStore):
                 subjects = [r["subject"] for r in self._rows(
                     c, f"SELECT DISTINCT subject FROM {transitions} WHERE scope = ?", [scope.value])]
                 for chunk in chunks(sorted(subjects)):
-                    advances = self._rows(c, f"SELECT x.occurred_at, x.subject, x.journey, x.to_stage FROM {transitions} x "
-                                             f"WHERE x.scope = ? AND x.subject IN ({', '.join('?' * len(chunk))}) AND {ADVANCED}",
-                                          [scope.value, *chunk])
-                    self.credit(c, scope.value, (_advance(r) for r in advances), deltas)
+                    advances = self._advances(c, f"x.scope = ? AND x.subject IN ({', '.join('?' * len(chunk))})",
+                                              [scope.value, *chunk])
+                    self.credit(c, scope.value, advances.get(scope.value, []), deltas)
             deltas.leads = self.lead_counts(c)
         rows = deltas.rows()  # before the transaction: PostgreSQL ends one idle for long
         with self.datastore.transaction(commit=True) as c:

@@ -90,7 +90,7 @@ class ProjectionWrites(Counters, TagCounters, CreditCounters):
                 total.add(stays)
             fresh = {(ch.scope.value, ch.subject) for ch in changes if ch.before is None and ch.replace_from is None}
             self.add_stays(c, total, self.tagged(c, per, rows, identity is not None, fresh))
-            self.credit_after(c, credited, changes)
+            self.credit_after(c, credited)
 
     def _hold(self, c: Any, changes: list[SubjectChange]) -> None:
         """Lock the batch's instances against the other parts, then make sure each still has the
