@@ -42,8 +42,8 @@ def touchpoints(start: int, stop: int) -> list[Touchpoint]:
     ]
 
 
-def measure(label: str, settings: Settings, events: int, repeat: int) -> None:
-    system = System.build(settings)
+def measure(label: str, settings: Settings, events: int, repeat: int, workers: int) -> None:
+    system = System.build(settings.model_copy(update={"rebuild_workers": workers}))
     try:
         started = time.perf_counter()
         for start in range(0, events, 1000):
@@ -56,11 +56,12 @@ def measure(label: str, settings: Settings, events: int, repeat: int) -> None:
         verify = time.perf_counter() - t
         assert report.ok and report.events >= events, (report.events, report.problems[:3])
         stored = report.events  # the touchpoints and each customer's creation
-        rebuilds = []
+        rebuilds, phases = [], []
         for _ in range(repeat):
             rebuilt = system.runner.rebuild(keep_retired=0)
             assert rebuilt.events == stored and rebuilt.reclassified == 0, rebuilt
             rebuilds.append(rebuilt.seconds)
+            phases.append(rebuilt.first_pass)
             system.runner.drop_retired(0)
     finally:
         system.close()
@@ -70,7 +71,9 @@ def measure(label: str, settings: Settings, events: int, repeat: int) -> None:
         f"(recorded and projected in {filled:.0f} s, {events / filled:,.0f} touchpoints/s)\n"
         f"  verify:  {verify:6.1f} s  {stored / verify:9,.0f} events/s\n"
         f"  rebuild: {median:6.1f} s  {stored / median:9,.0f} events/s  (median of {repeat}: "
-        f"{', '.join(f'{s:.1f}' for s in rebuilds)} s)",
+        f"{', '.join(f'{s:.1f}' for s in rebuilds)} s)\n"
+        f"  first pass in {phases[0].processes} processes, the median run's phases: "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases[rebuilds.index(median)].seconds.items()),
         flush=True,
     )
 
@@ -79,10 +82,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=0, help="processes the rebuild derives in (0: one per core)")
     add_backend_option(parser)
     args = parser.parse_args()
     for backend, settings in each_store(args.backend):
-        measure(backend, settings, args.events, args.repeat)
+        measure(backend, settings, args.events, args.repeat, args.workers)
 
 
 if __name__ == "__main__":

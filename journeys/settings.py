@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -36,6 +37,10 @@ class Settings(BaseSettings):
         description="a projection with a newer playbook than the live read models' rebuilds them under it on start",
     )
     projection_batch_size: int = Field(1000, ge=1, le=100_000)
+    rebuild_workers: int = Field(
+        0, ge=0, le=64,
+        description="processes a rebuild derives the log in, each a range of it (0: one per core)",
+    )
     projection_parts: int = Field(
         1, ge=1, le=1024,
         description="how many `journeys project --partition K/N` processes project the view (N); every "
@@ -129,6 +134,15 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return urlsplit(self.database_url).scheme == "sqlite"
+
+    @property
+    def shared_store(self) -> bool:
+        """Whether other processes can open the store (not an SQLite database in memory)."""
+        return not self.is_sqlite or not any(m in self.database_url for m in (":memory:", "mode=memory"))
+
+    @property
+    def rebuild_processes(self) -> int:
+        return self.rebuild_workers or os.cpu_count() or 1
 
     def eventsourcing_env(self) -> dict[str, str]:
         """The persistence settings eventsourcing reads, derived from the one URL."""

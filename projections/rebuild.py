@@ -28,6 +28,8 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
 
 from journeys.playbook import Playbook, Scope
+from projections import bulk
+from projections.bulk import Workers
 from projections.stages import StageProjection, next_batch, subject_of
 from projections.storage.changes import NotCaughtUp, Revision
 from projections.storage.rows import chunks, revision_row
@@ -46,6 +48,7 @@ class Rebuilt:
     events: int
     seconds: float
     reclassified: int
+    first_pass: bulk.Pass  # the bulk of it: its processes and phases
 
     @property
     def rate(self) -> float:
@@ -62,8 +65,10 @@ class Rebuild:
         batch_size: int = 5000,
         progress: Progress | None = None,
         keep_retired: float = 30.0,
+        workers: Workers | None = None,
     ):
         self.app, self.view, self.playbook, self.version = app, view, playbook, version
+        self.workers = workers or Workers(None)  # the processes the first pass runs in (projections/bulk.py)
         self.batch_size = batch_size
         self.progress = progress or (lambda done, total: None)
         self.keep_retired = keep_retired  # seconds a retired generation stays, for readers that have not followed yet
@@ -76,11 +81,14 @@ class Rebuild:
         view.drop_generations(name, ["retired"], _ago(self.keep_retired))
         view.drop_generations(name, ["building"])
         retired = view.generation
-        builder = view.begin_generation(self.playbook, self.playbook.fingerprint)
+        builder = view.begin_generation(self.playbook, self.playbook.fingerprint, indexes=False)
         projection = StageProjection(builder, self.playbook)
         projection.live = False  # what the live generation derived was published and revised already
         events, first, touched = 0, None, set[str]()
         try:
+            # The bulk of the log in bulk; then what came meanwhile, batch by batch.
+            first_pass = bulk.load(self.app, builder, self._live_position(), self.workers, self.progress)
+            events = first_pass.events
             for _ in range(attempts):
                 events += self._catch_up(projection, builder, self._live_position(), touched if first is not None else None)
                 if first is None:  # the bulk of the work is done: compare with the live generation
@@ -101,7 +109,8 @@ class Rebuild:
             view.drop_generations(name, ["retired"], _ago(self.keep_retired))
             raise
         position = builder.max_tracking_id(builder.tracking_name(name)) or 0
-        return Rebuilt(builder.generation, retired, position, events, time.perf_counter() - started, len(revisions))
+        return Rebuilt(builder.generation, retired, position, events, time.perf_counter() - started, len(revisions),
+                       first_pass)
 
     def _live_position(self) -> int:
         """How far the live generation is: its runner's position, or its furthest part's."""

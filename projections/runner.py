@@ -22,6 +22,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from journeys import metrics
 from journeys.describe import describe
 from journeys.retry import logged, until_stopped
+from projections.bulk import Workers
 from projections.partition import InstanceChanged, Part, is_link, part_of
 from projections.rebuild import Progress, Rebuild, Rebuilt
 from projections.stages import StageProjection, next_batch
@@ -40,8 +41,10 @@ class ProjectionRunner:
         version: int = 0,
         auto_rebuild: bool = True,
         parts: int = 1,
+        rebuild_workers: Workers | None = None,
     ):
         self.app = app
+        self.rebuild_workers = rebuild_workers  # the processes a rebuild's first pass runs in
         self.projection = projection
         self.version = version  # of the playbook this runner derives under
         self.auto_rebuild = auto_rebuild  # rebuild when the live read models come from an older playbook
@@ -217,6 +220,7 @@ class ProjectionRunner:
         rebuilt = Rebuild(
             self.app, self.projection.view, self.projection.playbook, self.version,
             batch_size=max(self.batch_size, 5000), progress=progress, keep_retired=keep_retired,
+            workers=self.rebuild_workers,
         ).run()
         self.projection.forget()
         self.catch_up()

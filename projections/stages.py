@@ -123,7 +123,7 @@ class StageProjection:
             current = self._current(scope, list(by_subject))
             histories = self._small_late(scope, by_subject, current)
             changes += [self._change(scope, s, new, current.get(s), histories.get(s)) for s, new in by_subject.items()]
-        rows = [{**_row(e), "customer": roots[str(e.originator_id)]} for e in recorded]
+        rows = [{**touchpoint_values(e), "customer": roots[str(e.originator_id)]} for e in recorded]
         self.view.write(rows, changes, tracking, registered, erasures, publish=self.live, checked=self.checked)
         for change in changes:  # the new transitions (a rebuild derives none new: not live)
             for t in change.new_transitions:
@@ -370,7 +370,7 @@ def subject_of(event: Any, scope: Scope) -> str | None:
     return getattr(event, scope.key, None)
 
 
-def _row(e: Any) -> dict[str, Any]:
+def touchpoint_values(e: Any) -> dict[str, Any]:
     return {
         "record_id": str(e.originator_id), "touchpoint_id": e.touchpoint_id, "type": e.type,
         "channel": e.channel, "occurred_at": e.occurred_at, "recorded_at": e.timestamp, "source": e.source,

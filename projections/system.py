@@ -19,6 +19,7 @@ from journeys.storage.dialect import Dialect, dialect_for
 from journeys.storage.keyring import Keyring
 from journeys.touchpoint import Touchpoint
 from projections.analytics import Analytics
+from projections.bulk import Workers
 from projections.personal import PersonalData
 from projections.runner import ProjectionRunner
 from projections.spend import SpendBook
@@ -58,12 +59,26 @@ class System:
         dialect.guard([cast(Any, system.app.recorder).datastore, system.view.datastore])
         return system
 
-    @classmethod
-    def _build(cls, settings: Settings, playbook: Playbook, env: dict[str, str], dialect: Dialect) -> System:
+    @staticmethod
+    def stores(settings: Settings, playbook: Playbook) -> tuple[JourneysApp, JourneyView]:
+        """The event store and the view alone, of a store that is there (a bulk rebuild's worker
+        processes read and write with these)."""
+        env = settings.eventsourcing_env()
+        dialect = dialect_for(settings)
+        with dialect.opening(settings, env):
+            return System._stores(settings, playbook, env, dialect)
+
+    @staticmethod
+    def _stores(settings: Settings, playbook: Playbook, env: dict[str, str], dialect: Dialect) -> tuple[JourneysApp, JourneyView]:
         app = JourneysApp(playbook, dialect, env=env, cache_size=settings.aggregate_cache_size)
         factory = InfrastructureFactory.construct(Environment(StageProjection.name, env))
         view = cast(JourneyView, factory.tracking_recorder(cast(Any, view_class(dialect))))
         view.playbook = playbook
+        return app, view
+
+    @classmethod
+    def _build(cls, settings: Settings, playbook: Playbook, env: dict[str, str], dialect: Dialect) -> System:
+        app, view = cls._stores(settings, playbook, env, dialect)
         audit = AuditTrail(view, app.recorder, dialect)
         new = app.recorder.max_notification_id() is None
         migrated = migrate(view, audit, has_events=not new)
@@ -79,6 +94,7 @@ class System:
             poll_interval=settings.projection_poll_interval,
             version=version,
             auto_rebuild=settings.auto_rebuild,
+            rebuild_workers=Workers(settings if settings.shared_store else None, settings.rebuild_processes),
         )
         system = cls(settings, playbook, app, view, runner, keyring, PersonalData(view, keyring), audit, dialect, migrated)
         app.complete_erasures()  # an erasure a crash interrupted is finished before anything else

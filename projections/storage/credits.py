@@ -33,6 +33,7 @@ from projections.storage.rows import chunks
 from projections.storage.schema import ADVANCE_DAYS, CREDIT_DAYS, CREDIT_TABLES, LEAD_DAYS, SUBJECT_COLUMN, TOUCHPOINTS
 
 Advance = tuple[str, str, str, str]  # (occurred_at, subject, journey, stage entered): text as stored
+Touch = tuple[str, str, str, str | None]  # (occurred_at, touchpoint_id, campaign, channel) of a campaign touch
 ADVANCED = "x.is_restart = 0 AND x.to_stage IS NOT NULL"  # a transition that is an advance
 _AT = {name: TOUCHPOINTS.names.index(name) for name in ("occurred_at", "campaign", *SUBJECT_COLUMN.values())}
 
@@ -191,17 +192,11 @@ class CreditCounters(ReadModelStore):
                 f"t.{column} = p.subject AND t.occurred_at <= p.until AND t.campaign IS NOT NULL"))
             c.execute(f"{values} SELECT p.subject, t.occurred_at, t.touchpoint_id, t.campaign, t.channel FROM {each}",
                       params)
-            touches: dict[str, list[Any]] = {}
+            touches: dict[str, list[Touch]] = {}
             for r in c.fetchall():
                 touches.setdefault(r["subject"], []).append((r["occurred_at"], r["touchpoint_id"], r["campaign"], r["channel"]))
             for subject in chunk:
-                ordered = sorted(touches.get(subject, ()), key=lambda t: (t[0], t[1]))
-                parts: dict[int, dict[tuple[str, str, str], int]] = {}  # by how many touches came before
-                for (at, _, journey, stage), seen in credited(((t[0], (t[2], t[3])) for t in ordered),
-                                                              sorted(by_subject[subject])):
-                    if seen.n not in parts:
-                        parts[seen.n] = split(seen)
-                    into.advanced(journey, stage, at[:10], parts[seen.n])
+                credit_instance(touches.get(subject, []), by_subject[subject], into)
 
     def lead_counts(self, c: Any, customers: Sequence[str] | None = None, window: str = "",
                     params: Sequence[Any] = ()) -> dict[tuple[str, str, str], list[int]]:
@@ -312,6 +307,16 @@ class CreditCounters(ReadModelStore):
                 for r in self.query(f"SELECT {kind} AS name, SUM(leads) AS leads, SUM(converted) AS converted, "
                                     f"SUM(customers) AS customers FROM {self.table('lead_days')} WHERE 1 = 1{days} "
                                     f"GROUP BY {kind}", params)}
+
+
+def credit_instance(touches: list[Touch], advances: list[Advance], into: CreditDeltas) -> None:
+    """Add one instance's advances, credited from its campaign touches (any order, each given once)."""
+    ordered = sorted(touches, key=lambda t: (t[0], t[1]))
+    parts: dict[int, dict[tuple[str, str, str], int]] = {}  # by how many touches came before
+    for (at, _, journey, stage), seen in credited(((t[0], (t[2], t[3])) for t in ordered), sorted(advances)):
+        if seen.n not in parts:
+            parts[seen.n] = split(seen)
+        into.advanced(journey, stage, at[:10], parts[seen.n])
 
 
 def _rewritten(ch: SubjectChange, live: bool) -> list[tuple[str, str, str | None, bool]] | None:

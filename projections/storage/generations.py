@@ -66,8 +66,9 @@ class Generations(Counters):
     def generations(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.query(f"SELECT * FROM {self.table('generations')} ORDER BY generation")]
 
-    def begin_generation(self, playbook: Playbook, fingerprint: str) -> Self:
-        """A view of a new generation, its tables created empty, for a rebuild to derive."""
+    def begin_generation(self, playbook: Playbook, fingerprint: str, indexes: bool = True) -> Self:
+        """A view of a new generation, its tables created empty, for a rebuild to derive (their
+        secondary indexes too, unless a bulk load builds them after: `create_indexes`)."""
         generations = self.table("generations")
         with self.datastore.transaction(commit=True) as c:
             # One statement that writes first: on SQLite a transaction that reads and then writes
@@ -80,12 +81,24 @@ class Generations(Counters):
                 [fingerprint, ts(now())],
             )
             generation = c.fetchone()["generation"]
+        builder = self.building_view(generation, playbook)
+        for statement in self.generation_ddl(generation):
+            if indexes or not _is_index(statement):
+                builder.execute(statement)
+        return builder
+
+    def building_view(self, generation: int, playbook: Playbook) -> Self:
+        """A view of a generation being built (by this process or, in a bulk rebuild, another)."""
         builder = copy.copy(self)
         builder.__dict__.pop("_initial_stages", None)
         builder.generation, builder.playbook, builder.building = generation, playbook, True
-        for statement in self.generation_ddl(generation):
-            builder.execute(statement)
         return builder
+
+    def create_indexes(self, tables: Sequence[str] | None = None) -> None:
+        """Build this generation's secondary indexes (of these tables only, if given) after a bulk load."""
+        for statement in self.generation_ddl():
+            if _is_index(statement) and (tables is None or any(f" ON {self.table(t)} " in statement for t in tables)):
+                self.execute(statement)
 
     def switch_to(
         self, builder: Generations, application_name: str,
@@ -185,3 +198,7 @@ class Generations(Counters):
         """Every playbook that derived read models: fingerprint -> name, version, registered_at."""
         rows = self.query(f"SELECT fingerprint, version, name, registered_at FROM {self.table('playbooks')}")
         return {r["fingerprint"]: {**dict(r), "registered_at": parse_ts(r["registered_at"])} for r in rows}
+
+
+def _is_index(statement: str) -> bool:
+    return statement.startswith("CREATE INDEX")

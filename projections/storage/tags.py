@@ -21,7 +21,7 @@ A channel filter reads the stays.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from projections.storage.rows import by_scope, chunks
@@ -34,7 +34,12 @@ _AT = {name: TOUCHPOINTS.names.index(name) for name in (*TAG_KINDS, *SUBJECT_COL
 
 def tags_of_row(row: Sequence[Any]) -> set[str]:
     """The tags a touchpoint (a row as written, in TOUCHPOINTS' column order) gives its instances."""
-    return {f"{kind}:{row[_AT[kind]]}" for kind in TAG_KINDS if row[_AT[kind]] is not None}
+    return tags_of({kind: row[_AT[kind]] for kind in TAG_KINDS})
+
+
+def tags_of(values: Mapping[str, Any]) -> set[str]:
+    """The tags a touchpoint's values (by column name) give its instances."""
+    return {f"{kind}:{values[kind]}" for kind in TAG_KINDS if values[kind] is not None}
 
 
 class TagCounters(StayCounters):

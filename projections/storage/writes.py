@@ -84,7 +84,7 @@ class ProjectionWrites(Counters, TagCounters, CreditCounters):
             self.add_counts(c, self._deltas(changes))
             revisions = [revision_row(ch.scope, ch.subject, ch.revision, fingerprint) for ch in changes if ch.revision]
             self.insert(c, REVISIONS, revisions)
-            self._erase(c, erasures, publish)
+            self.erase_sealed(c, erasures, publish)
             total = Deltas()
             for stays in per.values():
                 total.add(stays)
@@ -143,7 +143,7 @@ class ProjectionWrites(Counters, TagCounters, CreditCounters):
                 deltas[before] = deltas.get(before, 0) - 1
         return deltas
 
-    def _erase(self, c: Any, erasures: Sequence[tuple[str, datetime]], publish: bool) -> None:
+    def erase_sealed(self, c: Any, erasures: Sequence[tuple[str, datetime]], publish: bool) -> None:
         """Blank what personal data (sealed) the view holds of erased records; keep their stages."""
         for record_id, at in erasures:
             self.run(c, f"INSERT INTO {self.table('customers')} (record_id, sealed_key, erased_at) VALUES (?, NULL, ?) "

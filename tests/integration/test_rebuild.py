@@ -221,3 +221,44 @@ def test_a_late_touchpoint_leaves_a_revision_in_the_history(client, system: Syst
     assert {t["playbook"] for t in found["transitions"]} == {system.playbook.fingerprint}
     known = client.get("/customers/rev@x.example/history", params={"known_at": first_known}).json()
     assert known["revisions"] == []  # as known then, nothing had been revised
+
+
+def test_a_rebuild_in_worker_processes_equals_the_live_read_models_table_by_table(system: System, monkeypatch):
+    """The first pass of a rebuild (projections/bulk.py) in two processes, over ranges of the log
+    and of the instances small enough that each holds a few: links, an unlink, late touchpoints,
+    deals, campaigns and an erasure give, row by row, what the live projection wrote."""
+    from journeys.customer import IdentityLink
+    from projections import bulk
+    from tests.factories import assert_counters_equal_a_recount
+    from tests.integration.test_partitions import snapshot
+
+    rng = random.Random(5)
+    customers = [f"cust-{c}" for c in range(12)]
+    touchpoints = [
+        tp(f"w{n}", rng.choice(TYPES), rng.uniform(0, 30), customer=rng.choice(customers),
+           campaign=rng.choice([None, "spring", "autumn"]), channel=rng.choice(["web", "email"]),
+           **({"deal_id": f"D-{rng.randint(1, 4)}"} if rng.random() < 0.5 else {}))
+        for n in range(160)
+    ]
+    for start in range(0, len(touchpoints), 20):  # arrival order is not occurred order: late ones on the way
+        system.record(touchpoints[start : start + 20])
+        system.runner.catch_up()
+    system.record([], links=[IdentityLink("l1", "cust-1", "cust-0", "identify"), IdentityLink("l2", "cust-2", "cust-1", "alias"),
+                             IdentityLink("l3", "cust-4", "cust-3", "identify")])
+    assert system.app.unlink("cust-4", "test") is not None
+    system.record([tp("after-link", "meeting_held", 2.5, customer="cust-2", deal_id="D-1")])
+    system.erase("cust-5", "test")
+    system.runner.catch_up()
+    live = snapshot(system)
+    assert live["identities"] and live["transitions"] and live["instance_tags"]
+
+    monkeypatch.setattr(bulk, "EVENTS_PER_TASK", 23)
+    monkeypatch.setattr(bulk, "TOUCHPOINTS_PER_TASK", 17)
+    system.runner.rebuild_workers = bulk.Workers(system.settings, count=2, at_least=0)
+    reached: list[tuple[int, int]] = []
+    rebuilt = system.runner.rebuild(lambda done, total: reached.append((done, total)), keep_retired=0)
+
+    assert rebuilt.events == system.app.recorder.max_notification_id() and rebuilt.reclassified == 0
+    assert reached[-1][0] == reached[-1][1] and len(reached) > 10
+    assert snapshot(system) == live
+    assert_counters_equal_a_recount(system.view)
