@@ -61,9 +61,9 @@ from projections.storage.view import JourneyView
 
 log = logging.getLogger(__name__)
 
-PAGE = 5_000  # events decoded and touchpoints loaded per transaction
-EVENTS_PER_TASK = 50_000  # a range of the log a process takes at a time
-TOUCHPOINTS_PER_TASK = 50_000  # about as many touchpoints per range of instances
+PAGE = 5_000  # events read from the log at a time
+EVENTS_PER_TASK = 20_000  # a range of the log a process takes at a time
+TOUCHPOINTS_PER_TASK = 20_000  # about as many touchpoints per range of instances
 _COLUMNS = "touchpoint_id, type, occurred_at, criteria, record_id, channel, campaign"
 Progress = Callable[[int, int], None]
 _AT, _JOURNEY, _TO, _RESTART = (TRANSITIONS.names.index(c) for c in ("occurred_at", "journey", "to_stage", "is_restart"))
@@ -261,12 +261,13 @@ def _stores() -> tuple[Application, JourneyView, dict[str, str]]:
 
 
 def _touchpoints(lo: int, hi: int) -> tuple[int, list[tuple[str, datetime]]]:
-    """Load the touchpoints and sealed keys of the events from `lo` to `hi`; how many events, and
-    the erasures among them (applied once every touchpoint is in)."""
+    """Load the touchpoints and sealed keys of the events from `lo` to `hi`, in one transaction
+    (decoded before it: another process writes meanwhile on SQLite); how many events, and the
+    erasures among them (applied once every touchpoint is in)."""
     app, builder, roots = _stores()
-    events, erasures, position = 0, list[tuple[str, datetime]](), lo - 1
+    rows, registered, erasures = [], {}, list[tuple[str, datetime]]()
+    events, position = 0, lo - 1
     while notifications := app.recorder.select_notifications(start=position + 1, limit=PAGE, stop=hi):
-        rows, registered = [], {}
         for n in notifications:
             if is_link(n.topic):  # applied from _links
                 continue
@@ -275,14 +276,14 @@ def _touchpoints(lo: int, hi: int) -> tuple[int, list[tuple[str, datetime]]]:
             if isinstance(e, Customer.TouchpointRecorded):
                 rows.append(touchpoint_row({**touchpoint_values(e), "customer": roots.get(record, record)}))
             elif isinstance(e, Customer.Registered):
-                registered[record] = e.sealed_key
+                registered.setdefault(record, e.sealed_key)
             elif isinstance(e, Customer.Erased):
                 erasures.append((record, e.timestamp))
-        with builder.datastore.transaction(commit=True) as c:
-            builder.insert(c, TOUCHPOINTS, rows, "ON CONFLICT (record_id, touchpoint_id) DO NOTHING")
-            builder.insert(c, CUSTOMERS, [[r, k, None] for r, k in registered.items()], "ON CONFLICT (record_id) DO NOTHING")
         events += len(notifications)
         position = notifications[-1].id
+    with builder.datastore.transaction(commit=True) as c:
+        builder.insert(c, TOUCHPOINTS, rows, "ON CONFLICT (record_id, touchpoint_id) DO NOTHING")
+        builder.insert(c, CUSTOMERS, [[r, k, None] for r, k in registered.items()], "ON CONFLICT (record_id) DO NOTHING")
     return events, erasures
 
 

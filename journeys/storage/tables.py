@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
 
@@ -19,8 +20,13 @@ class SqlStore(Protocol):
 
 def ts(value: datetime | None) -> str | None:
     """Timestamps as fixed-width UTC text, so text order is time order in both dialects."""
-    if value is None:
-        return None
+    return None if value is None else _utc_text(value)
+
+
+@lru_cache(maxsize=1 << 16)
+def _utc_text(value: datetime) -> str:
+    """(A derivation writes the same few times many times over: a touchpoint's time is every one of
+    its transitions' time and the next stay's start. Equal instants give the same text.)"""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value.isoformat(timespec="microseconds")

@@ -85,7 +85,7 @@ def touchpoint_from_row(row: Any) -> dict[str, Any]:
 def transition_row(change: SubjectChange, t: Transition, fingerprint: str) -> list[Any]:
     return [
         change.scope.value, change.subject, t.journey, ts(t.at), t.touchpoint_id, t.from_stage, t.to_stage,
-        json.dumps(list(t.skipped)), int(t.restart), t.touchpoint_type,
+        _skipped(t), int(t.restart), t.touchpoint_type,
         json.dumps(list(t.defects)) if t.defects else None, change.causes.get(t.touchpoint_id), fingerprint,
         ts(t.from_since), (t.at - t.from_since).total_seconds() if t.from_since is not None else None,
     ]
@@ -118,7 +118,7 @@ def outbox_row(change: SubjectChange, t: Transition) -> list[Any]:
     awareness = change.stages.positions.get(Journey.awareness.value)
     return [
         change.scope.value, change.subject, "stage", t.journey, t.from_stage, t.to_stage,
-        json.dumps(list(t.skipped)), int(t.restart), ts(t.at), t.touchpoint_id, t.touchpoint_type,
+        _skipped(t), int(t.restart), ts(t.at), t.touchpoint_id, t.touchpoint_type,
         awareness.stage if awareness else None, json.dumps(list(t.defects)) if t.defects else None,
     ]
 
@@ -139,3 +139,7 @@ def transition_from_row(row: Any) -> dict[str, Any]:
         "playbook": row["playbook"] if "playbook" in row.keys() else None,  # noqa: SIM118
         "from_since": parse_ts(row["from_since"]) if "from_since" in row.keys() else None,  # noqa: SIM118
     }
+
+
+def _skipped(t: Transition) -> str:
+    return json.dumps(list(t.skipped)) if t.skipped else "[]"  # most skip none: no encoder for those
