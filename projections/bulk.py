@@ -110,7 +110,7 @@ def load(app: Application, builder: JourneyView, target: int, workers: Workers, 
         with took.phase("touchpoints"):
             ranges = [(lo, min(lo + EVENTS_PER_TASK - 1, target)) for lo in range(1, target + 1, EVENTS_PER_TASK)]
             erasures = list[tuple[str, datetime]]()
-            for _, (found, erased) in _each(pool, _touchpoints, ranges):
+            for found, erased in _each(pool, _touchpoints, ranges):
                 took.events, erasures = took.events + found, erasures + erased
                 progress(took.events, 2 * target)  # the first half of the work: the log read once
         with took.phase("touchpoint indexes"):
@@ -118,7 +118,7 @@ def load(app: Application, builder: JourneyView, target: int, workers: Workers, 
         with took.phase("instances"):
             tasks = [(scope, lo, hi) for scope in builder.playbook.scopes for lo, hi in _ranges(builder, scope)]
             sums, done, total = Sums(), 0, _total(builder)
-            for _, (found, part) in _each(pool, _instances, tasks):
+            for found, part in _each(pool, _instances, tasks):
                 sums.add(part)
                 done += found
                 progress(target + target * done // max(1, total), 2 * target)
@@ -221,35 +221,29 @@ class _Here(Executor):
         return future
 
 
-class _pool:  # noqa: N801 - used as a context manager, like open()
-    def __init__(self, processes: int, settings: Settings | None, app: Application, builder: JourneyView,
-                 roots: dict[str, str]):
-        self.processes, self.settings, self.app, self.builder, self.roots = processes, settings, app, builder, roots
-
-    def __enter__(self) -> Executor:
-        global _opened
-        if self.processes == 1:
-            _opened = (self.app, self.builder, self.roots)
-            self.executor: Executor = _Here()
-        else:
-            assert self.settings is not None, "Workers.processes: one process for a store only it can open"
-            self.executor = ProcessPoolExecutor(
-                self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_open,
-                initargs=(self.settings, self.builder.playbook, self.builder.generation, self.roots),
-            )
-        return self.executor
-
-    def __exit__(self, *_: object) -> None:
-        global _opened
+@contextmanager
+def _pool(processes: int, settings: Settings | None, app: Application, builder: JourneyView,
+          roots: dict[str, str]) -> Iterator[Executor]:
+    """Where the tasks run: worker processes, each with its own connections, or this process."""
+    global _opened
+    executor: Executor
+    if processes == 1:
+        _opened, executor = (app, builder, roots), _Here()
+    else:
+        assert settings is not None, "Workers.processes: one process for a store only it can open"
+        executor = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=_open,
+                                       initargs=(settings, builder.playbook, builder.generation, roots))
+    try:
+        yield executor
+    finally:
         _opened = None
-        self.executor.shutdown(cancel_futures=True)
+        executor.shutdown(cancel_futures=True)
 
 
-def _each(pool: Executor, fn: Callable[..., Any], tasks: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
-    """(task, result) as each finishes; the first failure stops the rest and is raised."""
-    futures = {pool.submit(fn, *task): task for task in tasks}
-    for future in as_completed(futures):
-        yield futures[future], future.result()
+def _each(pool: Executor, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> Iterator[Any]:
+    """Each task's result as it finishes; the first failure is raised (the pool cancels the rest)."""
+    for future in as_completed([pool.submit(fn, *task) for task in tasks]):
+        yield future.result()
 
 
 def _stores() -> tuple[Application, JourneyView, dict[str, str]]:
@@ -265,7 +259,7 @@ def _touchpoints(lo: int, hi: int) -> tuple[int, list[tuple[str, datetime]]]:
     (decoded before it: another process writes meanwhile on SQLite); how many events, and the
     erasures among them (applied once every touchpoint is in)."""
     app, builder, roots = _stores()
-    rows, registered, erasures = [], {}, list[tuple[str, datetime]]()
+    rows, registered, erasures = list[list[Any]](), dict[str, str](), list[tuple[str, datetime]]()
     events, position = 0, lo - 1
     while notifications := app.recorder.select_notifications(start=position + 1, limit=PAGE, stop=hi):
         for n in notifications:
