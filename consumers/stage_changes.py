@@ -27,6 +27,7 @@ from journeys.playbook import Scope
 from journeys.recommend import Recommendation
 from journeys.retry import logged, until_stopped
 from journeys.storage.tables import ts
+from projections.partition import Part, instance_part
 from projections.picture import wholes
 from projections.system import System
 
@@ -106,23 +107,34 @@ def cloudevent(change: dict[str, Any], customer_key: str | None, chosen: Recomme
 
 
 class StageChangePublisher:
-    def __init__(self, system: System, producer: KafkaProducer, topic: str, batch_size: int = 1000):
+    """Follows the outbox and publishes it; as part K of N (`journeys publish-stage-changes
+    --partition K/N`), only the changes of the instances that fall to it (projections/partition.py:
+    instance_part), with its own position: each instance's changes go out from one part, in order."""
+
+    def __init__(self, system: System, producer: KafkaProducer, topic: str, batch_size: int = 1000,
+                 part: Part = Part(1, 1)):
         self.system = system
         self.producer = producer
         self.topic = topic
         self.batch_size = batch_size
+        self.part = part
+        self.tracking_name = part.tracking_name(TRACKING_NAME)
         self.published = 0
         self.stopping = threading.Event()
 
     @property
     def position(self) -> int:
-        return self.system.view.max_tracking_id(TRACKING_NAME) or 0
+        return self.system.view.max_tracking_id(self.tracking_name) or 0
 
     def publish_once(self) -> int:
-        """Publish the next batch of the outbox; returns how many were published."""
-        changes = self.system.view.stage_changes_after(self.position, self.batch_size)
-        if not changes:
+        """Publish the next batch of the outbox (this part's changes in it); returns how many
+        rows of the outbox that passed."""
+        read = self.system.view.stage_changes_after(self.position, self.batch_size)
+        if not read:
             return 0
+        part = self.part
+        changes = read if part.alone else [
+            c for c in read if instance_part(c["scope"], c["subject"], part.count) == part.index]
         records = {c["subject"] for c in changes if c["scope"] == Scope.customer.value}
         rows = [row for r in records if (row := self.system.view.customer(r)) is not None]
         keys = self.system.personal.customer_keys(rows)  # erased records have none
@@ -148,9 +160,9 @@ class StageChangePublisher:
         self.producer.flush()
         for future in futures:
             future.get(30)  # raises if Kafka did not take it: the position does not move
-        self.system.view.insert_tracking(Tracking(TRACKING_NAME, changes[-1]["seq"]))
+        self.system.view.insert_tracking(Tracking(self.tracking_name, read[-1]["seq"]))
         self.published += len(changes)
-        return len(changes)
+        return len(read)
 
     def run(self, poll_interval: float = 0.2) -> None:
         report = logged(log, "publishing stage changes")

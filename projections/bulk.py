@@ -124,7 +124,7 @@ def load(app: Application, builder: JourneyView, target: int, workers: Workers, 
                 progress(target + target * done // max(1, total), 2 * target)
     with took.phase("counters"), builder.datastore.transaction(commit=True) as c:
         builder.insert(c, IDENTITIES, [[record, to, root] for record, (to, root) in sorted(links.items())])
-        builder.erase_sealed(c, erasures, publish=False)
+        builder.erase_sealed(c, erasures)
         builder.add_counts(c, sums.counts)
         builder.add_stay_rows(c, stay_rows(sums.stays, sums.tagged))
         sums.credits.leads = builder.lead_counts(c)

@@ -82,6 +82,13 @@ def is_link(topic: str) -> bool:
     return topic.endswith(LINK_TOPICS)
 
 
+def instance_part(scope: str, subject: str, count: int) -> int:
+    """The part (1..count) an instance's stage changes are published by: a customer's is its
+    record's (part_of), any other's a stable hash of it. One part publishes all of an instance's,
+    in the order they were derived."""
+    return part_of(subject, count) if scope == "customer" else lock_key(scope, subject) % count + 1
+
+
 def lock_key(scope: str, subject: str) -> int:
     """A signed 64-bit number for an instance, for PostgreSQL's advisory locks."""
     digest = hashlib.blake2b(f"{scope}\x00{subject}".encode(), digest_size=8).digest()

@@ -116,12 +116,21 @@ def _no_kafka(settings: Settings, error: Exception) -> str:
 
 
 @app.command("publish-stage-changes")
-def publish_stage_changes() -> None:
+def publish_stage_changes(
+    partition: Annotated[Optional[str], typer.Option(
+        help="K/N: be part K of N processes that publish together, each the changes of the customers, "
+             "accounts, deals and cases that fall to it, in order")] = None,
+) -> None:
     """Publish every stage transition to JOURNEYS_KAFKA_STAGE_CHANGES_TOPIC as a CloudEvent."""
     from kafka import KafkaProducer
 
     from consumers.stage_changes import StageChangePublisher
+    from projections.partition import Part
 
+    try:
+        part = Part.parse(partition) if partition else Part(1, 1)
+    except ValueError as error:
+        fail(str(error))
     settings = Settings()
     _require_kafka(settings)
     with open_system() as system:
@@ -129,8 +138,10 @@ def publish_stage_changes() -> None:
             producer = KafkaProducer(**settings.kafka_producer_config())
         except KafkaError as error:
             fail(_no_kafka(settings, error))
-        publisher = StageChangePublisher(system, producer, settings.kafka_stage_changes_topic)
+        publisher = StageChangePublisher(system, producer, settings.kafka_stage_changes_topic, part=part)
         _on_signals(publisher.stop)
         metrics.serve(settings.metrics_port, settings.metrics_host)
-        console.print(f"publishing stage changes to {settings.kafka_stage_changes_topic!r}")
+        which = "" if part.alone else f" as part {part}"
+        console.print(f"publishing stage changes to {settings.kafka_stage_changes_topic!r}{which} "
+                      f"from outbox position {publisher.position}")
         publisher.run()

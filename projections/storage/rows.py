@@ -123,6 +123,11 @@ def outbox_row(change: SubjectChange, t: Transition) -> list[Any]:
     ]
 
 
+def erased_row(record_id: str, at: datetime) -> list[Any]:
+    """An erasure in the outbox: the publisher sends it and a tombstone for the record."""
+    return [Scope.customer.value, record_id, "erased", *[None] * 5, ts(at), *[None] * 4]
+
+
 def transition_from_row(row: Any) -> dict[str, Any]:
     return {
         "journey": row["journey"],

@@ -18,6 +18,7 @@ from projections.storage.credits import CreditCounters
 from projections.storage.rows import (
     by_scope,
     combination,
+    erased_row,
     marks_of,
     outbox_row,
     position_row,
@@ -77,20 +78,29 @@ class ProjectionWrites(Counters, TagCounters, CreditCounters):
                 for j in ch.changed:
                     stays.moved(j, ch.before.positions.get(j) if ch.before else None, ch.stages.positions.get(j))
             self.insert(c, TRANSITIONS, transitions)
-            if publish:
-                self.insert(c, STAGE_CHANGES, [outbox_row(ch, t) for ch in changes for t in ch.new_transitions])
             self.upsert(c, SUBJECTS, [subject_row(ch) for ch in changes])
             self.upsert(c, POSITIONS, [position_row(ch, j, fingerprint) for ch in changes for j in ch.changed])
             self.add_counts(c, self._deltas(changes))
             revisions = [revision_row(ch.scope, ch.subject, ch.revision, fingerprint) for ch in changes if ch.revision]
             self.insert(c, REVISIONS, revisions)
-            self.erase_sealed(c, erasures, publish)
+            self.erase_sealed(c, erasures)
             total = Deltas()
             for stays in per.values():
                 total.add(stays)
             fresh = {(ch.scope.value, ch.subject) for ch in changes if ch.before is None and ch.replace_from is None}
             self.add_stays(c, total, self.tagged(c, per, rows, identity is not None, fresh))
             self.credit_after(c, credited)
+            if publish:
+                self._publish(c, [*(outbox_row(ch, t) for ch in changes for t in ch.new_transitions),
+                                  *(erased_row(record_id, at) for record_id, at in erasures)])
+
+    def _publish(self, c: Any, rows: list[list[Any]]) -> None:
+        """Add to the outbox. Its numbers must follow the order batches commit in, or a publisher
+        that has passed a number would never see a row numbered below it that commits later: they
+        do, because the batches of the live generation commit one at a time (`_claim` updates its
+        row, which on PostgreSQL holds the row's lock until the commit, even with projection
+        parts; SQLite has one writer). tests/integration/test_partitions.py checks it."""
+        self.insert(c, STAGE_CHANGES, rows)
 
     def _hold(self, c: Any, changes: list[SubjectChange]) -> None:
         """Lock the batch's instances against the other parts, then make sure each still has the
@@ -143,16 +153,13 @@ class ProjectionWrites(Counters, TagCounters, CreditCounters):
                 deltas[before] = deltas.get(before, 0) - 1
         return deltas
 
-    def erase_sealed(self, c: Any, erasures: Sequence[tuple[str, datetime]], publish: bool) -> None:
+    def erase_sealed(self, c: Any, erasures: Sequence[tuple[str, datetime]]) -> None:
         """Blank what personal data (sealed) the view holds of erased records; keep their stages."""
         for record_id, at in erasures:
             self.run(c, f"INSERT INTO {self.table('customers')} (record_id, sealed_key, erased_at) VALUES (?, NULL, ?) "
                         "ON CONFLICT (record_id) DO UPDATE SET sealed_key = NULL, erased_at = excluded.erased_at",
                      [record_id, ts(at)])
             self.run(c, f"UPDATE {self.table('touchpoints')} SET sealed = NULL WHERE record_id = ?", [record_id])
-            if publish:
-                self.run(c, f"INSERT INTO {self.table('stage_changes')} (scope, subject, kind, occurred_at) "
-                            "VALUES (?, ?, ?, ?)", [Scope.customer.value, record_id, "erased", ts(at)])
 
     def _claim(self, c: Any) -> None:
         """In a batch's transaction: fail if this view's generation is no longer the live one."""

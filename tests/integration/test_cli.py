@@ -161,6 +161,8 @@ def test_replay_a_deal_across_its_contacts(system: System, settings):
     (["publish-stage-changes"], {}, "JOURNEYS_KAFKA_BOOTSTRAP_SERVERS is not set"),
     (["publish-stage-changes"], {"JOURNEYS_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}, "no Kafka broker answers"),
     (["rotate-master-key"], {}, "nothing to rotate: set JOURNEYS_MASTER_KEY"),
+    (["publish-stage-changes", "--partition", "4/3"], {}, "K must be between 1 and N"),
+    (["project", "--partition", "two"], {}, "is not a part: write K/N"),
 ])
 def test_a_command_without_what_it_needs_says_what_to_set_in_one_line(tmp_path, command, extra_env, says):
     env = {"JOURNEYS_DATABASE_URL": f"sqlite:///{tmp_path / 'j.db'}", "JOURNEYS_KEY_FILE": str(tmp_path / "k"),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 
 from kafka import KafkaProducer
 
-from consumers.stage_changes import StageChangePublisher, change_id
+from consumers.stage_changes import StageChangePublisher, change_id, erased_cloudevent
 from consumers.touchpoints import TouchpointConsumer
 from journeys.touchpoint import Touchpoint
+from projections.partition import Part
 from projections.system import System
 from tests.factories import B2B_DEAL, b2b_deal, payload, rid
 from tests.kafka_helpers import Running, produce, read_all
@@ -162,6 +164,41 @@ def test_stage_changes_are_published_once_per_transition(system: System, kafka_s
     assert (chosen["message_id"], chosen["rule"], chosen["kind"]) == ("purchase-onboarding", "onboarding", "service")
     assert chosen["matched"] == ["relationship: Onboarding"] and "rule 'onboarding'" in chosen["reason"]
     assert signed["id"] == change_id({**signed["data"], "touchpoint_id": "d15"})
+
+
+def test_publisher_parts_send_each_change_once_from_one_part_in_the_order_derived(system: System, kafka_settings):
+    """Three parts (`journeys publish-stage-changes --partition K/3`) taking turns in random batches:
+    every change of the outbox goes out exactly once, each instance's from one part only and in
+    the order it was derived; an erased customer's changes do not, its erasure and tombstone do."""
+    rng = random.Random(11)
+    customers = [f"buyer-{n}" for n in range(6)]
+    system.record([Touchpoint(**{**p, "touchpoint_id": f"{c}-{p['touchpoint_id']}", "deal_id": f"D-{n % 3}"})
+                   for n, c in enumerate(customers) for p in b2b_deal(c)])
+    erased = rid(system, "buyer-4")
+    system.erase("buyer-4", "test")
+    system.runner.catch_up()
+    outbox = system.view.stage_changes_after(0, 10_000)
+    expected: dict[bytes, list[str | None]] = {}
+    for change in outbox:
+        key = (change["subject"] if change["scope"] == "customer" else f"{change['scope']}:{change['subject']}").encode()
+        if change["kind"] == "erased":
+            expected.setdefault(key, []).extend([erased_cloudevent(change)["id"], None])  # and its tombstone
+        elif change["subject"] != erased:
+            expected.setdefault(key, []).append(change_id(change))
+    assert any(k.startswith(b"deal:") for k in expected) and len(expected) > 6
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap_servers, acks="all")
+    parts = [StageChangePublisher(system, producer, kafka_settings.kafka_stage_changes_topic, batch_size=rng.randint(3, 40),
+                                  part=Part(k, 3)) for k in (1, 2, 3)]
+    while any(p.position < outbox[-1]["seq"] for p in parts):
+        rng.choice(parts).publish_once()
+    producer.close()
+    assert sum(p.published for p in parts) == len(outbox) and all(p.published for p in parts)
+    total = sum(len(ids) for ids in expected.values())
+    messages = read_all(kafka_settings.kafka_bootstrap_servers, kafka_settings.kafka_stage_changes_topic, total)
+    sent: dict[bytes, list[str | None]] = {}
+    for m in messages:  # one key, one Kafka partition: in the order sent
+        sent.setdefault(m.key, []).append(json.loads(m.value)["id"] if m.value is not None else None)
+    assert sent == expected
 
 
 def test_an_erasure_publishes_a_tombstone_and_nothing_personal_after_it(system: System, kafka_settings):
