@@ -11,6 +11,7 @@ from collections import Counter
 from io import StringIO
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -262,3 +263,36 @@ def test_a_rebuild_in_worker_processes_equals_the_live_read_models_table_by_tabl
     assert reached[-1][0] == reached[-1][1] and len(reached) > 10
     assert snapshot(system) == live
     assert_counters_equal_a_recount(system.view)
+
+
+def test_a_rebuild_whose_worker_process_is_killed_fails_and_leaves_the_live_read_models(system: System, monkeypatch):
+    """A worker of the first pass killed (SIGKILL) mid-pass: the rebuild fails saying so, its
+    generation is given up, the live one keeps answering as it was, and the next rebuild works."""
+    import multiprocessing
+    import os
+    import signal
+
+    from projections import bulk
+    from tests.integration.test_partitions import snapshot
+
+    system.record(population(40))
+    system.runner.catch_up()
+    live, generation = snapshot(system), system.view.generation
+    monkeypatch.setattr(bulk, "EVENTS_PER_TASK", 5)
+    system.runner.rebuild_workers = bulk.Workers(system.settings, count=2, at_least=0)
+    killed: list[int] = []
+
+    def kill_a_worker(done: int, total: int) -> None:
+        if not killed and (children := multiprocessing.active_children()):
+            killed.append(children[0].pid or 0)
+            os.kill(killed[0], signal.SIGKILL)
+
+    with pytest.raises(Exception, match="terminated abruptly"):
+        system.runner.rebuild(kill_a_worker, keep_retired=0)
+    assert killed
+    states = {g["generation"]: g["state"] for g in system.view.generations()}
+    assert states[generation] == "live" and "building" not in states.values()
+    assert system.view.generation == generation and snapshot(system) == live
+    system.runner.rebuild_workers = bulk.Workers(None)
+    assert system.runner.rebuild(keep_retired=0).reclassified == 0
+    assert snapshot(system) == live
