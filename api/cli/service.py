@@ -13,6 +13,7 @@ from kafka.errors import KafkaError
 from api.cli.common import console, fail, open_system, playbook_or_fail
 from journeys import metrics
 from journeys.settings import Settings
+from projections.partition import Part
 
 app = typer.Typer()
 
@@ -62,12 +63,7 @@ def project(
              "to it (give every process that reads the view JOURNEYS_PROJECTION_PARTS=N)")] = None,
 ) -> None:
     """Keep the projections current (for deployments that run them apart from the API)."""
-    from projections.partition import Part
-
-    try:
-        part = Part.parse(partition) if partition else Part(1, Settings().projection_parts)
-    except ValueError as error:
-        fail(str(error))
+    part = _part(partition, Settings().projection_parts)
     stop = threading.Event()
     _on_signals(stop.set)
     with open_system() as system:
@@ -77,6 +73,14 @@ def project(
         which = "" if part.alone else f" as part {part}"
         console.print(f"following the event log{which} from position {system.runner.position}")
         stop.wait()
+
+
+def _part(partition: str | None, count: int) -> Part:
+    """The part `--partition K/N` names (part 1 of `count` without it), or exit 2 saying what is wrong."""
+    try:
+        return Part.parse(partition) if partition else Part(1, count)
+    except ValueError as error:
+        fail(str(error))
 
 
 def _on_signals(stop) -> None:
@@ -125,12 +129,8 @@ def publish_stage_changes(
     from kafka import KafkaProducer
 
     from consumers.stage_changes import StageChangePublisher
-    from projections.partition import Part
 
-    try:
-        part = Part.parse(partition) if partition else Part(1, 1)
-    except ValueError as error:
-        fail(str(error))
+    part = _part(partition, 1)
     settings = Settings()
     _require_kafka(settings)
     with open_system() as system:
