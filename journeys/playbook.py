@@ -101,7 +101,12 @@ class StageModel(BaseModel):
 
     def index(self, stage: str | None) -> int:
         """Position of a stage; -1 for 'not started'."""
-        return -1 if stage is None else self.stages.index(stage)
+        return -1 if stage is None else self.stage_indexes[stage]
+
+    @cached_property
+    def stage_indexes(self) -> dict[str, int]:
+        """Each stage's position (asked per touchpoint and journey by the fold)."""
+        return {stage: i for i, stage in enumerate(self.stages)}
 
     @property
     def last(self) -> str:

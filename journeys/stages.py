@@ -114,12 +114,16 @@ def advance(
     transitions: list[Transition] = []
     first_seen = stages.first_seen or touchpoint.occurred_at
     confirmed = criteria_of(touchpoint)
+    evidence = playbook.evidence.get(touchpoint.type) or {}  # what the type is evidence of, per journey
     for journey in positions:
         model = playbook.journeys[journey]
         current = positions[journey]
         if current.since is None and current.stage is not None:
             # The initial stage (Unaware) holds from the moment the customer is known.
             current = positions[journey] = replace(current, since=first_seen)
+        evidenced = evidence.get(model.evidence_from or journey)  # as playbook.stage_for
+        if evidenced is None and not model.qualification:
+            continue  # the common case: nothing for this journey (what _target would say)
         if confirmed and model.qualification:
             known = {c.name for c in met.get(journey, ())}
             fresh = [
@@ -127,7 +131,7 @@ def advance(
                 for c in dict.fromkeys(confirmed) if c not in known  # each once, in the order given
             ]
             met[journey] = (*met.get(journey, ()), *fresh)
-        target, skipped, flagged = _target(model, current.stage, playbook.stage_for(touchpoint.type, journey), met.get(journey, ()))
+        target, skipped, flagged = _target(model, current.stage, evidenced, met.get(journey, ()))
         if target is _STAY:
             continue
         # A restart, or a new cycle begun from an exit stage (a former customer buying again).
