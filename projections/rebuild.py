@@ -29,7 +29,6 @@ from eventsourcing.persistence import Tracking
 
 from journeys.playbook import Playbook, Scope
 from projections import bulk
-from projections.bulk import Workers
 from projections.stages import StageProjection, next_batch, subject_of
 from projections.storage.changes import NotCaughtUp, Revision
 from projections.storage.rows import chunks, revision_row
@@ -65,10 +64,10 @@ class Rebuild:
         batch_size: int = 5000,
         progress: Progress | None = None,
         keep_retired: float = 30.0,
-        workers: Workers | None = None,
+        workers: bulk.Workers | None = None,
     ):
         self.app, self.view, self.playbook, self.version = app, view, playbook, version
-        self.workers = workers or Workers(None)  # the processes the first pass runs in (projections/bulk.py)
+        self.workers = workers or bulk.Workers(None)  # the processes the first pass runs in (projections/bulk.py)
         self.batch_size = batch_size
         self.progress = progress or (lambda done, total: None)
         self.keep_retired = keep_retired  # seconds a retired generation stays, for readers that have not followed yet

@@ -23,7 +23,7 @@ def ts(value: datetime | None) -> str | None:
     return None if value is None else _utc_text(value)
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=8192)
 def _utc_text(value: datetime) -> str:
     """(A derivation writes the same few times many times over: a touchpoint's time is every one of
     its transitions' time and the next stay's start. Equal instants give the same text.)"""
