@@ -22,6 +22,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/batch_throughput.py
 	$(BIN)/python bench/kafka_throughput.py
 	$(BIN)/python bench/segment_query.py
+	$(BIN)/python bench/fold.py
 	$(BIN)/python bench/large_customer.py
 	$(BIN)/python bench/rebuild_verify.py
 	$(BIN)/python bench/deal_history.py
