@@ -246,8 +246,20 @@ class Playbook(BaseModel):
 
     def stage_for(self, touchpoint_type: str, journey: str) -> str | None:
         """The stage (or 'restart') a touchpoint type is evidence of in a journey."""
-        source = self.journeys[journey].evidence_from or journey
-        return self.evidence.get(touchpoint_type, {}).get(source)
+        return self.evidence_of(touchpoint_type).get(journey)
+
+    def evidence_of(self, touchpoint_type: str) -> dict[str, str]:
+        """journey -> the stage (or 'restart') a touchpoint type is evidence of there; a journey
+        that takes another's evidence (`evidence_from`) included. The fold asks it per touchpoint."""
+        return self._evidence_by_journey.get(touchpoint_type, {})
+
+    @cached_property
+    def _evidence_by_journey(self) -> dict[str, dict[str, str]]:
+        return {
+            touchpoint_type: {journey: stage for journey, model in self.journeys.items()
+                              if (stage := by_source.get(model.evidence_from or journey)) is not None}
+            for touchpoint_type, by_source in self.evidence.items()
+        }
 
     def journeys_of(self, scope: Scope) -> list[str]:
         """The journeys kept per instance of a scope, in the playbook's order."""

@@ -114,14 +114,14 @@ def advance(
     transitions: list[Transition] = []
     first_seen = stages.first_seen or touchpoint.occurred_at
     confirmed = criteria_of(touchpoint)
-    evidence = playbook.evidence.get(touchpoint.type) or {}  # what the type is evidence of, per journey
+    evidence = playbook.evidence_of(touchpoint.type)
     for journey in positions:
         model = playbook.journeys[journey]
         current = positions[journey]
         if current.since is None and current.stage is not None:
             # The initial stage (Unaware) holds from the moment the customer is known.
             current = positions[journey] = replace(current, since=first_seen)
-        evidenced = evidence.get(model.evidence_from or journey)  # as playbook.stage_for
+        evidenced = evidence.get(journey)
         if evidenced is None and not model.qualification:
             continue  # the common case: nothing for this journey (what _target would say)
         if confirmed and model.qualification:

@@ -38,9 +38,8 @@ from eventsourcing.utils import get_topic
 from journeys.customer import Customer
 from journeys.playbook import Playbook, Scope
 from journeys.settings import Settings
-from journeys.stages import fold, in_order, initial_stages
 from projections.partition import is_link
-from projections.stages import StoredTouchpoint, touchpoint_values
+from projections.stages import fold_whole, touchpoint_values
 from projections.storage.changes import SubjectChange
 from projections.storage.credits import Advance, CreditDeltas, Touch, credit_instance
 from projections.storage.derivation import derivation_row
@@ -343,9 +342,8 @@ class Loaded:
 
 def derive(playbook: Playbook, scope: Scope, subject: str, rows: Sequence[Any], into: Loaded) -> None:
     """One instance from all its touchpoint rows, as the live projection derives a customer an
-    identity link joins (StageProjection._rederived): its rows, and its share of the counters."""
-    touchpoints = in_order([StoredTouchpoint(derivation_row(r)) for r in sorted(rows, key=lambda r: r["record_id"])])
-    derivation = fold(initial_stages(playbook, scope), touchpoints, playbook)
+    identity link joins (`fold_whole`): its rows, and its share of the counters."""
+    touchpoints, derivation = fold_whole(playbook, scope, [derivation_row(r) for r in rows])
     stages = derivation.stages
     change = SubjectChange(scope, subject, stages, len(touchpoints), derivation.transitions,
                            {t.touchpoint_id: t.record_id for t in touchpoints}, None, [], tuple(stages.positions))

@@ -183,8 +183,7 @@ class StageProjection:
     def _rederived(self, subject: str, rows: list[dict[str, Any]], current: Any) -> SubjectChange:
         """A customer derived again from all its touchpoints (each id once)."""
         scope = Scope.customer
-        touchpoints = in_order([StoredTouchpoint(r) for r in sorted(rows, key=lambda r: r["record_id"])])
-        derivation = fold(initial_stages(self.playbook, scope), touchpoints, self.playbook)
+        touchpoints, derivation = fold_whole(self.playbook, scope, rows)
         stored = self.view.transitions_of(subject, scope=scope) if self.live and current else []
         seen = {_identity(t) for t in stored}
         fresh = [t for t in derivation.transitions if _identity(t.__dict__) not in seen]
@@ -254,6 +253,14 @@ class StageProjection:
             _revision(new, current, derivation, stored, fresh) if self.live else None,
             current[0] if current else None, count, until,
         )
+
+
+def fold_whole(playbook: Playbook, scope: Scope, rows: Iterable[dict[str, Any]]) -> tuple[list[StoredTouchpoint], Derivation]:
+    """An instance derived from all its touchpoint rows (as `derivation_row` gives them): its
+    touchpoints in occurred order, each id once (the first record's row of an id two records
+    hold), and the derivation."""
+    touchpoints = in_order([StoredTouchpoint(r) for r in sorted(rows, key=lambda r: r["record_id"])])
+    return touchpoints, fold(initial_stages(playbook, scope), touchpoints, playbook)
 
 
 def is_late(stages: Stages, new: list[Any]) -> bool:
