@@ -167,4 +167,5 @@ class _Rebalance(ConsumerRebalanceListener):
             log.warning("offset commit on revocation failed", exc_info=True)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("assigned partitions: %s", ", ".join(sorted(f"{p.topic}:{p.partition}" for p in assigned)) or "none")
         self.owner.seek_to_recorded(assigned)

@@ -1,4 +1,5 @@
-"""A consumer process killed with SIGKILL mid-stream and restarted loses and duplicates nothing."""
+"""A consumer process killed with SIGKILL mid-stream, restarted or taken over by the other
+member of its group, loses and duplicates nothing."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 
+from consumers.touchpoints import source_name
 from journeys.customer import Customer
 from projections.system import System
 from tests.factories import payload, rid
@@ -48,6 +51,73 @@ def consumer_process(settings) -> subprocess.Popen:
     }
     return subprocess.Popen([sys.executable, "-m", "api.cli", "consume"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+class Member:
+    """A `journeys consume` process whose output lines are collected as they come."""
+
+    def __init__(self, settings):
+        self.process = consumer_process(settings)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.decode(errors="replace"))
+
+    def assigned(self, topic: str) -> list[int]:
+        """The partitions of `topic` its latest assignment gave it."""
+        latest = [line for line in self.lines if "assigned partitions:" in line]
+        if not latest:
+            return []
+        named = latest[-1].split("assigned partitions:", 1)[1].split(",")
+        return sorted(int(n.strip().rsplit(":", 1)[1]) for n in named if n.strip().startswith(f"{topic}:"))
+
+    def output(self) -> str:
+        self.reader.join(timeout=10)
+        return "".join(self.lines)
+
+
+def test_two_members_of_one_group_one_killed_store_everything_once(system: System, kafka_settings):
+    """Two consumers share the topic's three partitions; one is killed with SIGKILL once it has
+    stored some of its own; the group gives its partitions to the other, which starts each at the
+    position the event store recorded (not at Kafka's committed offset), so nothing is lost or
+    stored twice."""
+    topic = kafka_settings.kafka_topic
+    expected = {}
+    messages = []
+    for n in range(4000):
+        body = payload(f"g{n:05d}", TYPES[n % len(TYPES)], n / 100, customer=f"c{n % 200:03d}")
+        expected[(body["customer_id"], body["touchpoint_id"])] = 1
+        messages.append((body["customer_id"].encode(), body, None))
+    messages += messages[::8]  # publishers retry: 500 duplicates in the stream
+
+    doomed, survivor = Member(kafka_settings), Member(kafka_settings)
+    try:
+        wait_until(lambda: doomed.assigned(topic) and survivor.assigned(topic)
+                   and sorted(doomed.assigned(topic) + survivor.assigned(topic)) == [0, 1, 2],
+                   timeout=60, what="both members to share the three partitions")
+        theirs = doomed.assigned(topic)
+        produce(kafka_settings.kafka_bootstrap_servers, topic, messages)
+        wait_until(lambda: all(system.app.source_position(source_name(topic, p)) is not None for p in theirs)
+                   and len(stored(system)) >= 800, timeout=90, what="the doomed member to store from its partitions")
+        doomed.process.send_signal(signal.SIGKILL)
+        doomed.process.wait(timeout=10)
+        assert doomed.process.returncode == -signal.SIGKILL, doomed.output()  # it was still running
+        assert len(stored(system)) < len(expected), "the kill should land mid-stream"
+
+        wait_until(lambda: len(stored(system)) == len(expected), timeout=180,
+                   what="the survivor to take the dead member's partitions and store the whole stream")
+        assert survivor.assigned(topic) == [0, 1, 2], survivor.output()
+    finally:
+        for member in (doomed, survivor):
+            if member.process.poll() is None:
+                member.process.send_signal(signal.SIGTERM)
+                member.process.wait(timeout=30)
+    assert survivor.process.returncode == 0, survivor.output()
+    assert stored(system) == Counter({(rid(system, c), t): n for (c, t), n in expected.items()})
 
 
 def test_sigkill_mid_stream_then_restart(system: System, kafka_settings):
