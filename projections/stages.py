@@ -251,7 +251,7 @@ class StageProjection:
             scope, subject, derivation.stages, count + len(new), derivation.transitions, causes, at,
             fresh if self.live else [], _changed(current, derivation.stages),
             _revision(new, current, derivation, stored, fresh) if self.live else None,
-            current[0] if current else None, count, until,
+            current[0] if current else None, count, until, stored if self.live else None,
         )
 
 

@@ -51,6 +51,9 @@ class SubjectChange:
     before: Stages | None = None  # its stages before the batch (None: a new instance)
     read_count: int = 0  # its touchpoint count when the batch read it (checked when parts project)
     replace_until: datetime | None = None  # re-derived up to this occurred time (None: to the end)
+    # The transitions stored in the span replaced, as read (None: not read, the span is deleted
+    # whole): only those the derivation changed are deleted, only its new ones inserted.
+    replaced: list[dict[str, Any]] | None = None
 
 
 @dataclass

@@ -11,7 +11,7 @@ from journeys.playbook import Journey, Playbook, Scope
 from journeys.stages import Position, Stages, Transition
 from journeys.storage.tables import parse_ts, ts
 from projections.storage.changes import Revision, SubjectChange
-from projections.storage.schema import TOUCHPOINTS
+from projections.storage.schema import TOUCHPOINTS, TRANSITIONS
 
 CHUNK = 500  # subjects per IN (...) list
 
@@ -91,6 +91,21 @@ def transition_row(change: SubjectChange, t: Transition, fingerprint: str) -> li
     ]
 
 
+def stored_transition_row(change: SubjectChange, t: dict[str, Any]) -> list[Any]:
+    """A transition as read (`transition_from_row`) as `transition_row` writes it: equal rows
+    are the same history."""
+    at, since = t["at"], t["from_since"]
+    return [
+        change.scope.value, change.subject, t["journey"], ts(at), t["touchpoint_id"], t["from_stage"], t["to_stage"],
+        json.dumps(t["skipped"]) if t["skipped"] else "[]", int(t["restart"]), t["touchpoint_type"],
+        json.dumps(t["defects"]) if t["defects"] else None, t["record_id"], t["playbook"],
+        ts(since), (at - since).total_seconds() if since is not None else None,
+    ]
+
+
+TRANSITION_KEY = [TRANSITIONS.names.index(column.strip()) for column in TRANSITIONS.key.split(",")]
+
+
 def revision_row(scope: Scope, subject: str, r: Revision, fingerprint: str) -> list[Any]:
     def transitions(found: list[dict[str, Any]]) -> str:
         return json.dumps([{**t, "at": ts(t["at"]), "from_since": ts(t.get("from_since"))} for t in found])
@@ -133,17 +148,22 @@ def transition_from_row(row: Any) -> dict[str, Any]:
         "journey": row["journey"],
         "from_stage": row["from_stage"],
         "to_stage": row["to_stage"],
-        "skipped": json.loads(row["skipped"]),
+        "skipped": _list(row["skipped"]),
         "restart": bool(row["is_restart"]),
         "at": parse_ts(row["occurred_at"]),
         "touchpoint_id": row["touchpoint_id"],
         "touchpoint_type": row["touchpoint_type"],
-        "defects": json.loads(row["defects"]) if row["defects"] else [],
+        "defects": _list(row["defects"]),
         # keys(): `in` on an sqlite3.Row looks at its values
         "record_id": row["record_id"] if "record_id" in row.keys() else None,  # noqa: SIM118
         "playbook": row["playbook"] if "playbook" in row.keys() else None,  # noqa: SIM118
         "from_since": parse_ts(row["from_since"]) if "from_since" in row.keys() else None,  # noqa: SIM118
     }
+
+
+def _list(text: str | None) -> list[Any]:
+    """A JSON list column: most transitions skip nothing and have no defects, read without a decoder."""
+    return json.loads(text) if text and text != "[]" else []
 
 
 def _skipped(t: Transition) -> str:

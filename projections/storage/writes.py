@@ -16,6 +16,7 @@ from projections.storage.changes import GenerationChanged, IdentityChange, Subje
 from projections.storage.counters import Counters
 from projections.storage.credits import CreditCounters
 from projections.storage.rows import (
+    TRANSITION_KEY,
     by_scope,
     combination,
     erased_row,
@@ -23,14 +24,22 @@ from projections.storage.rows import (
     outbox_row,
     position_row,
     revision_row,
+    stored_transition_row,
     subject_row,
     touchpoint_row,
     transition_from_row,
     transition_row,
 )
-from projections.storage.schema import CUSTOMERS, POSITIONS, REVISIONS, STAGE_CHANGES, SUBJECTS, TOUCHPOINTS, TRANSITIONS
+from projections.storage.schema import CUSTOMERS, POSITIONS, REVISIONS, STAGE_CHANGES, SUBJECTS, TOUCHPOINTS, TRANSITIONS, Table
 from projections.storage.stays import FIRST, LAST, Deltas, ended_of_row
 from projections.storage.tags import TagCounters
+
+
+def _difference(stored: list[list[Any]], derived: list[list[Any]]) -> tuple[list[list[Any]], list[list[Any]]]:
+    """Of a span's stored rows and the rows derived for it: those to delete and those to insert
+    (a row in both is kept as it is). A late touchpoint leaves about half of the span unchanged."""
+    both = {tuple(r) for r in stored} & {tuple(r) for r in derived}
+    return [r for r in stored if tuple(r) not in both], [r for r in derived if tuple(r) not in both]
 
 
 class ProjectionWrites(Counters, TagCounters, CreditCounters):
@@ -65,18 +74,24 @@ class ProjectionWrites(Counters, TagCounters, CreditCounters):
             self.insert(c, TOUCHPOINTS, rows, "ON CONFLICT (record_id, touchpoint_id) DO NOTHING")
             self.insert(c, CUSTOMERS, [[r, k, None] for r, k in (registered or {}).items()],
                         "ON CONFLICT (record_id) DO NOTHING")
-            replaced = [ch for ch in changes if ch.replace_from is not None]  # their spans of history go first
-            spans = [(ch.scope.value, ch.subject, ts(ch.replace_from) or FIRST, ts(ch.replace_until) or LAST) for ch in replaced]
-            for ch, removed in zip(replaced, self.deleted_spans(c, spans), strict=True):
+            # Spans of history replaced unread go first, whole.
+            unread = [ch for ch in changes if ch.replace_from is not None and ch.replaced is None]
+            spans = [(ch.scope.value, ch.subject, ts(ch.replace_from) or FIRST, ts(ch.replace_until) or LAST) for ch in unread]
+            for ch, removed in zip(unread, self.deleted_spans(c, spans), strict=True):
                 per.setdefault((ch.scope.value, ch.subject), Deltas()).ended(removed, -1)
-            transitions = []
+            transitions, gone = [], []
             for ch in changes:
                 stays = per.setdefault((ch.scope.value, ch.subject), Deltas())
                 added = [transition_row(ch, t, fingerprint) for t in ch.transitions]
+                if ch.replaced is not None:  # a span read: what the derivation left as it was stays
+                    removed, added = _difference([stored_transition_row(ch, t) for t in ch.replaced], added)
+                    stays.ended((ended_of_row(r) for r in removed), -1)
+                    gone += [[r[i] for i in TRANSITION_KEY] for r in removed]
                 stays.ended((ended_of_row(r) for r in added), 1)
                 transitions += added
                 for j in ch.changed:
                     stays.moved(j, ch.before.positions.get(j) if ch.before else None, ch.stages.positions.get(j))
+            self.delete_keys(c, TRANSITIONS, gone)
             self.insert(c, TRANSITIONS, transitions)
             self.upsert(c, SUBJECTS, [subject_row(ch) for ch in changes])
             self.upsert(c, POSITIONS, [position_row(ch, j, fingerprint) for ch in changes for j in ch.changed])
@@ -93,6 +108,12 @@ class ProjectionWrites(Counters, TagCounters, CreditCounters):
             if publish:
                 self._publish(c, [*(outbox_row(ch, t) for ch in changes for t in ch.new_transitions),
                                   *(erased_row(record_id, at) for record_id, at in erasures)])
+
+    def delete_keys(self, c: Any, table: Table, keys: list[list[Any]]) -> None:
+        """Delete the rows with these keys (values in the order of the table's key columns)."""
+        if keys:
+            where = " AND ".join(f"{column.strip()} = ?" for column in table.key.split(","))
+            c.executemany(self.dialect.sql(f"DELETE FROM {self.table(table.name)} WHERE {where}"), keys)
 
     def _publish(self, c: Any, rows: list[list[Any]]) -> None:
         """Add to the outbox. Its numbers must follow the order batches commit in, or a publisher
