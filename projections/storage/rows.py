@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from journeys.playbook import Journey, Playbook, Scope
@@ -86,7 +87,7 @@ def transition_row(change: SubjectChange, t: Transition, fingerprint: str) -> li
     return [
         change.scope.value, change.subject, t.journey, ts(t.at), t.touchpoint_id, t.from_stage, t.to_stage,
         _skipped(t), int(t.restart), t.touchpoint_type,
-        json.dumps(list(t.defects)) if t.defects else None, change.causes.get(t.touchpoint_id), fingerprint,
+        names(t.defects), change.causes.get(t.touchpoint_id), fingerprint,
         ts(t.from_since), (t.at - t.from_since).total_seconds() if t.from_since is not None else None,
     ]
 
@@ -97,8 +98,8 @@ def stored_transition_row(change: SubjectChange, t: dict[str, Any]) -> list[Any]
     at, since = t["at"], t["from_since"]
     return [
         change.scope.value, change.subject, t["journey"], ts(at), t["touchpoint_id"], t["from_stage"], t["to_stage"],
-        json.dumps(t["skipped"]) if t["skipped"] else "[]", int(t["restart"]), t["touchpoint_type"],
-        json.dumps(t["defects"]) if t["defects"] else None, t["record_id"], t["playbook"],
+        names(tuple(t["skipped"])) or "[]", int(t["restart"]), t["touchpoint_type"],
+        names(tuple(t["defects"])), t["record_id"], t["playbook"],
         ts(since), (at - since).total_seconds() if since is not None else None,
     ]
 
@@ -134,7 +135,7 @@ def outbox_row(change: SubjectChange, t: Transition) -> list[Any]:
     return [
         change.scope.value, change.subject, "stage", t.journey, t.from_stage, t.to_stage,
         _skipped(t), int(t.restart), ts(t.at), t.touchpoint_id, t.touchpoint_type,
-        awareness.stage if awareness else None, json.dumps(list(t.defects)) if t.defects else None,
+        awareness.stage if awareness else None, names(t.defects),
     ]
 
 
@@ -161,10 +162,17 @@ def transition_from_row(row: Any) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=4096)
+def names(items: tuple[str, ...]) -> str | None:
+    """Stage or criteria names as a JSON list column (None: none). A derivation writes the same
+    few lists (the stages a move skips, its defects) over and over: each is encoded once."""
+    return json.dumps(list(items)) if items else None
+
+
 def _list(text: str | None) -> list[Any]:
     """A JSON list column: most transitions skip nothing and have no defects, read without a decoder."""
     return json.loads(text) if text and text != "[]" else []
 
 
 def _skipped(t: Transition) -> str:
-    return json.dumps(list(t.skipped)) if t.skipped else "[]"  # most skip none: no encoder for those
+    return names(t.skipped) or "[]"
