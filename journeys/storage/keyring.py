@@ -61,18 +61,25 @@ class Keyring:
         missing = [s for s in subjects if s not in found]
         if missing:
             now = ts(datetime.now(UTC))
-            fresh = []
+            fresh, made = [], []
             for subject in missing:
                 record_id = str(uuid4())
-                _, raw = DataKey.generate()
-                fresh.append([record_id, subject, self.secrets.wrap(raw, record_id), now])
+                key, raw = DataKey.generate()
+                wrapped = self.secrets.wrap(raw, record_id)
+                fresh.append([record_id, subject, wrapped, now])
+                made.append((record_id, subject, wrapped, key))
             # A concurrent writer may create the same customer: its row wins, and both use it.
-            self.store.execute_many(
+            inserted = self.store.execute_many(
                 f"INSERT INTO {self.table} (record_id, subject, wrapped_key, created_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (subject) DO NOTHING",
                 fresh,
             )
-            found.update(self._by_subject(missing))
+            if inserted == len(fresh):  # every row is ours: no need to read them back and unwrap them
+                for record_id, subject, wrapped, key in made:
+                    found[subject] = (UUID(record_id), key)
+                    self._remember(wrapped, key)
+            else:
+                found.update(self._by_subject(missing))
         return {subjects[s]: record for s, record in found.items()}
 
     def _by_subject(self, subjects: list[str]) -> dict[str, tuple[UUID, DataKey]]:
@@ -90,11 +97,14 @@ class Keyring:
                 self._unwrapped.move_to_end(wrapped)
                 return key
         key = self.secrets.unwrap(wrapped, row["record_id"])
+        self._remember(wrapped, key)
+        return key
+
+    def _remember(self, wrapped: str, key: DataKey) -> None:
         with self._lock:
             self._unwrapped[wrapped] = key
             while len(self._unwrapped) > self.cache_size:
                 self._unwrapped.popitem(last=False)
-        return key
 
     def _rows_where_in(self, column: str, values: list[str]) -> list[Any]:
         """The rows not erased whose `column` is one of `values`, a chunk of them per query."""

@@ -157,3 +157,26 @@ def test_writers_in_two_processes_on_the_same_customers_lose_nothing(settings):
     finally:
         first.close()
         second.close()
+
+
+def test_a_key_another_writer_created_first_is_used_not_replaced(system: System, monkeypatch):
+    """Two writers meet a new customer at once: each looks it up, finds nothing, and inserts a
+    record and data key; the second insert yields to the first, and the second writer reads
+    the first's record and key back instead of keeping its own."""
+    keyring = system.app.keyring
+    other = type(keyring)(keyring.store, keyring.secrets)
+    first = keyring.resolve(["newcomer", "regular"])
+    looked_up = other._by_subject
+    calls = []
+
+    def missed_once(subjects):  # the other writer looked before the first one inserted
+        calls.append(subjects)
+        return {} if len(calls) == 1 else looked_up(subjects)
+
+    monkeypatch.setattr(other, "_by_subject", missed_once)
+    second = other.resolve(["newcomer", "regular", "stranger"])
+    assert len(calls) == 2  # its insert was refused for two of three: it read them back
+    assert {k: second[k][0] for k in first} == {k: first[k][0] for k in first}
+    record, key = first["newcomer"]
+    assert second["newcomer"][1].open(key.seal({"n": 1}, str(record)), str(record)) == {"n": 1}
+    assert keyring.resolve(["stranger"])["stranger"][0] == second["stranger"][0]
