@@ -16,11 +16,13 @@ cases, consent and messages sent read for it), so the figure follows the read si
 With --baseline REV, the same load also runs against the code of an earlier
 commit (checked out in a temporary git worktree, served by the same Python), so
 both figures come from one run: e.g. the last commit before personal data was
-encrypted.
+encrypted. With --rounds N both codes run N times, alternating which goes first, and the
+median of the N ratios is printed with each: on a shared machine whose speed drifts by
+10% within minutes, one pair of runs can show a change that is not there.
 
     .venv/bin/python bench/batch_throughput.py [--batches 40] [--batch-size 1000] [--customers 5000]
         [--intake touchpoints|segment|segment-gzip ...] [--export] [--separate-projector] [--out-of-order]
-        [--baseline REV]
+        [--baseline REV [--rounds 3]]
 
 With --separate-projector the API only records and a `journeys project` process keeps the
 projections current, as a deployment on two cores would run them. With --out-of-order the
@@ -221,6 +223,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--customers", type=int, default=5000)
     parser.add_argument("--baseline", help="also run the code of this git revision, for comparison")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --baseline: run both codes this many times, alternating which goes first, "
+                             "and print the median ratio (this machine's speed drifts by 10%% within minutes)")
     parser.add_argument("--export", action="store_true", help="also time exporting every customer as segments")
     parser.add_argument("--out-of-order", action="store_true",
                         help="occurred times shuffled over the run: most touchpoints arrive late for their customer")
@@ -242,17 +247,27 @@ def main() -> None:
             print(f"{backend:10s} write rate {intake}/{intakes[0]}: {ratio:.2f}")
     if not args.baseline:
         return
+    metrics = ("write_rate", "end_to_end_rate", *(["export_rate"] if args.export else []))
+    ratios: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tree = f"{tmp}/baseline"
         subprocess.run(["git", "worktree", "add", "--detach", tree, args.baseline], check=True, capture_output=True)
         try:
-            before = both_backends(args, tree, f"@{args.baseline[:10]}")
+            for round_ in range(args.rounds):
+                if round_ % 2:  # every other round the baseline goes first: drift favours neither
+                    before = both_backends(args, tree, f"@{args.baseline[:10]}")
+                    now = both_backends(args)
+                else:  # this code first (the first round's ran above)
+                    now = both_backends(args) if round_ else now
+                    before = both_backends(args, tree, f"@{args.baseline[:10]}")
+                for backend in ("sqlite", "postgresql"):
+                    for metric in metrics:
+                        ratios.setdefault((backend, metric), []).append(now[backend][metric] / before[backend][metric])
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", tree], check=True, capture_output=True)
-    for backend in ("sqlite", "postgresql"):
-        for metric in ("write_rate", "end_to_end_rate", *(["export_rate"] if args.export else [])):
-            ratio = now[backend][metric] / before[backend][metric]
-            print(f"{backend:10s} {metric:16s} now/baseline: {ratio:.2f}")
+    for (backend, metric), found in ratios.items():
+        each = f" (rounds: {', '.join(f'{r:.2f}' for r in found)})" if len(found) > 1 else ""
+        print(f"{backend:10s} {metric:16s} now/baseline: {statistics.median(found):.2f}{each}")
 
 
 if __name__ == "__main__":
