@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteProcessRecorder
 from eventsourcing.utils import retry
-from psycopg.sql import SQL, Composed
+from psycopg.sql import SQL, Composed, Identifier
 
 from journeys.chain import GENESIS, event_hash
 
@@ -107,6 +107,14 @@ class SQLiteJourneysRecorder(SQLiteProcessRecorder):
         return returning
 
 
+def _copy(curs: Any, into: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Rows into 'table (columns)' by COPY: psycopg writes them in C."""
+    if rows:
+        with curs.copy(f"COPY {into} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
 class PostgresJourneysRecorder(PostgresProcessRecorder):
     def __init__(self, datastore: Any, **kwargs: Any):
         super().__init__(datastore, **kwargs)
@@ -119,21 +127,41 @@ class PostgresJourneysRecorder(PostgresProcessRecorder):
                                    (self.checkpoints_table, CHECKPOINT_COLUMNS))
         ]
 
+    def _copy_events(self, curs: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """Insert the events by binary COPY, under eventsourcing's table lock, and return their
+        notification ids in the events' order. eventsourcing's INSERT from an array of composite
+        values encodes each event in Python (about 50 µs an event, a tenth of a batch's write);
+        psycopg writes COPY rows in C. The lock makes this the only writer: the ids above the
+        largest before the COPY are these events', issued by the sequence in the rows' order. A
+        key already taken fails the COPY with an IntegrityError, as it failed the INSERT."""
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(self.max_notification_id_statement)
+        row = curs.fetchone()
+        before = (row["max"] if row else None) or 0
+        table = SQL("{schema}.{table}").format(schema=Identifier(self.datastore.schema),
+                                               table=Identifier(self.events_table_name))
+        columns = SQL("(originator_id, originator_version, topic, state)")
+        with curs.copy(SQL("COPY {table} {columns} FROM STDIN (FORMAT BINARY)").format(table=table, columns=columns)) as copy:
+            copy.set_types([self.datastore.originator_id_type, "int8", "text", "bytea"])
+            for event in stored_events:
+                copy.write_row((event.originator_id, event.originator_version, event.topic, event.state))
+        curs.execute(SQL("SELECT notification_id FROM {table} WHERE notification_id > %s ORDER BY notification_id")
+                     .format(table=table), [before])
+        ids = [r["notification_id"] for r in curs.fetchall()]
+        if len(ids) != len(stored_events):
+            raise ProgrammingError(f"{len(stored_events)} events copied, {len(ids)} notification ids found after them")
+        return ids
+
     @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             self._insert_events(curs, stored_events, **kwargs)  # the tracking record, if any
             if not stored_events:
                 return None
-            self._insert_stored_events(curs, stored_events, **kwargs)
-            notification_ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+            notification_ids = self._copy_events(curs, stored_events)
             rows: IndexRows = kwargs.get("index") or ()
-            if rows:
-                curs.execute(
-                    f"INSERT INTO {self.index_table} (record_id, touchpoint_id, fingerprint) "
-                    "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[])",
-                    [list(column) for column in zip(*rows, strict=True)],
-                )
+            _copy(curs, f"{self.index_table} (record_id, touchpoint_id, fingerprint)", rows)
 
             def previous(wanted: list[tuple[str, int]]) -> dict[str, str]:
                 curs.execute(
@@ -144,9 +172,5 @@ class PostgresJourneysRecorder(PostgresProcessRecorder):
                 return {row["record_id"]: row["hash"] for row in curs.fetchall()}
 
             chained = chain_rows(stored_events, notification_ids or (), previous)
-            curs.execute(
-                f"INSERT INTO {self.chain_table} (notification_id, record_id, version, hash) "
-                "SELECT * FROM unnest(%b::bigint[], %b::text[], %b::int[], %b::text[])",
-                [list(column) for column in zip(*chained, strict=True)],
-            )
+            _copy(curs, f"{self.chain_table} (notification_id, record_id, version, hash)", chained)
             return notification_ids
