@@ -6,7 +6,11 @@ and projected (the derivation and the view's writes); prints the rate of each ph
 functions with the most time of their own, so the next speed work starts from a measurement.
 
     .venv/bin/python bench/profile_write.py [--batches 20] [--batch-size 1000] [--customers 5000]
-        [--backend sqlite|postgresql ...] [--top 25] [--save FILE] [--campaigns 0.25] [--out-of-order]
+        [--backend sqlite|postgresql ...] [--top 25] [--save FILE] [--campaigns 0.25] [--out-of-order] [--plain]
+
+To compare two commits, run it with --plain alternately from this tree and from a worktree of
+the other (`PYTHONPATH=/tmp/base .venv/bin/python /tmp/base/bench/profile_write.py --plain`);
+the first line says whose code ran.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from journeys.settings import Settings  # noqa: E402
 from journeys.touchpoint import Touchpoint  # noqa: E402
 from projections.system import System  # noqa: E402
 
+ROOT = str(Path(sys.modules[System.__module__].__file__ or "").resolve().parents[1])  # whose code runs
+
 
 def store_url(backend: str, directory: str) -> str:
     if backend == "sqlite":
@@ -37,7 +43,7 @@ def store_url(backend: str, directory: str) -> str:
     return f"{POSTGRES}?schema=profile_{uuid.uuid4().hex[:8]}"
 
 
-def run(backend: str, load: list[list[dict]], top: int, save: str | None = None) -> None:
+def run(backend: str, load: list[list[dict]], top: int, save: str | None = None, plain: bool = False) -> None:
     with tempfile.TemporaryDirectory() as directory:
         url = store_url(backend, directory)
         system = System.build(Settings(database_url=url, key_file=f"{directory}/keys"))
@@ -45,7 +51,8 @@ def run(backend: str, load: list[list[dict]], top: int, save: str | None = None)
         profile = cProfile.Profile()
         try:
             for batch in load:
-                profile.enable()
+                if not plain:
+                    profile.enable()
                 started = time.perf_counter()
                 touchpoints = [Touchpoint.model_validate(item) for item in batch]
                 validated = time.perf_counter()
@@ -64,9 +71,12 @@ def run(backend: str, load: list[list[dict]], top: int, save: str | None = None)
                     conn.execute(f"DROP SCHEMA IF EXISTS {url.split('schema=')[1]} CASCADE")
     count = sum(len(b) for b in load)
     total = sum(timings.values())
-    print(f"{backend}: {count} touchpoints, {count / total:,.0f}/s end to end (under the profiler)")
+    under = "without the profiler" if plain else "under the profiler"
+    print(f"{backend}: {count} touchpoints, {count / total:,.0f}/s end to end ({under}; code from {ROOT})")
     for phase, seconds in timings.items():
         print(f"  {phase:<9} {seconds / count * 1e6:7.1f} µs per touchpoint ({seconds / total:.0%})")
+    if plain:
+        return
     if save:
         profile.dump_stats(f"{save}.{backend}")  # for pstats' print_callers, snakeviz...
     out = io.StringIO()
@@ -84,10 +94,13 @@ def main() -> None:
     parser.add_argument("--save", help="also write the profile to SAVE.<backend> (pstats format)")
     parser.add_argument("--campaigns", type=float, default=0.0, help="the share of touchpoints with a campaign")
     parser.add_argument("--out-of-order", action="store_true", help="occurred times shuffled over the run")
+    parser.add_argument("--plain", action="store_true",
+                        help="time the phases without the profiler (the figures to compare commits by: run it "
+                             "alternately here and in a worktree of the other commit, with PYTHONPATH set to it)")
     args = parser.parse_args()
     load = list(batches(args.batches, args.batch_size, args.customers, "p", args.out_of_order, args.campaigns))
     for backend in args.backend or ["sqlite", "postgresql"]:
-        run(backend, load, args.top, args.save)
+        run(backend, load, args.top, args.save, args.plain)
 
 
 if __name__ == "__main__":
