@@ -58,6 +58,29 @@ class ProjectionWrites(Counters, TagCounters, CreditCounters):
         no instance changed since the batch read it (projection parts: InstanceChanged if one did)."""
         changes = list(changes)
         fingerprint = self.playbook.fingerprint
+        # The rows first: SQLite holds its write lock (which a writer in another process waits
+        # for) from the transaction's first statement to its commit, so nothing that needs no
+        # database is done inside it.
+        per: dict[tuple[str, str], Deltas] = {}  # each instance's stays: the tags' counters need them apart
+        rows = [touchpoint_row(t) for t in touchpoints]
+        transitions, gone = [], []
+        for ch in changes:
+            stays = per.setdefault((ch.scope.value, ch.subject), Deltas())
+            added = [transition_row(ch, t, fingerprint) for t in ch.transitions]
+            if ch.replaced is not None:  # a span read: what the derivation left as it was stays
+                removed, added = _difference([stored_transition_row(ch, t) for t in ch.replaced], added)
+                stays.ended((ended_of_row(r) for r in removed), -1)
+                gone += [[r[i] for i in TRANSITION_KEY] for r in removed]
+            stays.ended((ended_of_row(r) for r in added), 1)
+            transitions += added
+            for j in ch.changed:
+                stays.moved(j, ch.before.positions.get(j) if ch.before else None, ch.stages.positions.get(j))
+        subjects = [subject_row(ch) for ch in changes]
+        positions = [position_row(ch, j, fingerprint) for ch in changes for j in ch.changed]
+        revisions = [revision_row(ch.scope, ch.subject, ch.revision, fingerprint) for ch in changes if ch.revision]
+        outbox = [*(outbox_row(ch, t) for ch in changes for t in ch.new_transitions),
+                  *(erased_row(record_id, at) for record_id, at in erasures)] if publish else []
+        fresh = {(ch.scope.value, ch.subject) for ch in changes if ch.before is None and ch.replace_from is None}
         with self.datastore.transaction(commit=True) as c:
             self.dialect.before_write(c)
             if not self.building:
@@ -66,48 +89,31 @@ class ProjectionWrites(Counters, TagCounters, CreditCounters):
             self._insert_tracking(c, tracking)
             if checked:
                 self._hold(c, changes)
-            per: dict[tuple[str, str], Deltas] = {}  # each instance's stays: the tags' counters need them apart
-            rows = [touchpoint_row(t) for t in touchpoints]
             credited = self.credit_before(c, rows, changes, identity, live=publish)
             if identity is not None:
                 self._relink(c, identity, per)
             self.insert(c, TOUCHPOINTS, rows, "ON CONFLICT (record_id, touchpoint_id) DO NOTHING")
             self.insert(c, CUSTOMERS, [[r, k, None] for r, k in (registered or {}).items()],
                         "ON CONFLICT (record_id) DO NOTHING")
-            # Spans of history replaced unread go first, whole.
+            # Spans of history replaced unread go whole, before the rows that replace them.
             unread = [ch for ch in changes if ch.replace_from is not None and ch.replaced is None]
             spans = [(ch.scope.value, ch.subject, ts(ch.replace_from) or FIRST, ts(ch.replace_until) or LAST) for ch in unread]
             for ch, removed in zip(unread, self.deleted_spans(c, spans), strict=True):
-                per.setdefault((ch.scope.value, ch.subject), Deltas()).ended(removed, -1)
-            transitions, gone = [], []
-            for ch in changes:
-                stays = per.setdefault((ch.scope.value, ch.subject), Deltas())
-                added = [transition_row(ch, t, fingerprint) for t in ch.transitions]
-                if ch.replaced is not None:  # a span read: what the derivation left as it was stays
-                    removed, added = _difference([stored_transition_row(ch, t) for t in ch.replaced], added)
-                    stays.ended((ended_of_row(r) for r in removed), -1)
-                    gone += [[r[i] for i in TRANSITION_KEY] for r in removed]
-                stays.ended((ended_of_row(r) for r in added), 1)
-                transitions += added
-                for j in ch.changed:
-                    stays.moved(j, ch.before.positions.get(j) if ch.before else None, ch.stages.positions.get(j))
+                per[(ch.scope.value, ch.subject)].ended(removed, -1)
             self.delete_keys(c, TRANSITIONS, gone)
             self.insert(c, TRANSITIONS, transitions)
-            self.upsert(c, SUBJECTS, [subject_row(ch) for ch in changes])
-            self.upsert(c, POSITIONS, [position_row(ch, j, fingerprint) for ch in changes for j in ch.changed])
+            self.upsert(c, SUBJECTS, subjects)
+            self.upsert(c, POSITIONS, positions)
             self.add_counts(c, self._deltas(changes))
-            revisions = [revision_row(ch.scope, ch.subject, ch.revision, fingerprint) for ch in changes if ch.revision]
             self.insert(c, REVISIONS, revisions)
             self.erase_sealed(c, erasures)
             total = Deltas()
             for stays in per.values():
                 total.add(stays)
-            fresh = {(ch.scope.value, ch.subject) for ch in changes if ch.before is None and ch.replace_from is None}
             self.add_stays(c, total, self.tagged(c, per, rows, identity is not None, fresh))
             self.credit_after(c, credited)
-            if publish:
-                self._publish(c, [*(outbox_row(ch, t) for ch in changes for t in ch.new_transitions),
-                                  *(erased_row(record_id, at) for record_id, at in erasures)])
+            if outbox:
+                self._publish(c, outbox)
 
     def delete_keys(self, c: Any, table: Table, keys: list[list[Any]]) -> None:
         """Delete the rows with these keys (values in the order of the table's key columns)."""
