@@ -9,9 +9,10 @@ makes the database itself refuse a touchpoint stored twice in one record.
 PostgreSQL: eventsourcing 9.5 inserts events inside a psycopg pipeline. A single
 insert of tens of megabytes (a batch of large touchpoints) then never completes:
 the client waits in `Pipeline.sync` while the server waits for the rest of the
-query, holding the events table's exclusive lock, so every later write hangs. The
-same statements in a plain transaction take a few more round trips and finish in
-seconds.
+query, holding the events table's exclusive lock, so every later write hangs. Here
+a plain transaction holds the same lock and COPYs the events, the index and the
+chain rows (psycopg writes COPY rows in C; eventsourcing's INSERT from an array of
+composite values encoded each event in Python).
 
 Both also keep the events' hash chain (journeys/chain.py): a row per event, written in
 the events' transaction, and the checkpoints that seal the chains' heads.

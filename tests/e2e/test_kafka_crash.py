@@ -35,6 +35,17 @@ def stored(system: System) -> Counter:
         start = page[-1].id + 1
 
 
+def stream(prefix: str, count: int, customers: int, retried_every: int) -> tuple[dict, list]:
+    """`count` touchpoints over `customers` customers as Kafka messages keyed by customer, every
+    `retried_every`-th sent again (publishers retry), and the (customer, touchpoint id) pairs expected once."""
+    expected, messages = {}, []
+    for n in range(count):
+        body = payload(f"{prefix}{n:05d}", TYPES[n % len(TYPES)], n / 100, customer=f"c{n % customers:03d}")
+        expected[(body["customer_id"], body["touchpoint_id"])] = 1
+        messages.append((body["customer_id"].encode(), body, None))
+    return expected, messages + messages[::retried_every]
+
+
 def consumer_process(settings) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -86,13 +97,7 @@ def test_two_members_of_one_group_one_killed_store_everything_once(system: Syste
     position the event store recorded (not at Kafka's committed offset), so nothing is lost or
     stored twice."""
     topic = kafka_settings.kafka_topic
-    expected = {}
-    messages = []
-    for n in range(4000):
-        body = payload(f"g{n:05d}", TYPES[n % len(TYPES)], n / 100, customer=f"c{n % 200:03d}")
-        expected[(body["customer_id"], body["touchpoint_id"])] = 1
-        messages.append((body["customer_id"].encode(), body, None))
-    messages += messages[::8]  # publishers retry: 500 duplicates in the stream
+    expected, messages = stream("g", 4000, customers=200, retried_every=8)
 
     doomed, survivor = Member(kafka_settings), Member(kafka_settings)
     try:
@@ -121,13 +126,7 @@ def test_two_members_of_one_group_one_killed_store_everything_once(system: Syste
 
 
 def test_sigkill_mid_stream_then_restart(system: System, kafka_settings):
-    expected = {}
-    messages = []
-    for n in range(3000):
-        body = payload(f"t{n:05d}", TYPES[n % len(TYPES)], n / 100, customer=f"c{n % 150:03d}")
-        expected[(body["customer_id"], body["touchpoint_id"])] = 1
-        messages.append((body["customer_id"].encode(), body, None))
-    messages += messages[::10]  # publishers retry: 300 duplicates in the stream
+    expected, messages = stream("t", 3000, customers=150, retried_every=10)
     produce(kafka_settings.kafka_bootstrap_servers, kafka_settings.kafka_topic, messages)
 
     first = consumer_process(kafka_settings)
