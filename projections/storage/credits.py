@@ -140,7 +140,10 @@ class CreditCounters(ReadModelStore):
                     (found if removed else state.added).setdefault(key[0], []).append((at, key[1], journey, stage))
         for of, advances in found.items():
             self.credit(c, of, advances, state.before)
-        state.before.leads = self.lead_counts(c, state.customers)
+        # A customer new in this batch has no lead-funnel entries stored yet: nothing to count before.
+        new = set() if identity is not None else {
+            ch.subject for ch in changes if ch.scope is Scope.customer and ch.before is None}
+        state.before.leads = self.lead_counts(c, [s for s in state.customers if s not in new])
         return state
 
     def credit_after(self, c: Any, state: Credited) -> None:
