@@ -258,7 +258,8 @@ def main() -> None:
                     before = both_backends(args, tree, f"@{args.baseline[:10]}")
                     now = both_backends(args)
                 else:  # this code first (the first round's ran above)
-                    now = both_backends(args) if round_ else now
+                    if round_:
+                        now = both_backends(args)
                     before = both_backends(args, tree, f"@{args.baseline[:10]}")
                 for backend in ("sqlite", "postgresql"):
                     for metric in metrics:

@@ -171,6 +171,15 @@ class SQLite(Dialect):
             c.execute("ANALYZE")
 
 
+def copy_rows(cursor: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Rows into a PostgreSQL table by COPY: psycopg writes them in C, where it dumps the values
+    of an INSERT's parameters (arrays, composites) one by one in Python."""
+    if rows:
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
 class PostgreSQL(Dialect):
     name = "postgresql"
     param = "%s"
@@ -235,9 +244,7 @@ class PostgreSQL(Dialect):
                 yield rows
 
     def load(self, cursor: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        copy_rows(cursor, table, columns, rows)
 
     def analyze(self, datastore: Any, tables: Sequence[str]) -> None:
         with datastore.get_connection() as conn:

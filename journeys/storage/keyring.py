@@ -61,20 +61,18 @@ class Keyring:
         missing = [s for s in subjects if s not in found]
         if missing:
             now = ts(datetime.now(UTC))
-            fresh, made = [], []
+            made = []
             for subject in missing:
                 record_id = str(uuid4())
                 key, raw = DataKey.generate()
-                wrapped = self.secrets.wrap(raw, record_id)
-                fresh.append([record_id, subject, wrapped, now])
-                made.append((record_id, subject, wrapped, key))
+                made.append((record_id, subject, self.secrets.wrap(raw, record_id), key))
             # A concurrent writer may create the same customer: its row wins, and both use it.
             inserted = self.store.execute_many(
                 f"INSERT INTO {self.table} (record_id, subject, wrapped_key, created_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (subject) DO NOTHING",
-                fresh,
+                [[record_id, subject, wrapped, now] for record_id, subject, wrapped, _ in made],
             )
-            if inserted == len(fresh):  # every row is ours: no need to read them back and unwrap them
+            if inserted == len(made):  # every row is ours: no need to read them back and unwrap them
                 for record_id, subject, wrapped, key in made:
                     found[subject] = (UUID(record_id), key)
                     self._remember(wrapped, key)

@@ -31,6 +31,7 @@ from eventsourcing.utils import retry
 from psycopg.sql import SQL, Composed, Identifier
 
 from journeys.chain import GENESIS, event_hash
+from journeys.storage.dialect import copy_rows
 
 INDEX = "touchpoint_index"
 INDEX_COLUMNS = "(record_id TEXT NOT NULL, touchpoint_id TEXT NOT NULL, fingerprint TEXT NOT NULL, " \
@@ -108,14 +109,6 @@ class SQLiteJourneysRecorder(SQLiteProcessRecorder):
         return returning
 
 
-def _copy(curs: Any, into: str, rows: Sequence[Sequence[Any]]) -> None:
-    """Rows into 'table (columns)' by COPY: psycopg writes them in C."""
-    if rows:
-        with curs.copy(f"COPY {into} FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-
-
 class PostgresJourneysRecorder(PostgresProcessRecorder):
     def __init__(self, datastore: Any, **kwargs: Any):
         super().__init__(datastore, **kwargs)
@@ -162,7 +155,7 @@ class PostgresJourneysRecorder(PostgresProcessRecorder):
                 return None
             notification_ids = self._copy_events(curs, stored_events)
             rows: IndexRows = kwargs.get("index") or ()
-            _copy(curs, f"{self.index_table} (record_id, touchpoint_id, fingerprint)", rows)
+            copy_rows(curs, self.index_table, ("record_id", "touchpoint_id", "fingerprint"), rows)
 
             def previous(wanted: list[tuple[str, int]]) -> dict[str, str]:
                 curs.execute(
@@ -173,5 +166,5 @@ class PostgresJourneysRecorder(PostgresProcessRecorder):
                 return {row["record_id"]: row["hash"] for row in curs.fetchall()}
 
             chained = chain_rows(stored_events, notification_ids or (), previous)
-            _copy(curs, f"{self.chain_table} (notification_id, record_id, version, hash)", chained)
+            copy_rows(curs, self.chain_table, ("notification_id", "record_id", "version", "hash"), chained)
             return notification_ids

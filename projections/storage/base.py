@@ -82,6 +82,12 @@ class ReadModelStore:
         self.dialect.insert(c, f"{self.table(table.name)} AS k", table.columns, rows,
                             f"ON CONFLICT ({table.key}) DO UPDATE SET {added}")
 
+    def delete_keys(self, c: Any, table: Table, keys: list[list[Any]]) -> None:
+        """Delete the rows of a declared table with these keys (values in its key columns' order)."""
+        if keys:
+            where = " AND ".join(f"{column.strip()} = ?" for column in table.key.split(","))
+            c.executemany(self.dialect.sql(f"DELETE FROM {self.table(table.name)} WHERE {where}"), keys)
+
     def upsert(self, c: Any, table: Table, rows: list[list[Any]]) -> None:
         """Insert rows, or update every non-key column of those whose key exists."""
         keys = {k.strip() for k in table.key.split(",")}

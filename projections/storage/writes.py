@@ -30,7 +30,7 @@ from projections.storage.rows import (
     transition_from_row,
     transition_row,
 )
-from projections.storage.schema import CUSTOMERS, POSITIONS, REVISIONS, STAGE_CHANGES, SUBJECTS, TOUCHPOINTS, TRANSITIONS, Table
+from projections.storage.schema import CUSTOMERS, POSITIONS, REVISIONS, STAGE_CHANGES, SUBJECTS, TOUCHPOINTS, TRANSITIONS
 from projections.storage.stays import FIRST, LAST, Deltas, ended_of_row
 from projections.storage.tags import TagCounters
 
@@ -114,12 +114,6 @@ class ProjectionWrites(Counters, TagCounters, CreditCounters):
             self.credit_after(c, credited)
             if outbox:
                 self._publish(c, outbox)
-
-    def delete_keys(self, c: Any, table: Table, keys: list[list[Any]]) -> None:
-        """Delete the rows with these keys (values in the order of the table's key columns)."""
-        if keys:
-            where = " AND ".join(f"{column.strip()} = ?" for column in table.key.split(","))
-            c.executemany(self.dialect.sql(f"DELETE FROM {self.table(table.name)} WHERE {where}"), keys)
 
     def _publish(self, c: Any, rows: list[list[Any]]) -> None:
         """Add to the outbox. Its numbers must follow the order batches commit in, or a publisher
