@@ -7,6 +7,7 @@ functions with the most time of their own, so the next speed work starts from a 
 
     .venv/bin/python bench/profile_write.py [--batches 20] [--batch-size 1000] [--customers 5000]
         [--backend sqlite|postgresql ...] [--top 25] [--save FILE] [--campaigns 0.25] [--out-of-order] [--plain]
+        [--statements]
 
 To compare two commits, run it with --plain alternately from this tree and from a worktree of
 the other (`PYTHONPATH=/tmp/base .venv/bin/python /tmp/base/bench/profile_write.py --plain`);
@@ -26,15 +27,49 @@ import uuid
 from pathlib import Path
 
 import psycopg
+from eventsourcing.sqlite import SQLiteCursor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.batch_throughput import POSTGRES, batches  # noqa: E402
 from journeys.settings import Settings  # noqa: E402
+from journeys.storage import dialect, recorders  # noqa: E402
 from journeys.touchpoint import Touchpoint  # noqa: E402
 from projections.system import System  # noqa: E402
 
 ROOT = str(Path(sys.modules[System.__module__].__file__ or "").resolve().parents[1])  # whose code runs
+STATEMENTS: dict[tuple[str, str], list[float]] = {}  # (phase, statement) -> [calls, seconds]
+PHASE = ["validate"]
+
+
+def time_statements() -> None:
+    """Time every statement, by phase and by its first words."""
+    def timed(method):  # type: ignore[no-untyped-def]
+        def run(self, query, *args, **kwargs):  # type: ignore[no-untyped-def]
+            started = time.perf_counter()
+            try:
+                return method(self, query, *args, **kwargs)
+            finally:
+                text = " ".join(str(getattr(query, "_obj", query)).split())[:110]
+                entry = STATEMENTS.setdefault((PHASE[0], text), [0, 0.0])
+                entry[0] += 1
+                entry[1] += time.perf_counter() - started
+        return run
+    for cursor in (psycopg.Cursor, SQLiteCursor):  # SQLite: eventsourcing's wrapper of sqlite3's cursor
+        cursor.execute = timed(cursor.execute)  # type: ignore[method-assign]
+        cursor.executemany = timed(cursor.executemany)  # type: ignore[method-assign]
+    copy_rows = dialect.copy_rows
+    timed_copy = timed(lambda cursor, label, *rest: copy_rows(cursor, label[5:], *rest))
+    dialect.copy_rows = lambda cursor, table, *rest: timed_copy(cursor, f"COPY {table}", *rest)  # the view's
+    recorders.copy_rows = dialect.copy_rows  # the event store's
+
+
+def print_statements(count: int, top: int) -> None:
+    print("statements by time (µs per touchpoint, calls, µs a call; COPY with its rows):")
+    ranked = sorted(STATEMENTS.items(), key=lambda item: -item[1][1])[:top]
+    for (phase, text), (calls, seconds) in ranked:
+        print(f"  {phase:<8} {seconds / count * 1e6:7.1f} {int(calls):6d} {seconds / calls * 1e6:9.0f}  {text}")
+    STATEMENTS.clear()
 
 
 def store_url(backend: str, directory: str) -> str:
@@ -56,8 +91,10 @@ def run(backend: str, load: list[list[dict]], top: int, save: str | None = None,
                 started = time.perf_counter()
                 touchpoints = [Touchpoint.model_validate(item) for item in batch]
                 validated = time.perf_counter()
+                PHASE[0] = "record"
                 system.record(touchpoints)
                 recorded = time.perf_counter()
+                PHASE[0] = "project"
                 system.runner.catch_up()
                 projected = time.perf_counter()
                 profile.disable()
@@ -75,6 +112,8 @@ def run(backend: str, load: list[list[dict]], top: int, save: str | None = None,
     print(f"{backend}: {count} touchpoints, {count / total:,.0f}/s end to end ({under}; code from {ROOT})")
     for phase, seconds in timings.items():
         print(f"  {phase:<9} {seconds / count * 1e6:7.1f} µs per touchpoint ({seconds / total:.0%})")
+    if STATEMENTS:
+        print_statements(count, top)
     if plain:
         return
     if save:
@@ -97,7 +136,11 @@ def main() -> None:
     parser.add_argument("--plain", action="store_true",
                         help="time the phases without the profiler (the figures to compare commits by: run it "
                              "alternately here and in a worktree of the other commit, with PYTHONPATH set to it)")
+    parser.add_argument("--statements", action="store_true",
+                        help="time each SQL statement (by its first words) and print the costliest")
     args = parser.parse_args()
+    if args.statements:
+        time_statements()
     load = list(batches(args.batches, args.batch_size, args.customers, "p", args.out_of_order, args.campaigns))
     for backend in args.backend or ["sqlite", "postgresql"]:
         run(backend, load, args.top, args.save, args.plain)
