@@ -20,6 +20,7 @@ from typing import Any
 from journeys.storage.audit import AuditTrail
 from journeys.storage.tables import ts
 from projections.storage.rows import now
+from projections.storage.schema import KEY_COLUMNS
 from projections.storage.view import JourneyView
 
 STORE_FORMAT = "3"  # 2: personal data sealed under per-customer data keys, records keyed by random ids;
@@ -97,7 +98,7 @@ def _legacy_columns(store: Store) -> None:
     if any(column == "customer" for _, column, _ in missing):  # a store from before links: each its own customer
         view.execute(f"UPDATE {view.table('touchpoints')} SET customer = record_id")
         # A record's touchpoints in occurred order are read by customer now (touchpoints_customer).
-        view.execute(f"DROP INDEX IF EXISTS {view.name('touchpoints_occurred')}")
+        view.execute(f"DROP INDEX IF EXISTS {view.table('touchpoints_occurred')}")
 
 
 def _analytics_indexes(store: Store) -> None:
@@ -123,6 +124,13 @@ def _counters(store: Store) -> None:
         store.view.count_all()
 
 
+def _partial_key_indexes(store: Store) -> None:
+    view = store.view
+    for column in KEY_COLUMNS:
+        view.execute(f"DROP INDEX IF EXISTS {view.table('touchpoints_' + column)}")
+    _tables(store)
+
+
 STEPS = (
     Step(1, "store format: personal data only encrypted (a store from before is refused)", _format),
     Step(2, "every event hash-chained (a format 2 store is chained beside its events)", _chain),
@@ -136,6 +144,8 @@ STEPS = (
          _stay_counters),
     Step(10, "attribution and lead counters by day, counted from the stage history and the touchpoints",
          _credit_counters),
+    Step(11, "the touchpoints' deal, account and case indexes hold only the touchpoints that name one",
+         _partial_key_indexes),
 )
 LATEST = STEPS[-1].version
 

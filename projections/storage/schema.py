@@ -131,11 +131,21 @@ def generation_ddl(table: Name, index: Name, serial_key: str) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {index('identities_linked')} ON {table('identities')} (linked_to)",
         f"CREATE INDEX IF NOT EXISTS {index('positions_stage')} ON {table('positions')} (journey, stage, subject)",
     ]
-    statements += [
-        f"CREATE INDEX IF NOT EXISTS {index('touchpoints_' + column)} ON {table('touchpoints')} ({column}, occurred_at)"
-        for column in ("deal_id", "account_id", "case_id")
+    statements += [  # partial: most touchpoints name no deal, account or case, and cost these indexes nothing
+        f"CREATE INDEX IF NOT EXISTS {index(keyed_index(column))} ON {table('touchpoints')} ({column}, occurred_at) "
+        f"WHERE {column} IS NOT NULL"
+        for column in KEY_COLUMNS
     ]
     return statements
+
+
+KEY_COLUMNS = ("deal_id", "account_id", "case_id")  # the touchpoint columns that name an instance other than a customer
+
+
+def keyed_index(column: str) -> str:
+    """The index of the touchpoints that name an instance in a key column (step 11's name: the
+    indexes before it, `touchpoints_<column>`, held every touchpoint)."""
+    return f"touchpoints_named_{column}"
 
 
 def analytics_ddl(table: Name, index: Name) -> list[str]:

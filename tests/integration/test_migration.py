@@ -14,6 +14,7 @@ from journeys.application import CustomerNotFoundError
 from journeys.settings import Settings
 from journeys.stages import derive
 from projections.storage.migrations import LATEST, STEPS, history, version
+from projections.storage.schema import KEY_COLUMNS, keyed_index
 from projections.system import System
 from tests.factories import rid, tp
 
@@ -99,3 +100,56 @@ def test_each_step_runs_once_and_journeys_migrate_reports_them(system: System, s
     assert f"{LATEST} step(s) applied now" in ran.output and "the stage counters" in ran.output
     assert version(system.view) == LATEST
     assert system.view.customer(rid(system, "ann")) == before
+
+
+def _indexes(system: System, table: str) -> dict[str, str]:
+    """The indexes of a read-model table, name -> definition, from the catalogue."""
+    view = system.view
+    if view.dialect.name == "sqlite":
+        rows = view.query("SELECT name, sql AS definition FROM sqlite_master WHERE type = 'index' AND tbl_name = ?",
+                          [view.name(table)])
+    else:
+        rows = view.query("SELECT indexname AS name, indexdef AS definition FROM pg_indexes "
+                          "WHERE schemaname = ? AND tablename = ?", [view.datastore.schema, view.name(table)])
+    return {r["name"]: r["definition"] or "" for r in rows}
+
+
+def _plan(system: System, statement: str, params: list) -> str:
+    """How the database would run a '?' statement, as text (PostgreSQL: sequential scans off, as
+    they are on a table of a few rows)."""
+    view = system.view
+    with view.datastore.transaction(commit=False) as c:
+        if view.dialect.name == "sqlite":
+            c.execute(f"EXPLAIN QUERY PLAN {statement}", params)
+            return " ".join(str(r["detail"]) for r in c.fetchall())
+        c.execute("SET LOCAL enable_seqscan = off")
+        c.execute(view.dialect.sql(f"EXPLAIN {statement}"), params)
+        return " ".join(str(next(iter(dict(r).values()))) for r in c.fetchall())
+
+
+def test_step_11_leaves_the_deal_account_and_case_indexes_only_the_touchpoints_that_name_one(system: System, settings):
+    """A touchpoint without a deal, account or case costs those indexes nothing (most touchpoints
+    name none); a store from before step 11 has its whole indexes replaced, and the deal's
+    touchpoints are still read by index."""
+    view = system.view
+    for column in KEY_COLUMNS:  # the store as step 10 left it
+        view.execute(f"DROP INDEX {view.table(keyed_index(column))}")
+        view.execute(f"CREATE INDEX {view.name('touchpoints_' + column)} ON {view.table('touchpoints')} "
+                     f"({column}, occurred_at)")
+    view.execute(f"DELETE FROM {view.table('schema_versions')} WHERE version = 11")
+    system.record([tp("t-1", "demo_delivered", 1, customer="ann", deal_id="d-1"), tp("t-2", "ad_clicked", 2, customer="bob")])
+    system.runner.catch_up()
+
+    again = System.build(settings)
+    try:
+        assert [s.version for s in again.migrated] == [11]
+        indexes = _indexes(again, "touchpoints")
+        for column in KEY_COLUMNS:
+            assert view.name("touchpoints_" + column) not in indexes
+            assert f"{column} IS NOT NULL" in indexes[view.name(keyed_index(column))].replace("(", "").replace(")", "")
+        plan = _plan(again, f"SELECT * FROM {view.table('touchpoints')} WHERE deal_id = ? "
+                            "ORDER BY occurred_at, touchpoint_id", ["d-1"])
+        assert view.name(keyed_index("deal_id")) in plan, plan
+        assert [t["touchpoint_id"] for t in again.view.touchpoints_where("deal_id", "d-1")] == ["t-1"]
+    finally:
+        again.close()
