@@ -10,6 +10,7 @@ from eventsourcing.persistence import Tracking
 
 from journeys.playbook import Playbook
 from journeys.storage.dialect import Dialect
+from projections.storage.rows import chunks
 from projections.storage.schema import GENERATIONAL, Table
 
 
@@ -49,6 +50,28 @@ class ReadModelStore:
         with self.datastore.transaction(commit=False) as c:
             c.execute(self.dialect.sql(statement), list(params))
             return c.fetchall()
+
+    def rows_of(self, table: str, column: str, keys: Sequence[Any], where: str = "", params: Sequence[Any] = (),
+                columns: str = "x.*", c: Any = None) -> list[Any]:
+        """The rows of a table (`x` in `where` and `columns`) whose `column` holds one of `keys`
+        and that meet `where` ('?' parameters `params`), each key looked up by index whatever the
+        planner's statistics say: without them (autovacuum not run yet), PostgreSQL planned an
+        IN list of a batch's keys as a read of every row of the index's first column (25-93 ms a
+        batch at 50,000 customers, growing with the history). In the caller's transaction `c`
+        if given."""
+        found: list[Any] = []
+        for chunk in chunks(list(dict.fromkeys(keys))):
+            values, listed = self.dialect.values("k", [("key", "text")], [[k] for k in chunk])
+            each = self.dialect.join_each("k", table, "x", f"x.{column} = k.key" + (f" AND {where}" if where else ""))
+            statement, args = self.dialect.sql(f"{values} SELECT {columns} FROM {each}"), [*listed, *params]
+            if c is None:
+                with self.datastore.transaction(commit=False) as own:
+                    own.execute(statement, args)
+                    found += own.fetchall()
+            else:
+                c.execute(statement, args)
+                found += c.fetchall()
+        return found
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
         """One statement written with '?' parameters, in a transaction of its own; rows changed."""

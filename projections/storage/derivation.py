@@ -25,28 +25,19 @@ class DerivationReads(ReadModelStore):
     def load_states(self, scope: Scope, subjects: Sequence[str]) -> dict[str, tuple[Stages, int]]:
         """Current stages and touchpoint count of the given instances of a scope."""
         found: dict[str, tuple[Stages, int]] = {}
-        for chunk in chunks(list(subjects)):
-            marks = ", ".join("?" * len(chunk))
-            rows = self.query(
-                f"SELECT * FROM {self.table('subjects')} WHERE scope = ? AND subject IN ({marks})", [scope.value, *chunk]
-            )
-            positions = self.positions_of([r["subject"] for r in rows], scope)
-            for row in rows:
-                stages = self.stages_of(scope, positions.get(row["subject"], []), row)
-                found[row["subject"]] = (stages, row["touchpoint_count"])
+        rows = self.rows_of(self.table("subjects"), "subject", subjects, "x.scope = ?", [scope.value])
+        positions = self.positions_of([r["subject"] for r in rows], scope)
+        for row in rows:
+            stages = self.stages_of(scope, positions.get(row["subject"], []), row)
+            found[row["subject"]] = (stages, row["touchpoint_count"])
         return found
 
     def positions_of(self, subjects: list[str], scope: Scope) -> dict[str, list[Any]]:
         found: dict[str, list[Any]] = {}
         journeys = self.playbook.journeys_of(scope)  # (journey, subject) is the key: its index serves this
-        for chunk in chunks(subjects):
-            rows = self.query(
-                f"SELECT * FROM {self.table('positions')} WHERE journey IN ({', '.join('?' * len(journeys))}) "
-                f"AND subject IN ({', '.join('?' * len(chunk))})",
-                [*journeys, *chunk],
-            )
-            for row in rows:
-                found.setdefault(row["subject"], []).append(row)
+        for row in self.rows_of(self.table("positions"), "subject", subjects,
+                                f"x.journey IN ({', '.join('?' * len(journeys))})", journeys):
+            found.setdefault(row["subject"], []).append(row)
         return found
 
     def _initial(self, scope: Scope) -> Stages:
@@ -189,19 +180,12 @@ class DerivationReads(ReadModelStore):
         for all: small instances with a late touchpoint are derived again from these."""
         column = SUBJECT_COLUMN[scope]
         found: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {s: ([], []) for s in subjects}
-        for chunk in chunks(list(subjects)):
-            marks = self.dialect.marks(len(chunk))
-            for row in self.query(
-                f"SELECT {column} AS subject, touchpoint_id, type, occurred_at, criteria, record_id "
-                f"FROM {self.table('touchpoints')} WHERE {column} IN ({marks})", chunk,
-            ):
-                found[row["subject"]][0].append(derivation_row(row))
-            if transitions:
-                for row in self.query(
-                    f"SELECT * FROM {self.table('transitions')} WHERE scope = ? AND subject IN ({marks})",
-                    [scope.value, *chunk],
-                ):
-                    found[row["subject"]][1].append(transition_from_row(row))
+        for row in self.rows_of(self.table("touchpoints"), column, subjects, columns=(
+                f"x.{column} AS subject, x.touchpoint_id, x.type, x.occurred_at, x.criteria, x.record_id")):
+            found[row["subject"]][0].append(derivation_row(row))
+        if transitions:
+            for row in self.rows_of(self.table("transitions"), "subject", subjects, "x.scope = ?", [scope.value]):
+                found[row["subject"]][1].append(transition_from_row(row))
         return {subject: (rows, self.in_history_order(stored)) for subject, (rows, stored) in found.items()}
 
     def in_history_order(self, transitions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -86,9 +86,7 @@ class TagCounters(StayCounters):
         keys = list(keys)
         found: dict[Key, set[str]] = {key: set() for key in keys}
         for scope, chunk in by_scope(keys):
-            c.execute(self.dialect.sql(f"SELECT subject, tag FROM {self.table('instance_tags')} WHERE scope = ? "
-                                       f"AND subject IN ({self.dialect.marks(len(chunk))})"), [scope, *chunk])
-            for r in c.fetchall():
+            for r in self.rows_of(self.table("instance_tags"), "subject", chunk, "x.scope = ?", [scope], "x.subject, x.tag", c):
                 found[(scope, r["subject"])].add(r["tag"])
         return found
 

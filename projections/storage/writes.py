@@ -130,9 +130,8 @@ class ProjectionWrites(Counters, TagCounters, CreditCounters):
         self.dialect.lock(c, sorted(lock_key(scope, subject) for scope, subject in read))
         stored: dict[tuple[str, str], int] = {}
         for scope, chunk in by_scope(read):
-            c.execute(self.dialect.sql(f"SELECT subject, touchpoint_count FROM {self.table('subjects')} WHERE scope = ? "
-                                       f"AND subject IN ({self.dialect.marks(len(chunk))})"), [scope, *chunk])
-            stored.update(((scope, r["subject"]), r["touchpoint_count"]) for r in c.fetchall())
+            stored.update(((scope, r["subject"]), r["touchpoint_count"]) for r in self.rows_of(
+                self.table("subjects"), "subject", chunk, "x.scope = ?", [scope], "x.subject, x.touchpoint_count", c))
         changed = sorted(key for key, count in read.items() if stored.get(key, 0) != count)
         if changed:
             raise InstanceChanged(f"{len(changed)} instances changed since the batch read them, {changed[0]} first")
