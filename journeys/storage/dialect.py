@@ -148,8 +148,13 @@ class SQLite(Dialect):
 
     def insert(self, cursor: Any, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]],
                conflict: str = "") -> None:
-        """Multi-row INSERTs: far fewer round trips than one statement per row (at most
-        CHUNK rows each, under SQLite's limit on parameters)."""
+        """Multi-row INSERTs with a conflict clause (at most CHUNK rows each, under SQLite's limit
+        on parameters); without one, executemany: SQLite took twice as long over a multi-row
+        INSERT without a conflict clause (21 against 11-12 µs a row of positions, 40 batches of
+        2,500, the table's three indexes)."""
+        if not conflict:
+            self.load(cursor, table, [name for name, _ in columns], rows)
+            return
         names = ", ".join(name for name, _ in columns)
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
