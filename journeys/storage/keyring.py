@@ -105,16 +105,9 @@ class Keyring:
                 self._unwrapped.popitem(last=False)
 
     def _rows_where_in(self, column: str, values: list[str]) -> list[Any]:
-        """The rows not erased whose `column` is one of `values`, a chunk of them per query."""
-        rows: list[Any] = []
-        for start in range(0, len(values), CHUNK):
-            chunk = values[start : start + CHUNK]
-            rows += self.store.query(
-                f"SELECT record_id, subject, wrapped_key FROM {self.table} "
-                f"WHERE wrapped_key IS NOT NULL AND {column} IN ({', '.join('?' * len(chunk))})",
-                chunk,
-            )
-        return rows
+        """The rows not erased whose `column` is one of `values`, each looked up by index."""
+        return self.store.rows_of(self.table, column, values, "x.wrapped_key IS NOT NULL",
+                                  columns="x.record_id, x.subject, x.wrapped_key")
 
     def erase(self, record_ids: Sequence[UUID], by: str) -> int:
         """Destroy the records' data keys and their links to the customer keys, in one statement
