@@ -44,24 +44,32 @@ PHASE = ["validate"]
 
 def time_statements() -> None:
     """Time every statement, by phase and by its first words."""
+    def count(text: str, started: float) -> None:
+        entry = STATEMENTS.setdefault((PHASE[0], text), [0, 0.0])
+        entry[0] += 1
+        entry[1] += time.perf_counter() - started
+
     def timed(method):  # type: ignore[no-untyped-def]
         def run(self, query, *args, **kwargs):  # type: ignore[no-untyped-def]
             started = time.perf_counter()
             try:
                 return method(self, query, *args, **kwargs)
             finally:
-                text = " ".join(str(getattr(query, "_obj", query)).split())[:110]
-                entry = STATEMENTS.setdefault((PHASE[0], text), [0, 0.0])
-                entry[0] += 1
-                entry[1] += time.perf_counter() - started
+                count(" ".join(str(getattr(query, "_obj", query)).split())[:110], started)
         return run
+
     for cursor in (psycopg.Cursor, SQLiteCursor):  # SQLite: eventsourcing's wrapper of sqlite3's cursor
         cursor.execute = timed(cursor.execute)  # type: ignore[method-assign]
         cursor.executemany = timed(cursor.executemany)  # type: ignore[method-assign]
     copy_rows = dialect.copy_rows
-    timed_copy = timed(lambda cursor, label, *rest: copy_rows(cursor, label[5:], *rest))
-    dialect.copy_rows = lambda cursor, table, *rest: timed_copy(cursor, f"COPY {table}", *rest)  # the view's
-    recorders.copy_rows = dialect.copy_rows  # the event store's
+
+    def timed_copy(cursor, table, *rest):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        try:
+            copy_rows(cursor, table, *rest)
+        finally:
+            count(f"COPY {table}", started)
+    dialect.copy_rows = recorders.copy_rows = timed_copy  # the view's and the event store's
 
 
 def print_statements(count: int, top: int) -> None:

@@ -119,6 +119,14 @@ GENERATIONAL = tuple(t.name for t in GENERATIONAL_TABLES)
 
 # Which touchpoint column names the instance of each scope.
 SUBJECT_COLUMN = {Scope.customer: "customer", Scope.account: "account_id", Scope.deal: "deal_id", Scope.case: "case_id"}
+# The columns that name an instance other than a customer: most touchpoints leave them NULL.
+KEY_COLUMNS = tuple(column for scope, column in SUBJECT_COLUMN.items() if scope is not Scope.customer)
+
+
+def keyed_index(column: str) -> str:
+    """The index of the touchpoints that name an instance in a key column (step 11's name: the
+    indexes before it, `touchpoints_<column>`, held every touchpoint)."""
+    return f"touchpoints_named_{column}"
 
 Name = Callable[[str], str]  # a table's or index's name in one generation
 
@@ -137,15 +145,6 @@ def generation_ddl(table: Name, index: Name, serial_key: str) -> list[str]:
         for column in KEY_COLUMNS
     ]
     return statements
-
-
-KEY_COLUMNS = ("deal_id", "account_id", "case_id")  # the touchpoint columns that name an instance other than a customer
-
-
-def keyed_index(column: str) -> str:
-    """The index of the touchpoints that name an instance in a key column (step 11's name: the
-    indexes before it, `touchpoints_<column>`, held every touchpoint)."""
-    return f"touchpoints_named_{column}"
 
 
 def analytics_ddl(table: Name, index: Name) -> list[str]:

@@ -64,7 +64,14 @@ class ProjectionWrites(Counters, TagCounters, CreditCounters):
         per: dict[tuple[str, str], Deltas] = {}  # each instance's stays: the tags' counters need them apart
         rows = [touchpoint_row(t) for t in touchpoints]
         transitions, gone = [], []
+        # A new instance has no subject or position rows yet: its rows are inserted (COPY on
+        # PostgreSQL), not upserted (a third of a first-touch batch's projection was the upsert of
+        # positions). Projection parts check that no other part made it meanwhile (`_hold`).
+        subjects: dict[bool, list[list[Any]]] = {True: [], False: []}  # by whether the instance is new
+        positions: dict[bool, list[list[Any]]] = {True: [], False: []}
         for ch in changes:
+            subjects[ch.before is None].append(subject_row(ch))
+            positions[ch.before is None] += [position_row(ch, j, fingerprint) for j in ch.changed]
             stays = per.setdefault((ch.scope.value, ch.subject), Deltas())
             added = [transition_row(ch, t, fingerprint) for t in ch.transitions]
             if ch.replaced is not None:  # a span read: what the derivation left as it was stays
@@ -75,12 +82,6 @@ class ProjectionWrites(Counters, TagCounters, CreditCounters):
             transitions += added
             for j in ch.changed:
                 stays.moved(j, ch.before.positions.get(j) if ch.before else None, ch.stages.positions.get(j))
-        # A new instance has no subject or position rows yet: its rows are inserted (COPY on
-        # PostgreSQL), not upserted (a third of a first-touch batch's projection was the upsert of
-        # positions). Projection parts check that no other part made it meanwhile (`_hold`).
-        new = [ch.before is None for ch in changes]
-        subjects = [subject_row(ch) for ch in changes]
-        positions = [[position_row(ch, j, fingerprint) for j in ch.changed] for ch in changes]
         revisions = [revision_row(ch.scope, ch.subject, ch.revision, fingerprint) for ch in changes if ch.revision]
         outbox = [*(outbox_row(ch, t) for ch in changes for t in ch.new_transitions),
                   *(erased_row(record_id, at) for record_id, at in erasures)] if publish else []
@@ -106,10 +107,9 @@ class ProjectionWrites(Counters, TagCounters, CreditCounters):
                 per[(ch.scope.value, ch.subject)].ended(removed, -1)
             self.delete_keys(c, TRANSITIONS, gone)
             self.insert(c, TRANSITIONS, transitions)
-            self.insert(c, SUBJECTS, [r for r, n in zip(subjects, new, strict=True) if n])
-            self.upsert(c, SUBJECTS, [r for r, n in zip(subjects, new, strict=True) if not n])
-            self.insert(c, POSITIONS, [r for rs, n in zip(positions, new, strict=True) if n for r in rs])
-            self.upsert(c, POSITIONS, [r for rs, n in zip(positions, new, strict=True) if not n for r in rs])
+            for table, rows_by in ((SUBJECTS, subjects), (POSITIONS, positions)):
+                self.insert(c, table, rows_by[True])
+                self.upsert(c, table, rows_by[False])
             self.add_counts(c, self._deltas(changes))
             self.insert(c, REVISIONS, revisions)
             self.erase_sealed(c, erasures)
