@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,17 +41,34 @@ TYPES = ["ad_clicked", "website_visited", "email_opened", "lead_captured", "inqu
          "reply_received", "meeting_held", "demo_delivered", "quote_requested", "contract_signed"]
 
 
-def produce(bootstrap: str, topic: str, n: int, customers: int) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024, acks=1)
+def bodies(n: int, customers: int) -> Iterator[dict]:
+    """N plain-JSON touchpoints over CUSTOMERS customers, in order."""
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(n):
-        customer = f"cust-{i * 7919 % customers}"
-        body = {"touchpoint_id": f"tp-{i}", "customer_id": customer, "type": TYPES[i % len(TYPES)],
-                "channel": "web", "occurred_at": (t0 + timedelta(seconds=i)).isoformat(),
-                "source": "bench", "properties": {"page": "/pricing"}}
-        producer.send(topic, key=customer.encode(), value=json.dumps(body).encode())
+        yield {"touchpoint_id": f"tp-{i}", "customer_id": f"cust-{i * 7919 % customers}", "type": TYPES[i % len(TYPES)],
+               "channel": "web", "occurred_at": (t0 + timedelta(seconds=i)).isoformat(),
+               "source": "bench", "properties": {"page": "/pricing"}}
+
+
+def new_topic(bootstrap: str, partitions: int = 6) -> str:
+    """A fresh topic of PARTITIONS partitions, and its dead-letter topic (TOPIC.dlq)."""
+    topic = f"bench-{uuid.uuid4().hex[:6]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in (topic, f"{topic}.dlq")])
+    admin.close()
+    return topic
+
+
+def produce(bootstrap: str, topic: str, touchpoints: Iterable[dict]) -> int:
+    """Send each touchpoint as plain JSON keyed by its customer, as publishers do; how many were sent."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024, acks=1)
+    sent = 0
+    for body in touchpoints:
+        producer.send(topic, key=body["customer_id"].encode(), value=json.dumps(body).encode())
+        sent += 1
     producer.flush()
     producer.close()
+    return sent
 
 
 PROGRESS_EVERY = 10.0
@@ -163,11 +180,8 @@ def main() -> None:
     args = parser.parse_args()
     with broker() as bootstrap:
         for n in args.sizes:
-            topic = f"bench-{uuid.uuid4().hex[:6]}"
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-            admin.create_topics([NewTopic(t, num_partitions=6, replication_factor=1) for t in (topic, f"{topic}.dlq")])
-            admin.close()
-            produce(bootstrap, topic, n, args.customers)
+            topic = new_topic(bootstrap)
+            produce(bootstrap, topic, bodies(n, args.customers))
             raw = raw_rate(bootstrap, topic, n)
             schema = f"bench_{uuid.uuid4().hex[:8]}"
             try:
