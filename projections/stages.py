@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -281,15 +282,16 @@ def refold(
     history.
 
     The stored history is folded beside it (from the same stages, without the late ones):
-    once both have folded the same touchpoint after the last late one into equal stages, every
-    touchpoint after gives both the same, so the fold stops there (after the touchpoints of
-    that same time) with the stored stages as its end. The time is None when they never meet
-    (the late touchpoints changed the stages for good): then every later touchpoint was folded.
+    once both have folded the same touchpoint after the last late one into stages that meet
+    (`_end_if_met`), every touchpoint after gives both the same, so the fold stops there (after
+    the touchpoints of that same time) with the stored stages as its end, but for the entries
+    the late touchpoints moved earlier. The time is None when they never meet (the late
+    touchpoints changed the stages for good): then every later touchpoint was folded.
     The stored history is folded beside only for the first `look` stored touchpoints: an effect
     that lasts longer is taken to last, and the rest is folded a page at a time at full speed.
     Each touchpoint id counts once, the stored one first, as in in_order.
     """
-    stages = old = before
+    stages = old = end = before
     transitions: list[Any] = []
     read: list[Any] = []
     seen: set[str] = set()
@@ -317,7 +319,7 @@ def refold(
             continue
         for t in page:
             if until is not None and t.occurred_at > until:
-                return Derivation(current, transitions), read, until
+                return Derivation(end, transitions), read, until
             while pending and sort_key(pending[0]) < sort_key(t):
                 take(pending.popleft())
             if not take(t):
@@ -325,13 +327,34 @@ def refold(
             read.append(t)
             if until is None and len(read) <= look:
                 old, _ = advance(old, t, playbook)
-                if sort_key(t) > last_new and old == stages:
-                    until = t.occurred_at
+                if sort_key(t) > last_new and (met := _end_if_met(old, stages, current)) is not None:
+                    until, end = t.occurred_at, met
     while pending:
         take(pending.popleft())
     if until is not None:
-        return Derivation(current, transitions), read, until
+        return Derivation(end, transitions), read, until
     return Derivation(stages, transitions), read, None
+
+
+def _end_if_met(old: Stages, new: Stages, current: Stages) -> Stages | None:
+    """Where the stored history ends with the late touchpoints in, if the fold without them
+    (`old`) and the fold with them (`new`) meet here; None if they do not yet.
+
+    They meet when they are equal, or equal but for when some journeys entered the stage both
+    are in (a late touchpoint entered it earlier) while those journeys never move again in
+    the stored history (`current`, its end, still holds the position `old` holds here). What
+    `advance` does next reads a journey's stage, criteria and defects, not since when it is
+    there, so from here on both folds do the same; the end is `current` with those journeys'
+    positions from `new`."""
+    if old == new:
+        return current
+    if (old.last_key, old.first_seen, old.met, old.defects) != (new.last_key, new.first_seen, new.met, new.defects):
+        return None
+    entered = {j: p for j, p in new.positions.items() if p != old.positions.get(j)}
+    for j, position in entered.items():
+        if position.stage != old.positions[j].stage or current.positions.get(j) != old.positions[j]:
+            return None
+    return replace(current, positions={**current.positions, **entered})
 
 
 def _revision(
