@@ -1,13 +1,16 @@
 """Kafka ingestion benchmark, in one run on PostgreSQL.
 
-For each N (default 20,000 and 40,000 touchpoints over M=2,000 customers):
-  1. produce N plain-JSON touchpoints to a fresh 6-partition topic;
-  2. raw rate: kafka-python alone consumes the topic (timed from the first message);
-  3. end to end: `journeys consume` and `journeys project` as separate processes,
-     timed from the first stored event until all N are stored and the projections
-     are current; the consumer's peak RSS (VmHWM) is read before it stops.
+For each N (default 20,000 and 40,000 touchpoints over M=2,000 customers) and each number C
+of consumers (default 1):
+  1. end to end: C `journeys consume` processes in one group and a `journeys project` are
+     started on a fresh 6-partition topic; once every consumer holds partitions, N plain-JSON
+     touchpoints are produced; timed from the first stored event until all N are stored, and
+     until the projections are current; the biggest consumer's peak RSS (VmHWM) is read
+     before they stop;
+  2. raw rate: kafka-python alone consumes the same topic (timed from the first message).
+With several C, the stored rate's ratio to the first C's is printed: how consumers scale.
 
-    .venv/bin/python bench/kafka_throughput.py [--sizes 20000 40000] [--customers 2000]
+    .venv/bin/python bench/kafka_throughput.py [--sizes 20000 40000] [--customers 2000] [--consumers 1 2 4]
 
 Uses JOURNEYS_KAFKA_BOOTSTRAP_SERVERS if set, else a local Tansu broker, and
 JOURNEYS_BENCH_POSTGRES_URL (default the local server's `test` database).
@@ -91,32 +94,70 @@ def raw_rate(bootstrap: str, topic: str, n: int) -> float:
     return rate
 
 
-def end_to_end(bootstrap: str, topic: str, n: int, database_url: str) -> tuple[float, float]:
+def end_to_end(bootstrap: str, topic: str, touchpoints: list[dict], database_url: str, consumers: int = 1,
+               partitions: int = 6) -> tuple[float, float, float]:
+    """CONSUMERS `journeys consume` processes in one group and a `journeys project`: started, and
+    once the group has spread the partitions over every consumer, the touchpoints produced; timed
+    from the first stored event. (stored rate, rate with the projections current, peak RSS of
+    the biggest consumer in MB)."""
+    n = len(touchpoints)
+    logs = tempfile.mkdtemp()
     env = {**os.environ, "JOURNEYS_DATABASE_URL": database_url, "JOURNEYS_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-           "JOURNEYS_KEY_FILE": f"{tempfile.gettempdir()}/kafka-bench-{uuid.uuid4().hex[:6]}.keys",
+           "JOURNEYS_KEY_FILE": f"{logs}/keys",
            "JOURNEYS_KAFKA_TOPIC": topic, "JOURNEYS_KAFKA_GROUP_ID": f"bench-{uuid.uuid4().hex[:6]}",
-           "JOURNEYS_KAFKA_DEAD_LETTER_TOPIC": f"{topic}.dlq", "JOURNEYS_RUN_PROJECTIONS": "false"}
+           "JOURNEYS_KAFKA_DEAD_LETTER_TOPIC": f"{topic}.dlq", "JOURNEYS_RUN_PROJECTIONS": "false",
+           "JOURNEYS_LOG_FORMAT": "text", "JOURNEYS_LOG_LEVEL": "INFO"}
     cli = [sys.executable, "-m", "api.cli"]
-    consumer = subprocess.Popen([*cli, "consume"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     projector = subprocess.Popen([*cli, "project"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    schema = database_url.split("schema=")[1]
-    started, peak = None, 0.0
-    stall = Stall(f"`journeys consume` and `journeys project` to store and project {n} touchpoints", consumer, projector)
-    with psycopg.connect(POSTGRES, autocommit=True) as conn:
-        while True:
-            stored, projected = _progress(conn, schema)
-            if stored and started is None:
-                started = time.perf_counter()
-            if stored >= n and projected >= n:
-                break
-            stall.check(stored + projected, f"{stored} stored, {projected} projected")
-            time.sleep(0.02)
-    elapsed = time.perf_counter() - started
-    peak = _peak_rss_mb(consumer.pid)
-    for process in (consumer, projector):
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
-    return n / elapsed, peak
+    group = []
+    for k in range(consumers):
+        with open(f"{logs}/consumer-{k}.log", "w") as log:
+            group.append(subprocess.Popen([*cli, "consume"], env=env, stdout=subprocess.DEVNULL, stderr=log))
+    processes = [*group, projector]
+    try:
+        stall = Stall(f"the {consumers} consumers of {topic} to share its {partitions} partitions", *processes)
+        while (assigned := _assigned(logs, consumers, topic)) is None or sum(assigned) != partitions \
+                or sum(1 for a in assigned if a) != min(consumers, partitions):
+            stall.check(sum(assigned or []), f"partitions per consumer {assigned}")
+            time.sleep(0.1)
+        produce(bootstrap, topic, touchpoints)
+        schema = database_url.split("schema=")[1]
+        started = all_stored = None
+        stall = Stall(f"{consumers} `journeys consume` and a `journeys project` to store and project {n} touchpoints",
+                      *processes)
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            while True:
+                stored, projected = _progress(conn, schema)
+                if stored and started is None:
+                    started = time.perf_counter()
+                if stored >= n and all_stored is None:
+                    all_stored = time.perf_counter()
+                if stored >= n and projected >= n:
+                    break
+                stall.check(stored + projected, f"{stored} stored, {projected} projected")
+                time.sleep(0.02)
+        current = time.perf_counter()
+        peak = max(_peak_rss_mb(c.pid) for c in group)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(30)
+    return n / (all_stored - started), n / (current - started), peak
+
+
+def _assigned(logs: str, consumers: int, topic: str) -> list[int] | None:
+    """How many partitions of the topic each consumer holds, by the last assignment it logged
+    (None until each has logged one)."""
+    found = []
+    for k in range(consumers):
+        lines = [line for line in Path(f"{logs}/consumer-{k}.log").read_text().splitlines()
+                 if "assigned partitions:" in line]
+        if not lines:
+            return None
+        found.append(lines[-1].count(f"{topic}:"))
+    return found
 
 
 class Stall:
@@ -177,20 +218,30 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 40_000])
     parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--consumers", type=int, nargs="+", default=[1],
+                        help="run the end-to-end measure with each number of consumers in one group (e.g. 1 2 4)")
     args = parser.parse_args()
     with broker() as bootstrap:
         for n in args.sizes:
-            topic = new_topic(bootstrap)
-            produce(bootstrap, topic, bodies(n, args.customers))
-            raw = raw_rate(bootstrap, topic, n)
-            schema = f"bench_{uuid.uuid4().hex[:8]}"
-            try:
-                rate, peak = end_to_end(bootstrap, topic, n, f"{POSTGRES}?schema={schema}")
-            finally:
-                with psycopg.connect(POSTGRES, autocommit=True) as conn:
-                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            print(f"N={n:>7}: raw kafka-python {raw:8.0f}/s | end to end (stored + projections current, "
-                  f"PostgreSQL) {rate:6.0f}/s = {rate / raw:.2f} of raw | consumer peak RSS {peak:.0f} MB")
+            stored_by: dict[int, float] = {}
+            for consumers in args.consumers:
+                topic = new_topic(bootstrap)
+                schema = f"bench_{uuid.uuid4().hex[:8]}"
+                try:
+                    stored, rate, peak = end_to_end(bootstrap, topic, list(bodies(n, args.customers)),
+                                                    f"{POSTGRES}?schema={schema}", consumers)
+                finally:
+                    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+                        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                raw = raw_rate(bootstrap, topic, n)  # the same messages, by kafka-python alone
+                stored_by[consumers] = stored
+                print(f"N={n:>7}, {consumers} consumer(s): raw kafka-python {raw:8.0f}/s | stored {stored:6.0f}/s, "
+                      f"projections current (PostgreSQL) {rate:6.0f}/s = {rate / raw:.2f} of raw | "
+                      f"biggest consumer's peak RSS {peak:.0f} MB", flush=True)
+            if len(stored_by) > 1 and args.consumers[0] in stored_by:
+                one = stored_by[args.consumers[0]]
+                print("  stored rate against " + f"{args.consumers[0]} consumer(s): " + ", ".join(
+                    f"{c}: {rate / one:.2f}" for c, rate in stored_by.items()), flush=True)
 
 
 if __name__ == "__main__":
