@@ -2,15 +2,17 @@
 
 For each N (default 20,000 and 40,000 touchpoints over M=2,000 customers) and each number C
 of consumers (default 1):
-  1. end to end: C `journeys consume` processes in one group and a `journeys project` are
-     started on a fresh 6-partition topic; once every consumer holds partitions, N plain-JSON
-     touchpoints are produced; timed from the first stored event until all N are stored, and
+  1. end to end: C `journeys consume` processes in one group and a `journeys project` (or
+     --parts P processes `journeys project --partition K/P`) are started on a fresh
+     6-partition topic; once every consumer holds partitions, N plain-JSON touchpoints are
+     produced; timed from the first stored event until all N are stored, and
      until the projections are current; the biggest consumer's peak RSS (VmHWM) is read
      before they stop;
   2. raw rate: kafka-python alone consumes the same topic (timed from the first message).
 With several C, the stored rate's ratio to the first C's is printed: how consumers scale.
 
     .venv/bin/python bench/kafka_throughput.py [--sizes 20000 40000] [--customers 2000] [--consumers 1 2 4]
+        [--parts 2]
 
 Uses JOURNEYS_KAFKA_BOOTSTRAP_SERVERS if set, else a local Tansu broker, and
 JOURNEYS_BENCH_POSTGRES_URL (default the local server's `test` database).
@@ -95,8 +97,9 @@ def raw_rate(bootstrap: str, topic: str, n: int) -> float:
 
 
 def end_to_end(bootstrap: str, topic: str, touchpoints: list[dict], database_url: str, consumers: int = 1,
-               partitions: int = 6) -> tuple[float, float, float]:
-    """CONSUMERS `journeys consume` processes in one group and a `journeys project`: started, and
+               parts: int = 1, partitions: int = 6) -> tuple[float, float, float]:
+    """CONSUMERS `journeys consume` processes in one group and PARTS `journeys project
+    --partition K/PARTS` (the projection in parts; one part is the whole): started, and
     once the group has spread the partitions over every consumer, the touchpoints produced; timed
     from the first stored event. (stored rate, rate with the projections current, peak RSS of
     the biggest consumer in MB)."""
@@ -108,12 +111,13 @@ def end_to_end(bootstrap: str, topic: str, touchpoints: list[dict], database_url
            "JOURNEYS_KAFKA_DEAD_LETTER_TOPIC": f"{topic}.dlq", "JOURNEYS_RUN_PROJECTIONS": "false",
            "JOURNEYS_LOG_FORMAT": "text", "JOURNEYS_LOG_LEVEL": "INFO"}
     cli = [sys.executable, "-m", "api.cli"]
-    projector = subprocess.Popen([*cli, "project"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    projectors = [subprocess.Popen([*cli, "project", "--partition", f"{k}/{parts}"], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for k in range(1, parts + 1)]
     group = []
     for k in range(consumers):
         with open(f"{logs}/consumer-{k}.log", "w") as log:
             group.append(subprocess.Popen([*cli, "consume"], env=env, stdout=subprocess.DEVNULL, stderr=log))
-    processes = [*group, projector]
+    processes = [*group, *projectors]
     try:
         stall = Stall(f"the {consumers} consumers of {topic} to share its {partitions} partitions", *processes)
         while (assigned := _assigned(logs, consumers, topic)) is None or sum(assigned) != partitions \
@@ -123,8 +127,8 @@ def end_to_end(bootstrap: str, topic: str, touchpoints: list[dict], database_url
         produce(bootstrap, topic, touchpoints)
         schema = database_url.split("schema=")[1]
         started = all_stored = None
-        stall = Stall(f"{consumers} `journeys consume` and a `journeys project` to store and project {n} touchpoints",
-                      *processes)
+        stall = Stall(f"{consumers} `journeys consume` and {parts} `journeys project` to store and project {n} "
+                      "touchpoints", *processes)
         with psycopg.connect(POSTGRES, autocommit=True) as conn:
             while True:
                 stored, projected = _progress(conn, schema)
@@ -220,6 +224,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--consumers", type=int, nargs="+", default=[1],
                         help="run the end-to-end measure with each number of consumers in one group (e.g. 1 2 4)")
+    parser.add_argument("--parts", type=int, default=1, help="projection parts (`journeys project --partition K/N`)")
     args = parser.parse_args()
     with broker() as bootstrap:
         for n in args.sizes:
@@ -229,13 +234,14 @@ def main() -> None:
                 schema = f"bench_{uuid.uuid4().hex[:8]}"
                 try:
                     stored, rate, peak = end_to_end(bootstrap, topic, list(bodies(n, args.customers)),
-                                                    f"{POSTGRES}?schema={schema}", consumers)
+                                                    f"{POSTGRES}?schema={schema}", consumers, args.parts)
                 finally:
                     with psycopg.connect(POSTGRES, autocommit=True) as conn:
                         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
                 raw = raw_rate(bootstrap, topic, n)  # the same messages, by kafka-python alone
                 stored_by[consumers] = stored
-                print(f"N={n:>7}, {consumers} consumer(s): raw kafka-python {raw:8.0f}/s | stored {stored:6.0f}/s, "
+                print(f"N={n:>7}, {consumers} consumer(s), {args.parts} projection part(s): "
+                      f"raw kafka-python {raw:8.0f}/s | stored {stored:6.0f}/s, "
                       f"projections current (PostgreSQL) {rate:6.0f}/s = {rate / raw:.2f} of raw | "
                       f"biggest consumer's peak RSS {peak:.0f} MB", flush=True)
             if len(stored_by) > 1 and args.consumers[0] in stored_by:
