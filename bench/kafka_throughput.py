@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,7 +105,7 @@ def end_to_end(bootstrap: str, topic: str, touchpoints: list[dict], database_url
     from the first stored event. (stored rate, rate with the projections current, peak RSS of
     the biggest consumer in MB)."""
     n = len(touchpoints)
-    logs = tempfile.mkdtemp()
+    logs = tempfile.mkdtemp()  # the consumers' logs and the store's key file, removed at the end
     env = {**os.environ, "JOURNEYS_DATABASE_URL": database_url, "JOURNEYS_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
            "JOURNEYS_KEY_FILE": f"{logs}/keys",
            "JOURNEYS_KAFKA_TOPIC": topic, "JOURNEYS_KAFKA_GROUP_ID": f"bench-{uuid.uuid4().hex[:6]}",
@@ -148,6 +149,7 @@ def end_to_end(bootstrap: str, topic: str, touchpoints: list[dict], database_url
                 process.send_signal(signal.SIGTERM)
         for process in processes:
             process.wait(30)
+        shutil.rmtree(logs, ignore_errors=True)
     return n / (all_stored - started), n / (current - started), peak
 
 

@@ -58,19 +58,16 @@ class ReadModelStore:
         planner's statistics say: without them (autovacuum not run yet), PostgreSQL planned an
         IN list of a batch's keys as a read of every row of the index's first column (25-93 ms a
         batch at 50,000 customers, growing with the history). In the caller's transaction `c`
-        if given."""
+        if given, else in one of its own."""
+        if c is None:
+            with self.datastore.transaction(commit=False) as own:
+                return self.rows_of(table, column, keys, where, params, columns, own)
         found: list[Any] = []
         for chunk in chunks(list(dict.fromkeys(keys))):
             values, listed = self.dialect.values("k", [("key", "text")], [[k] for k in chunk])
             each = self.dialect.join_each("k", table, "x", f"x.{column} = k.key" + (f" AND {where}" if where else ""))
-            statement, args = self.dialect.sql(f"{values} SELECT {columns} FROM {each}"), [*listed, *params]
-            if c is None:
-                with self.datastore.transaction(commit=False) as own:
-                    own.execute(statement, args)
-                    found += own.fetchall()
-            else:
-                c.execute(statement, args)
-                found += c.fetchall()
+            c.execute(self.dialect.sql(f"{values} SELECT {columns} FROM {each}"), [*listed, *params])
+            found += c.fetchall()
         return found
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
